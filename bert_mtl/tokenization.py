@@ -1,0 +1,313 @@
+"""Tokenizers with the interface of google-research/bert's tokenization.py.
+
+`FullTokenizer` is a drop-in replacement for the original (same tokens, same
+ids, same vocabulary quirks) backed by the native extension, plus batch APIs
+that return padded id arrays and, for every token, the span of input
+characters it came from.  `SentencePieceTokenizer` offers the same interface
+over a sentencepiece `.model` file.
+"""
+
+import collections
+import re
+import unicodedata
+
+import numpy as np
+
+from bert_mtl import _native
+
+if _native.unidata_version != unicodedata.unidata_version:
+  raise ImportError(
+      "bert_mtl._native was built with Unicode %s tables but this Python has "
+      "Unicode %s; rebuild the package with this Python (pip install -e .)" %
+      (_native.unidata_version, unicodedata.unidata_version))
+
+UNK_TOKEN = "[UNK]"
+CLS_TOKEN = "[CLS]"
+SEP_TOKEN = "[SEP]"
+MAX_INPUT_CHARS_PER_WORD = _native.max_input_chars_per_word
+
+
+def convert_to_unicode(text):
+  """Returns `text` as str; bytes are UTF-8 with invalid bytes dropped."""
+  if isinstance(text, str):
+    return text
+  if isinstance(text, bytes):
+    return text.decode("utf-8", "ignore")
+  raise TypeError("text must be str or bytes, not %s" % type(text).__name__)
+
+
+def _read_bytes(path):
+  if "://" in path:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    with tf.io.gfile.GFile(path, "rb") as f:
+      return f.read()
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def load_vocab_tokens(vocab_file):
+  """Lines of a vocab.txt exactly as the original loader sees them.
+
+  The file is split on "\\n" only and each line is `str.strip()`-ed, so lines
+  holding U+2028 (the Chinese vocab has two) keep every later id in place.
+
+  Returns:
+    list of str; token i has id i.
+  """
+  data = _read_bytes(vocab_file)
+  if not data:
+    raise ValueError("vocab file %s is empty" % vocab_file)
+  lines = data.split(b"\n")
+  if lines[-1] == b"":
+    lines.pop()
+  tokens = []
+  for number, line in enumerate(lines, start=1):
+    try:
+      tokens.append(line.decode("utf-8").strip())
+    except UnicodeDecodeError as e:
+      raise ValueError("vocab file %s, line %d is not valid UTF-8: %s" %
+                       (vocab_file, number, e)) from None
+  return tokens
+
+
+def load_vocab(vocab_file):
+  """token -> id, as the original: a duplicate keeps its last line's id."""
+  vocab = collections.OrderedDict()
+  for index, token in enumerate(load_vocab_tokens(vocab_file)):
+    vocab[token] = index
+  return vocab
+
+
+def convert_by_vocab(vocab, items):
+  return [vocab[item] for item in items]
+
+
+def validate_case_matches_checkpoint(do_lower_case, init_checkpoint):
+  """Raises ValueError when the casing flag contradicts a known Google model.
+
+  Same rule as the original: only the released model names below are
+  checked, taken from the path component right before `/bert_model.ckpt`.
+  """
+  if not init_checkpoint:
+    return
+  m = re.match("^.*?([A-Za-z0-9_-]+)/bert_model.ckpt", init_checkpoint)
+  if m is None:
+    return
+  model_name = m.group(1)
+  lower_models = [
+      "uncased_L-24_H-1024_A-16", "uncased_L-12_H-768_A-12",
+      "multilingual_L-12_H-768_A-12", "chinese_L-12_H-768_A-12"
+  ]
+  cased_models = [
+      "cased_L-12_H-768_A-12", "cased_L-24_H-1024_A-16",
+      "multi_cased_L-12_H-768_A-12"
+  ]
+  if model_name in lower_models and not do_lower_case:
+    actual_flag, case_name, opposite_flag = "False", "lowercased", "True"
+  elif model_name in cased_models and do_lower_case:
+    actual_flag, case_name, opposite_flag = "True", "cased", "False"
+  else:
+    return
+  raise ValueError(
+      "You passed in `--do_lower_case=%s` with `--init_checkpoint=%s`. "
+      "However, `%s` seems to be a %s model, so you should pass in "
+      "`--do_lower_case=%s` so that the fine-tuning matches how the model was "
+      "pre-training. If this error is wrong, please just comment out this "
+      "check." % (actual_flag, init_checkpoint, model_name, case_name,
+                  opposite_flag))
+
+
+class FullTokenizer(object):
+  """BasicTokenizer + WordPiece, identical to the original FullTokenizer."""
+
+  def __init__(self, vocab_file, do_lower_case=True):
+    self.vocab_file = vocab_file
+    self.do_lower_case = bool(do_lower_case)
+    tokens = load_vocab_tokens(vocab_file)
+    self.vocab = collections.OrderedDict()
+    for index, token in enumerate(tokens):
+      self.vocab[token] = index
+    self.inv_vocab = {v: k for k, v in self.vocab.items()}
+    if UNK_TOKEN not in self.vocab:
+      raise ValueError("vocab file %s has no %s token, which WordPiece emits "
+                       "for unknown words" % (vocab_file, UNK_TOKEN))
+    self._native = _native.NativeTokenizer(
+        tokens, self.do_lower_case, self.vocab[UNK_TOKEN],
+        self.vocab.get(CLS_TOKEN, -1), self.vocab.get(SEP_TOKEN, -1))
+
+  def tokenize(self, text):
+    """WordPiece tokens of `text` (str, or bytes decoded as UTF-8)."""
+    return self._native.tokenize(text)
+
+  def convert_tokens_to_ids(self, tokens):
+    return convert_by_vocab(self.vocab, tokens)
+
+  def convert_ids_to_tokens(self, ids):
+    return convert_by_vocab(self.inv_vocab, ids)
+
+  def encode_ragged(self, texts, num_threads=1):
+    """Every text's WordPiece ids, without truncation or special tokens.
+
+    Returns:
+      dict with `ids` int32 [M], `spans` int32 [M, 2] (start, end character
+      offsets of each piece in its text) and `row_splits` int64 [N + 1]: the
+      pieces of text i are rows row_splits[i]:row_splits[i + 1].
+    """
+    return self._native.encode_ragged(list(texts), num_threads)
+
+  def encode_batch(self, texts, texts_b=None, max_seq_length=128,
+                   num_threads=1):
+    """Model inputs for a batch of texts or text pairs, as run_classifier.py.
+
+    Each row is `[CLS] a [SEP]` or `[CLS] a [SEP] b [SEP]`, padded with id 0;
+    pairs are truncated longest-first (b on ties) to fit `max_seq_length`.
+    The GIL is released while `num_threads` threads tokenize.
+
+    Returns:
+      dict of numpy arrays, N = len(texts), L = max_seq_length:
+        input_ids, input_mask, segment_ids: int32 [N, L];
+        token_spans: int32 [N, L, 2], the characters [start, end) of the
+          token's own text (a for segment 0, b for segment 1); -1 for [CLS],
+          [SEP] and padding;
+        num_pieces: int32 [N, 2], pieces of a and b before truncation.
+    """
+    texts_b = None if texts_b is None else list(texts_b)
+    return self._native.encode_batch(list(texts), texts_b, max_seq_length,
+                                     num_threads)
+
+
+class SentencePieceTokenizer(object):
+  """The FullTokenizer interface over a sentencepiece model (.model file).
+
+  [CLS]/[SEP] are the model's pieces of those names (as ALBERT's models
+  define them) or else its BOS/EOS pieces.
+  """
+
+  def __init__(self, model_file, do_lower_case=False):
+    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+    self.model_file = model_file
+    self.do_lower_case = bool(do_lower_case)
+    self._sp = spm.SentencePieceProcessor()
+    try:
+      with open(model_file, "rb") as f:
+        proto = f.read()
+      self._sp.LoadFromSerializedProto(proto)
+    except (OSError, RuntimeError) as e:
+      raise ValueError("cannot load sentencepiece model %s: %s" %
+                       (model_file, e)) from None
+    self.vocab = collections.OrderedDict(
+        (self._sp.id_to_piece(i), i) for i in range(self._sp.get_piece_size()))
+    self.inv_vocab = {v: k for k, v in self.vocab.items()}
+    self._cls_id = self._special_id(CLS_TOKEN, self._sp.bos_id())
+    self._sep_id = self._special_id(SEP_TOKEN, self._sp.eos_id())
+
+  def _special_id(self, piece, fallback):
+    if piece in self.vocab:
+      return self.vocab[piece]
+    return fallback
+
+  def _prepare(self, text):
+    text = convert_to_unicode(text)
+    return text.lower() if self.do_lower_case else text
+
+  def _encode(self, text):
+    """ids and character spans of one text."""
+    prepared = self._prepare(text)
+    proto = self._sp.encode_as_immutable_proto(prepared)
+    # sentencepiece reports UTF-8 byte offsets; map them to characters.  With
+    # do_lower_case the spans index the lower-cased text, which has the same
+    # length as the input except for rare characters such as U+0130.
+    byte_to_char = np.zeros(len(prepared.encode("utf-8")) + 1, np.int32)
+    position = 0
+    for index, char in enumerate(prepared):
+      width = len(char.encode("utf-8", "surrogatepass"))
+      byte_to_char[position:position + width] = index
+      position += width
+    byte_to_char[position] = len(prepared)
+    ids, spans = [], []
+    for piece in proto.pieces:
+      if piece.begin == piece.end:
+        continue  # pieces with no surface (e.g. a lone "▁") carry no text
+      ids.append(piece.id)
+      spans.append((byte_to_char[piece.begin], byte_to_char[piece.end - 1] + 1))
+    return ids, spans
+
+  def tokenize(self, text):
+    return self._sp.encode_as_pieces(self._prepare(text))
+
+  def convert_tokens_to_ids(self, tokens):
+    return convert_by_vocab(self.vocab, tokens)
+
+  def convert_ids_to_tokens(self, ids):
+    return convert_by_vocab(self.inv_vocab, ids)
+
+  def encode_ragged(self, texts, num_threads=1):
+    del num_threads  # sentencepiece is fast enough single-threaded here
+    ids, spans, row_splits = [], [], [0]
+    for text in texts:
+      piece_ids, piece_spans = self._encode(text)
+      ids.extend(piece_ids)
+      spans.extend(piece_spans)
+      row_splits.append(len(ids))
+    return {
+        "ids": np.asarray(ids, np.int32),
+        "spans": np.asarray(spans, np.int32).reshape(-1, 2),
+        "row_splits": np.asarray(row_splits, np.int64),
+    }
+
+  def encode_batch(self, texts, texts_b=None, max_seq_length=128,
+                   num_threads=1):
+    del num_threads
+    if self._cls_id < 0 or self._sep_id < 0:
+      raise ValueError("sentencepiece model %s has no [CLS]/[SEP] or BOS/EOS "
+                       "pieces" % self.model_file)
+    texts = list(texts)
+    if texts_b is not None:
+      texts_b = list(texts_b)
+      if len(texts_b) != len(texts):
+        raise ValueError("texts_b has %d entries but texts has %d" %
+                         (len(texts_b), len(texts)))
+    return pack_batch([self._encode(t) for t in texts],
+                      None if texts_b is None else
+                      [self._encode(t) for t in texts_b],
+                      max_seq_length, self._cls_id, self._sep_id)
+
+
+def pack_batch(encoded_a, encoded_b, max_seq_length, cls_id, sep_id):
+  """Builds encode_batch's arrays from per-text (ids, spans) pairs."""
+  min_len = 3 if encoded_b is not None else 2
+  if max_seq_length < min_len:
+    raise ValueError("max_seq_length must be at least %d, got %d" %
+                     (min_len, max_seq_length))
+  n, length = len(encoded_a), max_seq_length
+  out = {
+      "input_ids": np.zeros((n, length), np.int32),
+      "input_mask": np.zeros((n, length), np.int32),
+      "segment_ids": np.zeros((n, length), np.int32),
+      "token_spans": np.full((n, length, 2), -1, np.int32),
+      "num_pieces": np.zeros((n, 2), np.int32),
+  }
+  for row, (ids_a, spans_a) in enumerate(encoded_a):
+    ids_b, spans_b = encoded_b[row] if encoded_b is not None else ([], [])
+    out["num_pieces"][row] = (len(ids_a), len(ids_b))
+    len_a, len_b = len(ids_a), len(ids_b)
+    if len_b:
+      while len_a + len_b > length - 3:
+        if len_a > len_b:
+          len_a -= 1
+        else:
+          len_b -= 1
+    else:
+      len_a = min(len_a, length - 2)
+    tokens = [(cls_id, 0, (-1, -1))]
+    tokens += [(i, 0, s) for i, s in zip(ids_a[:len_a], spans_a[:len_a])]
+    tokens.append((sep_id, 0, (-1, -1)))
+    if len_b:
+      tokens += [(i, 1, s) for i, s in zip(ids_b[:len_b], spans_b[:len_b])]
+      tokens.append((sep_id, 1, (-1, -1)))
+    for pos, (token_id, segment, span) in enumerate(tokens):
+      out["input_ids"][row, pos] = token_id
+      out["input_mask"][row, pos] = 1
+      out["segment_ids"][row, pos] = segment
+      out["token_spans"][row, pos] = span
+  return out

@@ -1,0 +1,396 @@
+// pybind11 bindings of the native core: bert_mtl._native.
+//
+// Text arrives as Python str objects and is read in place (any code point,
+// lone surrogates included), so no UTF-8 round trip can fail or differ from
+// Python.  Batch calls release the GIL while they tokenize.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tokenizer.h"
+#include "unicode_tables.h"
+#include "viterbi.h"
+
+namespace py = pybind11;
+
+namespace bert_mtl {
+namespace {
+
+// Keeps the str objects alive while their storage is read without the GIL.
+struct TextBatch {
+  std::vector<py::object> owners;
+  std::vector<TextView> views;
+};
+
+TextView ViewOf(py::handle obj, const char* what, size_t index,
+                std::vector<py::object>* owners) {
+  py::object text;
+  if (PyUnicode_Check(obj.ptr())) {
+    text = py::reinterpret_borrow<py::object>(obj);
+  } else if (PyBytes_Check(obj.ptr())) {
+    // The original decodes bytes as UTF-8 and drops invalid bytes.
+    PyObject* decoded = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(obj.ptr()),
+                                             PyBytes_GET_SIZE(obj.ptr()),
+                                             "ignore");
+    if (decoded == nullptr) throw py::error_already_set();
+    text = py::reinterpret_steal<py::object>(decoded);
+  } else {
+    throw py::type_error(std::string(what) + "[" + std::to_string(index) +
+                         "] must be str or bytes, not " +
+                         std::string(Py_TYPE(obj.ptr())->tp_name));
+  }
+  if (PyUnicode_READY(text.ptr()) != 0) throw py::error_already_set();
+  const Py_ssize_t length = PyUnicode_GET_LENGTH(text.ptr());
+  if (length > INT32_MAX - 1) {
+    throw py::value_error(std::string(what) + "[" + std::to_string(index) +
+                          "] is longer than 2**31 - 2 characters");
+  }
+  TextView view;
+  view.data = PyUnicode_DATA(text.ptr());
+  view.kind = PyUnicode_KIND(text.ptr());
+  view.length = length;
+  owners->push_back(std::move(text));
+  return view;
+}
+
+TextBatch CollectTexts(py::handle seq, const char* what) {
+  if (!PyList_Check(seq.ptr()) && !PyTuple_Check(seq.ptr())) {
+    throw py::type_error(std::string(what) +
+                         " must be a list or tuple of str or bytes");
+  }
+  py::sequence items = py::reinterpret_borrow<py::sequence>(seq);
+  TextBatch batch;
+  const size_t n = items.size();
+  batch.owners.reserve(n);
+  batch.views.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    batch.views.push_back(ViewOf(items[i], what, i, &batch.owners));
+  }
+  return batch;
+}
+
+std::u32string ToU32(py::handle obj) {
+  if (!PyUnicode_Check(obj.ptr())) throw py::type_error("vocab tokens must be str");
+  if (PyUnicode_READY(obj.ptr()) != 0) throw py::error_already_set();
+  const int kind = PyUnicode_KIND(obj.ptr());
+  const void* data = PyUnicode_DATA(obj.ptr());
+  const Py_ssize_t n = PyUnicode_GET_LENGTH(obj.ptr());
+  std::u32string s(static_cast<size_t>(n), U'\0');
+  for (Py_ssize_t i = 0; i < n; ++i) s[i] = PyUnicode_READ(kind, data, i);
+  return s;
+}
+
+py::str FromU32(const std::u32string& s) {
+  PyObject* obj = PyUnicode_FromKindAndData(PyUnicode_4BYTE_KIND, s.data(),
+                                            static_cast<Py_ssize_t>(s.size()));
+  if (obj == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(obj);
+}
+
+// Runs fn(begin, end, worker) over [0, n) split into contiguous chunks.
+template <typename Fn>
+void ParallelFor(size_t n, int num_threads, Fn fn) {
+  const size_t workers =
+      std::max<size_t>(1, std::min<size_t>(num_threads, n));
+  if (workers == 1) {
+    fn(0, n, 0);
+    return;
+  }
+  std::vector<std::thread> threads;
+  const size_t chunk = (n + workers - 1) / workers;
+  for (size_t w = 0; w < workers; ++w) {
+    const size_t lo = w * chunk, hi = std::min(n, lo + chunk);
+    if (lo >= hi) break;
+    threads.emplace_back(fn, lo, hi, w);
+  }
+  for (auto& t : threads) t.join();
+}
+
+void CheckThreads(int num_threads) {
+  if (num_threads < 1) throw py::value_error("num_threads must be >= 1");
+}
+
+class NativeTokenizer {
+ public:
+  NativeTokenizer(const py::list& tokens, bool do_lower_case, int32_t unk_id,
+                  int32_t cls_id, int32_t sep_id)
+      : tokenizer_(ToVocab(tokens), do_lower_case, unk_id),
+        cls_id_(cls_id),
+        sep_id_(sep_id) {
+    // [CLS] and [SEP] may be absent (-1) for a vocab used only to tokenize;
+    // encode_batch then refuses to run.
+    const int32_t size = static_cast<int32_t>(tokens.size());
+    for (int32_t id : {unk_id, cls_id, sep_id}) {
+      if (id < -1 || id >= size || (id == -1 && id == unk_id)) {
+        throw py::value_error("special token id " + std::to_string(id) +
+                              " is outside the vocabulary of size " +
+                              std::to_string(size));
+      }
+    }
+  }
+
+  py::list Tokenize(py::handle text) const {
+    std::vector<py::object> owners;
+    const TextView view = ViewOf(text, "text", 0, &owners);
+    Tokenization t;
+    {
+      py::gil_scoped_release release;
+      tokenizer_.Tokenize(view, &t);
+    }
+    py::list out(t.pieces.size());
+    for (size_t i = 0; i < t.pieces.size(); ++i) {
+      out[i] = FromU32(PieceText(t, t.pieces[i]));
+    }
+    return out;
+  }
+
+  // Pieces of every text, concatenated: ids [M], spans [M, 2] (code point
+  // offsets into the text), row_splits [N + 1].
+  py::dict EncodeRagged(const py::object& texts, int num_threads) const {
+    CheckThreads(num_threads);
+    TextBatch batch = CollectTexts(texts, "texts");
+    const size_t n = batch.views.size();
+    std::vector<std::vector<int32_t>> ids(n), spans(n);
+    {
+      py::gil_scoped_release release;
+      ParallelFor(n, num_threads, [&](size_t lo, size_t hi, size_t) {
+        Tokenization t;
+        for (size_t i = lo; i < hi; ++i) {
+          t.Clear();
+          tokenizer_.Tokenize(batch.views[i], &t);
+          ids[i].reserve(t.pieces.size());
+          spans[i].reserve(2 * t.pieces.size());
+          for (const Piece& p : t.pieces) {
+            ids[i].push_back(p.id);
+            spans[i].push_back(p.span_begin);
+            spans[i].push_back(p.span_end);
+          }
+        }
+      });
+    }
+    py::array_t<int64_t> row_splits(static_cast<py::ssize_t>(n + 1));
+    int64_t* rs = row_splits.mutable_data();
+    rs[0] = 0;
+    for (size_t i = 0; i < n; ++i) rs[i + 1] = rs[i] + ids[i].size();
+    const py::ssize_t total = static_cast<py::ssize_t>(rs[n]);
+    py::array_t<int32_t> out_ids(total);
+    py::array_t<int32_t> out_spans({total, py::ssize_t{2}});
+    int32_t* pi = out_ids.mutable_data();
+    int32_t* ps = out_spans.mutable_data();
+    for (size_t i = 0; i < n; ++i) {
+      if (ids[i].empty()) continue;
+      std::memcpy(pi + rs[i], ids[i].data(), ids[i].size() * sizeof(int32_t));
+      std::memcpy(ps + 2 * rs[i], spans[i].data(),
+                  spans[i].size() * sizeof(int32_t));
+    }
+    py::dict out;
+    out["ids"] = out_ids;
+    out["spans"] = out_spans;
+    out["row_splits"] = row_splits;
+    return out;
+  }
+
+  // [CLS] a [SEP] (b [SEP]) padded with id 0 to max_seq_length, truncating
+  // as run_classifier.py does (longest sequence first, b on ties).
+  py::dict EncodeBatch(const py::object& texts, const py::object& texts_b,
+                       int64_t max_seq_length, int num_threads) const {
+    CheckThreads(num_threads);
+    if (cls_id_ < 0 || sep_id_ < 0) {
+      throw py::value_error("the vocabulary has no [CLS] or no [SEP] token");
+    }
+    TextBatch batch_a = CollectTexts(texts, "texts");
+    const size_t n = batch_a.views.size();
+    const bool pairs = !texts_b.is_none();
+    TextBatch batch_b;
+    if (pairs) {
+      batch_b = CollectTexts(texts_b, "texts_b");
+      if (batch_b.views.size() != n) {
+        throw py::value_error("texts_b has " +
+                              std::to_string(batch_b.views.size()) +
+                              " entries but texts has " + std::to_string(n));
+      }
+    }
+    const int64_t min_len = pairs ? 3 : 2;
+    if (max_seq_length < min_len || max_seq_length > INT32_MAX) {
+      throw py::value_error("max_seq_length must be at least " +
+                            std::to_string(min_len) + ", got " +
+                            std::to_string(max_seq_length));
+    }
+    const py::ssize_t N = static_cast<py::ssize_t>(n);
+    const py::ssize_t L = static_cast<py::ssize_t>(max_seq_length);
+    py::array_t<int32_t> input_ids({N, L}), input_mask({N, L}),
+        segment_ids({N, L}), token_spans({N, L, py::ssize_t{2}}),
+        num_pieces({N, py::ssize_t{2}});
+    int32_t* ids = input_ids.mutable_data();
+    int32_t* mask = input_mask.mutable_data();
+    int32_t* seg = segment_ids.mutable_data();
+    int32_t* spans = token_spans.mutable_data();
+    int32_t* counts = num_pieces.mutable_data();
+    {
+      py::gil_scoped_release release;
+      ParallelFor(n, num_threads, [&](size_t lo, size_t hi, size_t) {
+        Tokenization ta, tb;
+        for (size_t i = lo; i < hi; ++i) {
+          ta.Clear();
+          tb.Clear();
+          tokenizer_.Tokenize(batch_a.views[i], &ta);
+          if (pairs) tokenizer_.Tokenize(batch_b.views[i], &tb);
+          WriteRow(ta, tb, L, ids + i * L, mask + i * L, seg + i * L,
+                   spans + 2 * i * L, counts + 2 * i);
+        }
+      });
+    }
+    py::dict out;
+    out["input_ids"] = input_ids;
+    out["input_mask"] = input_mask;
+    out["segment_ids"] = segment_ids;
+    out["token_spans"] = token_spans;
+    out["num_pieces"] = num_pieces;
+    return out;
+  }
+
+  bool do_lower_case() const { return tokenizer_.do_lower_case(); }
+
+ private:
+  static std::vector<std::u32string> ToVocab(const py::list& tokens) {
+    std::vector<std::u32string> vocab;
+    vocab.reserve(tokens.size());
+    for (py::handle t : tokens) vocab.push_back(ToU32(t));
+    return vocab;
+  }
+
+  void WriteRow(const Tokenization& a, const Tokenization& b, int64_t L,
+                int32_t* ids, int32_t* mask, int32_t* seg, int32_t* spans,
+                int32_t* counts) const {
+    int64_t len_a = static_cast<int64_t>(a.pieces.size());
+    int64_t len_b = static_cast<int64_t>(b.pieces.size());
+    counts[0] = static_cast<int32_t>(len_a);
+    counts[1] = static_cast<int32_t>(len_b);
+    if (len_b > 0) {
+      while (len_a + len_b > L - 3) {
+        if (len_a > len_b) --len_a; else --len_b;
+      }
+    } else {
+      len_a = std::min(len_a, L - 2);
+    }
+    int64_t pos = 0;
+    auto put = [&](int32_t id, int32_t segment, int32_t begin, int32_t end) {
+      ids[pos] = id;
+      mask[pos] = 1;
+      seg[pos] = segment;
+      spans[2 * pos] = begin;
+      spans[2 * pos + 1] = end;
+      ++pos;
+    };
+    put(cls_id_, 0, -1, -1);
+    for (int64_t k = 0; k < len_a; ++k) {
+      const Piece& p = a.pieces[k];
+      put(p.id, 0, p.span_begin, p.span_end);
+    }
+    put(sep_id_, 0, -1, -1);
+    if (len_b > 0) {
+      for (int64_t k = 0; k < len_b; ++k) {
+        const Piece& p = b.pieces[k];
+        put(p.id, 1, p.span_begin, p.span_end);
+      }
+      put(sep_id_, 1, -1, -1);
+    }
+    for (; pos < L; ++pos) {
+      ids[pos] = 0;
+      mask[pos] = 0;
+      seg[pos] = 0;
+      spans[2 * pos] = -1;
+      spans[2 * pos + 1] = -1;
+    }
+  }
+
+  WordpieceTokenizer tokenizer_;
+  int32_t cls_id_, sep_id_;
+};
+
+using FloatArray = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using IntArray = py::array_t<int32_t, py::array::c_style | py::array::forcecast>;
+
+py::tuple Viterbi(const FloatArray& potentials, const FloatArray& transitions,
+                  const IntArray& lengths, const py::object& start_scores,
+                  const py::object& end_scores) {
+  if (potentials.ndim() != 3) {
+    throw py::value_error("potentials must be [batch, max_len, num_tags], got " +
+                          std::to_string(potentials.ndim()) + " dimensions");
+  }
+  const int64_t B = potentials.shape(0), T = potentials.shape(1),
+                K = potentials.shape(2);
+  if (transitions.ndim() != 2 || transitions.shape(0) != K ||
+      transitions.shape(1) != K) {
+    throw py::value_error("transitions must be [num_tags, num_tags] = [" +
+                          std::to_string(K) + ", " + std::to_string(K) + "]");
+  }
+  if (lengths.ndim() != 1 || lengths.shape(0) != B) {
+    throw py::value_error("lengths must be [batch] = [" + std::to_string(B) + "]");
+  }
+  if (K == 0 && T > 0) throw py::value_error("num_tags must be at least 1");
+  const int32_t* len = lengths.data();
+  for (int64_t b = 0; b < B; ++b) {
+    if (len[b] < 0 || len[b] > T) {
+      throw py::value_error("lengths[" + std::to_string(b) + "] = " +
+                            std::to_string(len[b]) + " is outside [0, " +
+                            std::to_string(T) + "]");
+    }
+  }
+  auto optional_vector = [&](const py::object& obj, const char* name) {
+    if (obj.is_none()) return FloatArray();
+    FloatArray a = FloatArray::ensure(obj);
+    if (!a || a.ndim() != 1 || a.shape(0) != K) {
+      throw py::value_error(std::string(name) + " must be [num_tags] = [" +
+                            std::to_string(K) + "]");
+    }
+    return a;
+  };
+  FloatArray start = optional_vector(start_scores, "start_scores");
+  FloatArray end = optional_vector(end_scores, "end_scores");
+  py::array_t<int32_t> tags({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(T)});
+  py::array_t<float> scores(static_cast<py::ssize_t>(B));
+  const float* start_ptr = start ? start.data() : nullptr;
+  const float* end_ptr = end ? end.data() : nullptr;
+  int32_t* tags_ptr = tags.mutable_data();
+  float* scores_ptr = scores.mutable_data();
+  {
+    py::gil_scoped_release release;
+    ViterbiDecode(potentials.data(), transitions.data(), len, B, T, K,
+                  start_ptr, end_ptr, tags_ptr, scores_ptr);
+  }
+  return py::make_tuple(tags, scores);
+}
+
+}  // namespace
+}  // namespace bert_mtl
+
+PYBIND11_MODULE(_native, m) {
+  using bert_mtl::NativeTokenizer;
+  m.doc() = "Native core of bert_mtl: WordPiece tokenizer and CRF Viterbi.";
+  m.attr("unidata_version") = bert_mtl::unicode::kUnidataVersion;
+  m.attr("max_input_chars_per_word") =
+      bert_mtl::WordpieceTokenizer::kMaxInputCharsPerWord;
+  py::class_<NativeTokenizer>(m, "NativeTokenizer")
+      .def(py::init<const py::list&, bool, int32_t, int32_t, int32_t>(),
+           py::arg("tokens"), py::arg("do_lower_case"), py::arg("unk_id"),
+           py::arg("cls_id"), py::arg("sep_id"))
+      .def("tokenize", &NativeTokenizer::Tokenize, py::arg("text"))
+      .def("encode_ragged", &NativeTokenizer::EncodeRagged, py::arg("texts"),
+           py::arg("num_threads") = 1)
+      .def("encode_batch", &NativeTokenizer::EncodeBatch, py::arg("texts"),
+           py::arg("texts_b") = py::none(), py::arg("max_seq_length") = 128,
+           py::arg("num_threads") = 1)
+      .def_property_readonly("do_lower_case", &NativeTokenizer::do_lower_case);
+  m.def("viterbi_decode", &bert_mtl::Viterbi, py::arg("potentials"),
+        py::arg("transitions"), py::arg("lengths"),
+        py::arg("start_scores") = py::none(), py::arg("end_scores") = py::none(),
+        "Best CRF tag paths [B, T] int32 and their scores [B] float32, "
+        "identical to tfa.text.crf_decode.");
+}

@@ -1,0 +1,75 @@
+"""Build of bert_mtl and its native extension bert_mtl._native.
+
+The extension's Unicode tables are generated at build time from the Python
+that builds it (csrc/gen_unicode_tables.py), so the tokenizer agrees with the
+`unicodedata` of the interpreter it is installed into.
+"""
+
+import os
+import subprocess
+import sys
+
+import pybind11
+from setuptools import Extension, find_packages, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+STACK = [
+    "tensorflow==2.15.1",
+    "tensorflow-estimator==2.15.0",
+    "tensorflow-addons==0.23.0",
+    "numpy>=1.23,<2",
+    "absl-py",
+    "sentencepiece",
+    "pybind11>=2.11",
+]
+
+TEST_EXTRAS = [
+    "pytest",
+    "hypothesis",
+    "seqeval==1.2.2",
+    "safetensors",
+]
+
+BENCH_EXTRAS = [
+    "tokenizers",
+]
+
+
+class BuildExtWithTables(build_ext):
+  """Generates csrc/unicode_tables.h with this Python, then compiles."""
+
+  def run(self):
+    gen_dir = os.path.join(self.build_temp, "generated")
+    os.makedirs(gen_dir, exist_ok=True)
+    header = os.path.join(gen_dir, "unicode_tables.h")
+    subprocess.check_call([sys.executable,
+                           os.path.join(HERE, "csrc", "gen_unicode_tables.py"),
+                           header])
+    for ext in self.extensions:
+      ext.include_dirs.insert(0, gen_dir)
+    super().run()
+
+
+native = Extension(
+    "bert_mtl._native",
+    sources=["csrc/tokenizer.cc", "csrc/viterbi.cc", "csrc/bindings.cc"],
+    include_dirs=["csrc", pybind11.get_include()],
+    language="c++",
+    extra_compile_args=["-std=c++17", "-O3", "-DNDEBUG", "-fvisibility=hidden",
+                        "-Wall", "-Wno-sign-compare"],
+)
+
+setup(
+    name="bert_mtl",
+    version="0.1.0",
+    description="Multi-task BERT for TensorFlow (Estimator, original checkpoints)",
+    python_requires=">=3.11,<3.12",
+    packages=find_packages(include=["bert_mtl", "bert_mtl.*"]),
+    ext_modules=[native],
+    cmdclass={"build_ext": BuildExtWithTables},
+    install_requires=STACK,
+    extras_require={"test": TEST_EXTRAS, "bench": BENCH_EXTRAS},
+    zip_safe=False,
+)
