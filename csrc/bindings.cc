@@ -343,21 +343,24 @@ py::tuple Viterbi(const FloatArray& potentials, const FloatArray& transitions,
                             std::to_string(T) + "]");
     }
   }
-  auto optional_vector = [&](const py::object& obj, const char* name) {
-    if (obj.is_none()) return FloatArray();
+  // Optional [K] score vectors: converted copies kept alive in `holders`.
+  std::vector<FloatArray> holders;
+  auto optional_vector = [&](const py::object& obj,
+                             const char* name) -> const float* {
+    if (obj.is_none()) return nullptr;
     FloatArray a = FloatArray::ensure(obj);
     if (!a || a.ndim() != 1 || a.shape(0) != K) {
       throw py::value_error(std::string(name) + " must be [num_tags] = [" +
                             std::to_string(K) + "]");
     }
-    return a;
+    holders.push_back(a);
+    return holders.back().data();
   };
-  FloatArray start = optional_vector(start_scores, "start_scores");
-  FloatArray end = optional_vector(end_scores, "end_scores");
+  holders.reserve(2);
+  const float* start_ptr = optional_vector(start_scores, "start_scores");
+  const float* end_ptr = optional_vector(end_scores, "end_scores");
   py::array_t<int32_t> tags({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(T)});
   py::array_t<float> scores(static_cast<py::ssize_t>(B));
-  const float* start_ptr = start ? start.data() : nullptr;
-  const float* end_ptr = end ? end.data() : nullptr;
   int32_t* tags_ptr = tags.mutable_data();
   float* scores_ptr = scores.mutable_data();
   {
