@@ -213,7 +213,7 @@ class SentencePieceTokenizer(object):
   def _encode(self, text):
     """ids and character spans of one text."""
     prepared = self._prepare(text)
-    proto = self._sp.encode_as_immutable_proto(prepared)
+    proto = self._sp.EncodeAsProto(prepared)
     # sentencepiece reports UTF-8 byte offsets; map them to characters.  With
     # do_lower_case the spans index the lower-cased text, which has the same
     # length as the input except for rare characters such as U+0130.
@@ -227,7 +227,7 @@ class SentencePieceTokenizer(object):
     ids, spans = [], []
     for piece in proto.pieces:
       if piece.begin == piece.end:
-        continue  # pieces with no surface (e.g. a lone "▁") carry no text
+        continue  # a "▁" with no surface marks a word start, not text
       ids.append(piece.id)
       spans.append((byte_to_char[piece.begin], byte_to_char[piece.end - 1] + 1))
     return ids, spans
@@ -236,7 +236,8 @@ class SentencePieceTokenizer(object):
     return self._sp.encode_as_pieces(self._prepare(text))
 
   def convert_tokens_to_ids(self, tokens):
-    return convert_by_vocab(self.vocab, tokens)
+    # Pieces outside the model (characters it never saw) are its <unk>.
+    return [self._sp.piece_to_id(token) for token in tokens]
 
   def convert_ids_to_tokens(self, ids):
     return convert_by_vocab(self.inv_vocab, ids)
