@@ -78,7 +78,7 @@ def test_matches_tfa_crf_decode():
   tfa = pytest.importorskip("tensorflow_addons")
   rng = np.random.default_rng(3)
   shapes = [(1, 1, 1), (3, 1, 4), (4, 2, 1), (8, 7, 9), (5, 30, 30),
-            (16, 64, 5), (2, 128, 9)]
+            (16, 64, 5), (2, 128, 9), (3, 20, 61)]
   for ties in (False, True):
     for batch, max_len, k in shapes:
       p, tr, lengths = random_case(rng, batch, max_len, k, ties)

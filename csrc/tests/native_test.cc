@@ -123,7 +123,9 @@ void TestViterbi() {
   std::mt19937 rng(7);
   std::normal_distribution<float> normal;
   for (int iter = 0; iter < 300; ++iter) {
-    const int T = 1 + rng() % 5, K = 1 + rng() % 4, B = 1 + rng() % 3;
+    // Up to 40 tags covers every vector width and block count.
+    const int K = 1 + rng() % 40, T = 1 + rng() % (K > 6 ? 3 : 5),
+              B = 1 + rng() % 3;
     std::vector<float> pot(B * T * K), tr(K * K);
     for (float& v : pot) v = normal(rng);
     for (float& v : tr) v = normal(rng);

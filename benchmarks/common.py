@@ -1,0 +1,39 @@
+"""Helpers shared by the benchmark scripts: timing and the real data."""
+
+import os
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def data_dir():
+  return os.environ.get("BERT_MTL_DATA_DIR") or os.path.join(
+      os.path.dirname(REPO), "shared", "data")
+
+
+def data_file(relative):
+  path = os.path.join(data_dir(), relative)
+  if not os.path.exists(path):
+    raise SystemExit("%s not found under %s: set BERT_MTL_DATA_DIR" %
+                     (relative, data_dir()))
+  return path
+
+
+def best_time(fn, repeats=5, min_seconds=0.0):
+  """Fastest of `repeats` calls of fn() (seconds); noisy machines make the
+  minimum the most repeatable statistic."""
+  best = float("inf")
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - start)
+    if min_seconds and best > min_seconds:
+      break
+  return best
+
+
+def row(name, seconds, baseline_seconds, unit_amount=None, unit=""):
+  rate = "" if unit_amount is None else "%10.2f %s" % (unit_amount / seconds,
+                                                        unit)
+  return "%-44s %10.4f s %s  %8.1fx vs baseline" % (
+      name, seconds, rate, baseline_seconds / seconds)
