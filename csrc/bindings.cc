@@ -8,6 +8,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -93,24 +94,26 @@ py::str FromU32(const std::u32string& s) {
   return py::reinterpret_steal<py::str>(obj);
 }
 
-// Runs fn(begin, end, worker) over [0, n) split into contiguous chunks.
+// Runs fn(begin, end) over [0, n) in blocks of `block` items handed out on
+// demand, so threads stay busy however unevenly long the texts are.
 template <typename Fn>
-void ParallelFor(size_t n, int num_threads, Fn fn) {
+void ParallelBlocks(size_t n, int num_threads, size_t block, Fn fn) {
+  const size_t blocks = (n + block - 1) / block;
   const size_t workers =
-      std::max<size_t>(1, std::min<size_t>(num_threads, n));
-  if (workers == 1) {
-    fn(0, n, 0);
-    return;
-  }
+      std::max<size_t>(1, std::min<size_t>(num_threads, blocks));
+  std::atomic<size_t> next{0};
+  auto work = [&]() {
+    for (size_t b = next++; b < blocks; b = next++) {
+      fn(b * block, std::min(n, (b + 1) * block));
+    }
+  };
   std::vector<std::thread> threads;
-  const size_t chunk = (n + workers - 1) / workers;
-  for (size_t w = 0; w < workers; ++w) {
-    const size_t lo = w * chunk, hi = std::min(n, lo + chunk);
-    if (lo >= hi) break;
-    threads.emplace_back(fn, lo, hi, w);
-  }
+  for (size_t w = 1; w < workers; ++w) threads.emplace_back(work);
+  work();
   for (auto& t : threads) t.join();
 }
+
+constexpr size_t kBlock = 64;
 
 void CheckThreads(int num_threads) {
   if (num_threads < 1) throw py::value_error("num_threads must be >= 1");
@@ -156,20 +159,24 @@ class NativeTokenizer {
     CheckThreads(num_threads);
     TextBatch batch = CollectTexts(texts, "texts");
     const size_t n = batch.views.size();
-    std::vector<std::vector<int32_t>> ids(n), spans(n);
+    const size_t blocks = (n + kBlock - 1) / kBlock;
+    // One buffer per block of texts; row_counts[i] = pieces of text i.
+    std::vector<std::vector<int32_t>> ids(blocks), spans(blocks);
+    std::vector<int64_t> row_counts(n);
     {
       py::gil_scoped_release release;
-      ParallelFor(n, num_threads, [&](size_t lo, size_t hi, size_t) {
+      ParallelBlocks(n, num_threads, kBlock, [&](size_t lo, size_t hi) {
         Tokenization t;
+        std::vector<int32_t>& block_ids = ids[lo / kBlock];
+        std::vector<int32_t>& block_spans = spans[lo / kBlock];
         for (size_t i = lo; i < hi; ++i) {
           t.Clear();
           tokenizer_.Tokenize(batch.views[i], &t);
-          ids[i].reserve(t.pieces.size());
-          spans[i].reserve(2 * t.pieces.size());
+          row_counts[i] = static_cast<int64_t>(t.pieces.size());
           for (const Piece& p : t.pieces) {
-            ids[i].push_back(p.id);
-            spans[i].push_back(p.span_begin);
-            spans[i].push_back(p.span_end);
+            block_ids.push_back(p.id);
+            block_spans.push_back(p.span_begin);
+            block_spans.push_back(p.span_end);
           }
         }
       });
@@ -177,17 +184,18 @@ class NativeTokenizer {
     py::array_t<int64_t> row_splits(static_cast<py::ssize_t>(n + 1));
     int64_t* rs = row_splits.mutable_data();
     rs[0] = 0;
-    for (size_t i = 0; i < n; ++i) rs[i + 1] = rs[i] + ids[i].size();
+    for (size_t i = 0; i < n; ++i) rs[i + 1] = rs[i] + row_counts[i];
     const py::ssize_t total = static_cast<py::ssize_t>(rs[n]);
     py::array_t<int32_t> out_ids(total);
     py::array_t<int32_t> out_spans({total, py::ssize_t{2}});
     int32_t* pi = out_ids.mutable_data();
     int32_t* ps = out_spans.mutable_data();
-    for (size_t i = 0; i < n; ++i) {
-      if (ids[i].empty()) continue;
-      std::memcpy(pi + rs[i], ids[i].data(), ids[i].size() * sizeof(int32_t));
-      std::memcpy(ps + 2 * rs[i], spans[i].data(),
-                  spans[i].size() * sizeof(int32_t));
+    for (size_t b = 0; b < blocks; ++b) {
+      const int64_t start = rs[b * kBlock];
+      if (ids[b].empty()) continue;
+      std::memcpy(pi + start, ids[b].data(), ids[b].size() * sizeof(int32_t));
+      std::memcpy(ps + 2 * start, spans[b].data(),
+                  spans[b].size() * sizeof(int32_t));
     }
     py::dict out;
     out["ids"] = out_ids;
@@ -234,7 +242,7 @@ class NativeTokenizer {
     int32_t* counts = num_pieces.mutable_data();
     {
       py::gil_scoped_release release;
-      ParallelFor(n, num_threads, [&](size_t lo, size_t hi, size_t) {
+      ParallelBlocks(n, num_threads, kBlock, [&](size_t lo, size_t hi) {
         Tokenization ta, tb;
         for (size_t i = lo; i < hi; ++i) {
           ta.Clear();
