@@ -1,0 +1,545 @@
+"""The BERT encoder, with the variable names, shapes and numerics of
+google-research/bert's modeling.py.
+
+Built in graph mode with `tf.compat.v1` (as an Estimator `model_fn` runs), so
+checkpoints of the original load unchanged and code written against the
+original `BertModel` runs unchanged.
+"""
+
+import copy
+import json
+import math
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from bert_mtl import tokenization
+
+tf1 = tf.compat.v1
+
+# Activation names a config may use.  "gelu" is BERT's tanh approximation;
+# "gelu_exact" is the erf form that PyTorch/HuggingFace checkpoints were
+# trained with (their configs say "gelu" but mean erf).
+ACTIVATIONS = ("gelu", "gelu_exact", "relu", "tanh", "linear")
+
+
+class BertConfig(object):
+  """Configuration of a BertModel, read from and written to bert_config.json.
+
+  As the original, loading copies every key of the JSON (unknown keys are
+  kept and written back); unlike it, `validate` names inconsistent values
+  before they turn into NaNs or shape errors.
+  """
+
+  def __init__(self, vocab_size, hidden_size=768, num_hidden_layers=12,
+               num_attention_heads=12, intermediate_size=3072,
+               hidden_act="gelu", hidden_dropout_prob=0.1,
+               attention_probs_dropout_prob=0.1, max_position_embeddings=512,
+               type_vocab_size=16, initializer_range=0.02):
+    self.vocab_size = vocab_size
+    self.hidden_size = hidden_size
+    self.num_hidden_layers = num_hidden_layers
+    self.num_attention_heads = num_attention_heads
+    self.hidden_act = hidden_act
+    self.intermediate_size = intermediate_size
+    self.hidden_dropout_prob = hidden_dropout_prob
+    self.attention_probs_dropout_prob = attention_probs_dropout_prob
+    self.max_position_embeddings = max_position_embeddings
+    self.type_vocab_size = type_vocab_size
+    self.initializer_range = initializer_range
+
+  @classmethod
+  def from_dict(cls, json_object):
+    config = BertConfig(vocab_size=None)
+    for key, value in json_object.items():
+      config.__dict__[key] = value
+    return config
+
+  @classmethod
+  def from_json_file(cls, json_file):
+    with tf.io.gfile.GFile(json_file, "r") as reader:
+      text = reader.read()
+    try:
+      data = json.loads(text)
+    except json.JSONDecodeError as e:
+      raise ValueError("%s is not valid JSON: %s" % (json_file, e)) from None
+    if not isinstance(data, dict):
+      raise ValueError("%s must hold a JSON object" % json_file)
+    config = cls.from_dict(data)
+    config.validate(source=json_file)
+    return config
+
+  def to_dict(self):
+    return copy.deepcopy(self.__dict__)
+
+  def to_json_string(self):
+    return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+  def to_json_file(self, json_file):
+    with tf.io.gfile.GFile(json_file, "w") as writer:
+      writer.write(self.to_json_string())
+
+  def validate(self, vocab_file=None, source="bert_config"):
+    """Raises ValueError naming the first inconsistent setting."""
+    def fail(message):
+      raise ValueError("%s: %s" % (source, message))
+
+    for name in ("vocab_size", "hidden_size", "num_hidden_layers",
+                 "num_attention_heads", "intermediate_size",
+                 "max_position_embeddings", "type_vocab_size"):
+      value = getattr(self, name, None)
+      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        fail("%s must be a positive integer, got %r" % (name, value))
+    if self.hidden_size % self.num_attention_heads:
+      fail("hidden_size %d is not a multiple of num_attention_heads %d" %
+           (self.hidden_size, self.num_attention_heads))
+    if self.hidden_act not in ACTIVATIONS:
+      fail("hidden_act %r is not one of %s" % (self.hidden_act, ACTIVATIONS))
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+      value = getattr(self, name)
+      if not 0.0 <= value < 1.0:
+        fail("%s must be in [0, 1), got %r" % (name, value))
+    if vocab_file is not None:
+      vocab_lines = len(tokenization.load_vocab_tokens(vocab_file))
+      if vocab_lines != self.vocab_size:
+        fail("vocab_size is %d but %s has %d lines; ids past the embedding "
+             "table would read garbage" % (self.vocab_size, vocab_file,
+                                           vocab_lines))
+
+
+class BertModel(object):
+  """BERT encoder ("Bidirectional Encoder Representations from Transformers").
+
+  Example, as with the original:
+
+    model = modeling.BertModel(config=config, is_training=True,
+                               input_ids=input_ids, input_mask=input_mask,
+                               token_type_ids=token_type_ids)
+    pooled = model.get_pooled_output()        # [batch_size, hidden_size]
+    sequence = model.get_sequence_output()    # [batch_size, seq_length, hidden]
+  """
+
+  def __init__(self, config, is_training, input_ids, input_mask=None,
+               token_type_ids=None, use_one_hot_embeddings=False, scope=None):
+    """Builds the encoder.
+
+    Args:
+      config: BertConfig.
+      is_training: True applies dropout; False disables it.
+      input_ids: int32 Tensor [batch_size, seq_length].
+      input_mask: optional int32 Tensor [batch_size, seq_length], 1 = real.
+      token_type_ids: optional int32 Tensor [batch_size, seq_length].
+      use_one_hot_embeddings: look words up by one-hot matmul (as on TPUs).
+      scope: variable scope, default "bert".
+
+    Raises:
+      ValueError: the config is invalid or seq_length exceeds
+        max_position_embeddings.
+    """
+    config = copy.deepcopy(config)
+    config.validate()
+    if not is_training:
+      config.hidden_dropout_prob = 0.0
+      config.attention_probs_dropout_prob = 0.0
+
+    input_shape = get_shape_list(input_ids, expected_rank=2)
+    batch_size, seq_length = input_shape
+    if isinstance(seq_length, int) and seq_length > config.max_position_embeddings:
+      raise ValueError(
+          "sequence length %d exceeds max_position_embeddings %d of the "
+          "config; use a shorter max_seq_length" %
+          (seq_length, config.max_position_embeddings))
+    if input_mask is None:
+      input_mask = tf.ones(shape=[batch_size, seq_length], dtype=tf.int32)
+    if token_type_ids is None:
+      token_type_ids = tf.zeros(shape=[batch_size, seq_length], dtype=tf.int32)
+
+    with tf1.variable_scope(scope, default_name="bert"):
+      with tf1.variable_scope("embeddings"):
+        (self.embedding_output, self.embedding_table) = embedding_lookup(
+            input_ids=input_ids,
+            vocab_size=config.vocab_size,
+            embedding_size=config.hidden_size,
+            initializer_range=config.initializer_range,
+            word_embedding_name="word_embeddings",
+            use_one_hot_embeddings=use_one_hot_embeddings)
+        self.embedding_output = embedding_postprocessor(
+            input_tensor=self.embedding_output,
+            token_type_ids=token_type_ids,
+            token_type_vocab_size=config.type_vocab_size,
+            initializer_range=config.initializer_range,
+            max_position_embeddings=config.max_position_embeddings,
+            dropout_prob=config.hidden_dropout_prob)
+
+      with tf1.variable_scope("encoder"):
+        attention_mask = create_attention_mask_from_input_mask(
+            input_ids, input_mask)
+        self.all_encoder_layers = transformer_model(
+            input_tensor=self.embedding_output,
+            attention_mask=attention_mask,
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.num_hidden_layers,
+            num_attention_heads=config.num_attention_heads,
+            intermediate_size=config.intermediate_size,
+            intermediate_act_fn=get_activation(config.hidden_act),
+            hidden_dropout_prob=config.hidden_dropout_prob,
+            attention_probs_dropout_prob=config.attention_probs_dropout_prob,
+            initializer_range=config.initializer_range,
+            do_return_all_layers=True)
+      self.sequence_output = self.all_encoder_layers[-1]
+
+      # The pooler: the [CLS] vector of the last layer through a tanh dense.
+      with tf1.variable_scope("pooler"):
+        first_token = tf.squeeze(self.sequence_output[:, 0:1, :], axis=1)
+        self.pooled_output = tf1.layers.dense(
+            first_token, config.hidden_size, activation=tf.tanh,
+            kernel_initializer=create_initializer(config.initializer_range))
+
+  def get_pooled_output(self):
+    """[batch_size, hidden_size]."""
+    return self.pooled_output
+
+  def get_sequence_output(self):
+    """[batch_size, seq_length, hidden_size]: the last encoder layer."""
+    return self.sequence_output
+
+  def get_all_encoder_layers(self):
+    """List of num_hidden_layers Tensors [batch_size, seq_length, hidden]."""
+    return self.all_encoder_layers
+
+  def get_embedding_output(self):
+    """[batch_size, seq_length, hidden_size]: embeddings after LayerNorm and
+    dropout, the encoder's input."""
+    return self.embedding_output
+
+  def get_embedding_table(self):
+    """[vocab_size, hidden_size]."""
+    return self.embedding_table
+
+
+def gelu(x):
+  """BERT's GELU: the tanh approximation."""
+  cdf = 0.5 * (1.0 + tf.tanh(
+      (np.sqrt(2 / np.pi) * (x + 0.044715 * tf.pow(x, 3)))))
+  return x * cdf
+
+
+def gelu_exact(x):
+  """GELU with the exact normal CDF (erf), as PyTorch's nn.GELU."""
+  return 0.5 * x * (1.0 + tf.math.erf(x / math.sqrt(2.0)))
+
+
+def get_activation(activation_string):
+  """Activation function for a config's hidden_act (None for "linear")."""
+  if not isinstance(activation_string, str):
+    return activation_string
+  act = activation_string.lower()
+  if act in ("", "linear"):
+    return None
+  functions = {"gelu": gelu, "gelu_exact": gelu_exact, "relu": tf.nn.relu,
+               "tanh": tf.tanh}
+  if act not in functions:
+    raise ValueError("unsupported activation: %s" % act)
+  return functions[act]
+
+
+def get_assignment_map_from_checkpoint(tvars, init_checkpoint):
+  """Maps checkpoint names to the trainable variables of the same name.
+
+  Returns:
+    (assignment_map {name: name}, initialized_variable_names {name, name:0}).
+  """
+  name_to_variable = {}
+  for var in tvars:
+    m = re.match("^(.*):\\d+$", var.name)
+    name = m.group(1) if m else var.name
+    name_to_variable[name] = var
+  assignment_map = {}
+  initialized_variable_names = {}
+  for name, _ in tf.train.list_variables(init_checkpoint):
+    if name not in name_to_variable:
+      continue
+    assignment_map[name] = name
+    initialized_variable_names[name] = 1
+    initialized_variable_names[name + ":0"] = 1
+  return assignment_map, initialized_variable_names
+
+
+def dropout(input_tensor, dropout_prob):
+  """Dropout with a *drop* probability (0 or None: identity)."""
+  if dropout_prob is None or dropout_prob == 0.0:
+    return input_tensor
+  return tf.nn.dropout(input_tensor, rate=dropout_prob)
+
+
+def layer_norm(input_tensor, name=None):
+  """LayerNorm over the last axis, epsilon 1e-12, variables beta and gamma
+  under scope `name` (default "LayerNorm"), as tf.contrib.layers.layer_norm."""
+  with tf1.variable_scope(name, default_name="LayerNorm"):
+    depth = input_tensor.shape[-1]
+    beta = tf1.get_variable("beta", [depth], initializer=tf1.zeros_initializer())
+    gamma = tf1.get_variable("gamma", [depth],
+                             initializer=tf1.ones_initializer())
+    mean, variance = tf.nn.moments(input_tensor, axes=[-1], keepdims=True)
+    return tf.nn.batch_normalization(input_tensor, mean, variance,
+                                     offset=beta, scale=gamma,
+                                     variance_epsilon=1e-12)
+
+
+def layer_norm_and_dropout(input_tensor, dropout_prob, name=None):
+  return dropout(layer_norm(input_tensor, name), dropout_prob)
+
+
+def create_initializer(initializer_range=0.02):
+  return tf1.truncated_normal_initializer(stddev=initializer_range)
+
+
+def embedding_lookup(input_ids, vocab_size, embedding_size=128,
+                     initializer_range=0.02,
+                     word_embedding_name="word_embeddings",
+                     use_one_hot_embeddings=False):
+  """Word embeddings.
+
+  Args:
+    input_ids: int32 [batch_size, seq_length].
+
+  Returns:
+    (float [batch_size, seq_length, embedding_size],
+     the table [vocab_size, embedding_size]).
+  """
+  embedding_table = tf1.get_variable(
+      name=word_embedding_name, shape=[vocab_size, embedding_size],
+      initializer=create_initializer(initializer_range))
+  if use_one_hot_embeddings:
+    flat_ids = tf.reshape(input_ids, [-1])
+    one_hot = tf.one_hot(flat_ids, depth=vocab_size)
+    output = tf.matmul(one_hot, embedding_table)
+  else:
+    output = tf.gather(embedding_table, input_ids)
+  shape = get_shape_list(input_ids)
+  output = tf.reshape(output, shape + [embedding_size])
+  return output, embedding_table
+
+
+def embedding_postprocessor(input_tensor, token_type_ids,
+                            token_type_vocab_size=16,
+                            token_type_embedding_name="token_type_embeddings",
+                            position_embedding_name="position_embeddings",
+                            initializer_range=0.02,
+                            max_position_embeddings=512, dropout_prob=0.1):
+  """Adds token-type and position embeddings, then LayerNorm and dropout.
+
+  Args:
+    input_tensor: float [batch_size, seq_length, width].
+    token_type_ids: int32 [batch_size, seq_length].
+
+  Returns:
+    float [batch_size, seq_length, width].
+  """
+  batch_size, seq_length, width = get_shape_list(input_tensor, expected_rank=3)
+  output = input_tensor
+  token_type_table = tf1.get_variable(
+      name=token_type_embedding_name, shape=[token_type_vocab_size, width],
+      initializer=create_initializer(initializer_range))
+  # One-hot matmul: faster than a gather for a tiny vocabulary.
+  flat_token_type_ids = tf.reshape(token_type_ids, [-1])
+  one_hot_ids = tf.one_hot(flat_token_type_ids, depth=token_type_vocab_size)
+  token_type_embeddings = tf.matmul(one_hot_ids, token_type_table)
+  output += tf.reshape(token_type_embeddings, [batch_size, seq_length, width])
+
+  full_position_embeddings = tf1.get_variable(
+      name=position_embedding_name, shape=[max_position_embeddings, width],
+      initializer=create_initializer(initializer_range))
+  if not isinstance(seq_length, int):
+    with tf.control_dependencies([tf1.assert_less_equal(
+        seq_length, max_position_embeddings,
+        message="sequence longer than max_position_embeddings")]):
+      seq_length = tf.identity(seq_length)
+  position_embeddings = tf.slice(full_position_embeddings, [0, 0],
+                                 [seq_length, -1])
+  output += tf.expand_dims(position_embeddings, 0)
+  return layer_norm_and_dropout(output, dropout_prob)
+
+
+def create_attention_mask_from_input_mask(from_tensor, to_mask):
+  """[batch_size, from_seq_length, to_seq_length] float mask from a 2D mask.
+
+  Only keys are masked; padding queries attend normally (their outputs are
+  ignored downstream), as in the original.
+  """
+  from_shape = get_shape_list(from_tensor, expected_rank=[2, 3])
+  batch_size, from_seq_length = from_shape[0], from_shape[1]
+  to_seq_length = get_shape_list(to_mask, expected_rank=2)[1]
+  to_mask = tf.cast(tf.reshape(to_mask, [batch_size, 1, to_seq_length]),
+                    tf.float32)
+  broadcast_ones = tf.ones(shape=[batch_size, from_seq_length, 1],
+                           dtype=tf.float32)
+  return broadcast_ones * to_mask
+
+
+def attention_layer(from_tensor, to_tensor, attention_mask=None,
+                    num_attention_heads=1, size_per_head=512,
+                    query_act=None, key_act=None, value_act=None,
+                    attention_probs_dropout_prob=0.0, initializer_range=0.02,
+                    do_return_2d_tensor=False, batch_size=None,
+                    from_seq_length=None, to_seq_length=None):
+  """Multi-headed scaled dot-product attention from `from_tensor` to
+  `to_tensor`.
+
+  Args:
+    from_tensor: float [batch_size, from_seq_length, from_width] or the 2D
+      [batch_size * from_seq_length, from_width] (then give the sizes).
+    to_tensor: float [batch_size, to_seq_length, to_width] or 2D likewise.
+    attention_mask: optional [batch_size, from_seq_length, to_seq_length],
+      1 where attention is allowed; 0 adds -10000 to the score.
+
+  Returns:
+    float [batch_size, from_seq_length, heads * size_per_head], or 2D
+    [batch_size * from_seq_length, heads * size_per_head].
+  """
+  from_shape = get_shape_list(from_tensor, expected_rank=[2, 3])
+  to_shape = get_shape_list(to_tensor, expected_rank=[2, 3])
+  if len(from_shape) == 3:
+    batch_size, from_seq_length = from_shape[0], from_shape[1]
+    to_seq_length = to_shape[1]
+  elif batch_size is None or from_seq_length is None or to_seq_length is None:
+    raise ValueError("with 2D inputs, batch_size, from_seq_length and "
+                     "to_seq_length must be given")
+
+  from_2d = reshape_to_matrix(from_tensor)
+  to_2d = reshape_to_matrix(to_tensor)
+  width = num_attention_heads * size_per_head
+  query = tf1.layers.dense(from_2d, width, activation=query_act, name="query",
+                           kernel_initializer=create_initializer(
+                               initializer_range))
+  key = tf1.layers.dense(to_2d, width, activation=key_act, name="key",
+                         kernel_initializer=create_initializer(
+                             initializer_range))
+  value = tf1.layers.dense(to_2d, width, activation=value_act, name="value",
+                           kernel_initializer=create_initializer(
+                               initializer_range))
+
+  def split_heads(x, seq_length):
+    x = tf.reshape(x, [batch_size, seq_length, num_attention_heads,
+                       size_per_head])
+    return tf.transpose(x, [0, 2, 1, 3])  # [B, N, S, H]
+
+  query = split_heads(query, from_seq_length)
+  key = split_heads(key, to_seq_length)
+  scores = tf.matmul(query, key, transpose_b=True)  # [B, N, F, T]
+  scores = scores * (1.0 / math.sqrt(float(size_per_head)))
+  if attention_mask is not None:
+    mask = tf.expand_dims(attention_mask, axis=[1])  # [B, 1, F, T]
+    scores += (1.0 - tf.cast(mask, scores.dtype)) * -10000.0
+  probs = tf.nn.softmax(scores)
+  probs = dropout(probs, attention_probs_dropout_prob)
+  value = split_heads(value, to_seq_length)
+  context = tf.transpose(tf.matmul(probs, value), [0, 2, 1, 3])  # [B, F, N, H]
+  if do_return_2d_tensor:
+    return tf.reshape(context, [batch_size * from_seq_length, width])
+  return tf.reshape(context, [batch_size, from_seq_length, width])
+
+
+def transformer_model(input_tensor, attention_mask=None, hidden_size=768,
+                      num_hidden_layers=12, num_attention_heads=12,
+                      intermediate_size=3072, intermediate_act_fn=gelu,
+                      hidden_dropout_prob=0.1,
+                      attention_probs_dropout_prob=0.1,
+                      initializer_range=0.02, do_return_all_layers=False):
+  """The post-LayerNorm Transformer encoder of "Attention is All You Need".
+
+  Args:
+    input_tensor: float [batch_size, seq_length, hidden_size].
+    attention_mask: optional [batch_size, seq_length, seq_length].
+
+  Returns:
+    float [batch_size, seq_length, hidden_size], the last layer, or the list
+    of every layer's output with do_return_all_layers.
+  """
+  if hidden_size % num_attention_heads != 0:
+    raise ValueError("hidden size %d is not a multiple of the number of "
+                     "attention heads %d" % (hidden_size, num_attention_heads))
+  size_per_head = hidden_size // num_attention_heads
+  batch_size, seq_length, input_width = get_shape_list(input_tensor,
+                                                       expected_rank=3)
+  if input_width != hidden_size:
+    raise ValueError("input width %d differs from hidden size %d" %
+                     (input_width, hidden_size))
+
+  # The layers work on a [batch * seq, hidden] matrix: no reshapes between
+  # the dense layers.
+  prev_output = reshape_to_matrix(input_tensor)
+  all_layer_outputs = []
+  for layer_idx in range(num_hidden_layers):
+    with tf1.variable_scope("layer_%d" % layer_idx):
+      layer_input = prev_output
+      with tf1.variable_scope("attention"):
+        with tf1.variable_scope("self"):
+          attention_output = attention_layer(
+              from_tensor=layer_input, to_tensor=layer_input,
+              attention_mask=attention_mask,
+              num_attention_heads=num_attention_heads,
+              size_per_head=size_per_head,
+              attention_probs_dropout_prob=attention_probs_dropout_prob,
+              initializer_range=initializer_range, do_return_2d_tensor=True,
+              batch_size=batch_size, from_seq_length=seq_length,
+              to_seq_length=seq_length)
+        with tf1.variable_scope("output"):
+          attention_output = tf1.layers.dense(
+              attention_output, hidden_size,
+              kernel_initializer=create_initializer(initializer_range))
+          attention_output = dropout(attention_output, hidden_dropout_prob)
+          attention_output = layer_norm(attention_output + layer_input)
+      with tf1.variable_scope("intermediate"):
+        intermediate_output = tf1.layers.dense(
+            attention_output, intermediate_size,
+            activation=intermediate_act_fn,
+            kernel_initializer=create_initializer(initializer_range))
+      with tf1.variable_scope("output"):
+        layer_output = tf1.layers.dense(
+            intermediate_output, hidden_size,
+            kernel_initializer=create_initializer(initializer_range))
+        layer_output = dropout(layer_output, hidden_dropout_prob)
+        layer_output = layer_norm(layer_output + attention_output)
+      prev_output = layer_output
+      all_layer_outputs.append(layer_output)
+
+  shape = [batch_size, seq_length, hidden_size]
+  if do_return_all_layers:
+    return [tf.reshape(x, shape) for x in all_layer_outputs]
+  return tf.reshape(prev_output, shape)
+
+
+def get_shape_list(tensor, expected_rank=None, name=None):
+  """Dimensions of `tensor`: python ints where static, scalar Tensors where
+  dynamic."""
+  if expected_rank is not None:
+    assert_rank(tensor, expected_rank, name)
+  shape = tensor.shape.as_list()
+  dynamic = tf.shape(tensor)
+  return [dim if dim is not None else dynamic[i] for i, dim in enumerate(shape)]
+
+
+def reshape_to_matrix(input_tensor):
+  """[..., width] -> [-1, width]."""
+  if input_tensor.shape.ndims == 2:
+    return input_tensor
+  return tf.reshape(input_tensor, [-1, input_tensor.shape[-1]])
+
+
+def reshape_from_matrix(output_tensor, orig_shape_list):
+  """[-1, width] -> orig_shape_list[:-1] + [width]."""
+  if len(orig_shape_list) == 2:
+    return output_tensor
+  width = get_shape_list(output_tensor)[-1]
+  return tf.reshape(output_tensor, orig_shape_list[:-1] + [width])
+
+
+def assert_rank(tensor, expected_rank, name=None):
+  """Raises ValueError unless tensor's rank is (one of) expected_rank."""
+  ranks = expected_rank if isinstance(expected_rank, (list, tuple)) else [
+      expected_rank]
+  if tensor.shape.ndims not in ranks:
+    raise ValueError("tensor %s has rank %s, expected %s" %
+                     (name or tensor.name, tensor.shape.ndims, expected_rank))
