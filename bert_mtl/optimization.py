@@ -1,0 +1,291 @@
+"""BERT's AdamWeightDecay optimizer, correct under MirroredStrategy, with
+gradient accumulation and loss scaling.
+
+The update is the original's exactly: Adam without bias correction,
+epsilon 1e-6, decoupled weight decay 0.01 skipped for names containing
+"LayerNorm", "layer_norm" or "bias", global-norm clipping at 1.0, linear
+warmup then linear decay counted from step 0, slots `<var>/adam_m` and
+`<var>/adam_v`.  What the original got wrong under a distribution strategy
+(each replica updated its own copy, the logged loss was the sum) is replaced
+by: average the gradients across replicas, clip the average, update every
+copy once with the same values.
+"""
+
+import re
+
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY = ("LayerNorm", "layer_norm", "bias")
+
+
+def variable_name(var):
+  """A variable's checkpoint name, also for a replica's copy of a mirrored
+  variable (whose op is named ".../replica_1")."""
+  return re.sub(r"/replica_\d+$", "", var.op.name)
+
+
+def learning_rate_schedule(init_lr, num_train_steps, num_warmup_steps, step):
+  """The original schedule as a float32 scalar Tensor.
+
+  lr = init_lr * step / W during warmup (step < W), else
+  init_lr * (1 - min(step, T) / T): the decay counts from step 0, so the
+  rate drops from about init_lr to init_lr * (1 - W / T) at step W.
+  """
+  step = tf.cast(step, tf.int64)
+  decayed = tf1.train.polynomial_decay(
+      tf.constant(init_lr, tf.float32), step, num_train_steps,
+      end_learning_rate=0.0, power=1.0, cycle=False)
+  if not num_warmup_steps:
+    return decayed
+  step_int = tf.cast(step, tf.int32)
+  warmup = init_lr * (tf.cast(step_int, tf.float32) / float(num_warmup_steps))
+  return tf.where(step_int < num_warmup_steps, warmup, decayed)
+
+
+class AdamWeightDecay(object):
+  """The original AdamWeightDecayOptimizer, replica-correct.
+
+  Call `minimize` (or `apply_gradients` with per-replica gradients) inside a
+  model_fn, with or without a distribution strategy.
+  """
+
+  def __init__(self, learning_rate, weight_decay_rate=0.01, beta_1=0.9,
+               beta_2=0.999, epsilon=1e-6, exclude_from_weight_decay=None,
+               clip_norm=1.0):
+    self.learning_rate = learning_rate
+    self.weight_decay_rate = weight_decay_rate
+    self.beta_1 = beta_1
+    self.beta_2 = beta_2
+    self.epsilon = epsilon
+    self.exclude_from_weight_decay = (
+        DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY if exclude_from_weight_decay is None
+        else exclude_from_weight_decay)
+    self.clip_norm = clip_norm
+
+  def _do_use_weight_decay(self, param_name):
+    if not self.weight_decay_rate:
+      return False
+    return not any(re.search(r, param_name)
+                   for r in self.exclude_from_weight_decay)
+
+  def _slot(self, var, suffix):
+    return tf1.get_variable(
+        name=variable_name(var) + "/" + suffix, shape=var.shape.as_list(),
+        dtype=tf.float32, trainable=False,
+        initializer=tf1.zeros_initializer())
+
+  def _update_one(self, var, grad, m, v, apply):
+    """Adam step of one variable copy; `apply` False leaves it unchanged."""
+    next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
+    next_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
+    update = next_m / (tf.sqrt(next_v) + self.epsilon)
+    if self._do_use_weight_decay(variable_name(var)):
+      update += self.weight_decay_rate * var
+    next_param = var - self.learning_rate * update
+    if apply is not None:
+      next_param = tf.where(apply, next_param, var)
+      next_m = tf.where(apply, next_m, m)
+      next_v = tf.where(apply, next_v, v)
+    return tf.group(var.assign(next_param), m.assign(next_m),
+                    v.assign(next_v))
+
+  def apply_gradients(self, grads_and_vars, global_step=None, apply=None):
+    """Updates variables with gradients that every replica holds identically
+    (already averaged and clipped), once per variable copy.
+
+    Args:
+      grads_and_vars: list of (dense gradient, variable).
+      global_step: incremented by one with the update when given.
+      apply: optional boolean scalar; False skips the update (accumulation
+        boundaries, non-finite fp16 gradients) but still counts the step.
+
+    Returns:
+      the train op.
+    """
+    slots = [(self._slot(v, "adam_m"), self._slot(v, "adam_v"))
+             for _, v in grads_and_vars]
+
+    def merge_fn(strategy, grads, apply_flag):
+      updates = []
+      for (_, var), grad, (m, v) in zip(grads_and_vars, grads, slots):
+        updates.append(strategy.extended.update(
+            var, lambda p, g, mm, vv, a: self._update_one(p, g, mm, vv, a),
+            args=(grad, m, v, apply_flag), group=True))
+      if global_step is None:
+        return tf.group(*updates)
+      with tf.control_dependencies(updates):
+        return global_step.assign_add(1)
+
+    grads = [g for g, _ in grads_and_vars]
+    context = tf.distribute.get_replica_context()
+    if context is None:  # cross-replica context: no merge needed
+      return merge_fn(tf.distribute.get_strategy(), grads, apply)
+    return context.merge_call(merge_fn, args=(grads, apply))
+
+
+def _dense(grad, var):
+  if grad is None:
+    return tf.zeros_like(var)
+  return tf.convert_to_tensor(grad)  # IndexedSlices from tf.gather
+
+
+def _mean_across_replicas(context, tensors):
+  """Each replica's copy of the mean of `tensors` over replicas.
+
+  A merge_call with batch_reduce_to rather than ReplicaContext.all_reduce,
+  whose graph-mode gradient wrapper looks up per-replica variable copies by
+  name and fails under an Estimator.
+  """
+  def merge_fn(strategy, *per_replica):
+    return strategy.extended.batch_reduce_to(
+        tf.distribute.ReduceOp.MEAN, [(v, v) for v in per_replica])
+  return list(context.merge_call(merge_fn, args=tuple(tensors)))
+
+
+def _all_finite(tensors):
+  return tf.reduce_all([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
+
+
+class DynamicLossScale(object):
+  """Dynamic loss scaling for float16: multiply the loss by `scale`, divide
+  the gradients back; on non-finite gradients skip the step and halve the
+  scale; after `growth_interval` finite steps double it."""
+
+  def __init__(self, initial_scale=2.0 ** 15, growth_interval=2000):
+    self.scale = tf1.get_variable(
+        "loss_scale", initializer=tf.constant(initial_scale, tf.float32),
+        trainable=False,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.good_steps = tf1.get_variable(
+        "good_steps", initializer=tf.constant(0, tf.int64), trainable=False,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+    self.growth_interval = growth_interval
+
+  def update(self, finite):
+    grow = tf.logical_and(finite, self.good_steps + 1 >= self.growth_interval)
+    new_scale = tf.where(grow, self.scale * 2.0,
+                         tf.where(finite, self.scale,
+                                  tf.maximum(self.scale / 2.0, 1.0)))
+    new_good = tf.where(tf.logical_and(finite, tf.logical_not(grow)),
+                        self.good_steps + 1, tf.zeros_like(self.good_steps))
+    return tf.group(self.scale.assign(new_scale),
+                    self.good_steps.assign(new_good))
+
+
+def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
+                     use_tpu=False, gradient_accumulation_steps=1,
+                     loss_scale=None, weight_decay_rate=0.01, clip_norm=1.0,
+                     tvars=None):
+  """The train op, as the original create_optimizer, replica-correct.
+
+  Inside a model_fn under MirroredStrategy (or MultiWorkerMirroredStrategy)
+  each replica computes gradients of its own mean loss; they are averaged
+  across replicas, clipped by global norm, and applied once to every copy.
+  The Estimator then logs the mean loss over replicas, not the sum.
+
+  Args:
+    loss: scalar float Tensor, the replica's mean loss.
+    init_lr, num_train_steps, num_warmup_steps: the schedule, counted in
+      optimizer updates.
+    use_tpu: accepted for drop-in compatibility; TPUs are not supported.
+    gradient_accumulation_steps: N > 1 sums the gradients of N consecutive
+      micro-batches per replica and updates once with their mean; global_step
+      counts micro-batches, so train for N * num_train_steps steps.
+    loss_scale: None, or "dynamic" for float16 training.
+    tvars: variables to train (default: all trainable variables).
+
+  Returns:
+    the train op (which also increments global_step).
+  """
+  if use_tpu:
+    raise ValueError("TPUs are not supported; use GPUs with MirroredStrategy")
+  accumulation = int(gradient_accumulation_steps)
+  if accumulation < 1:
+    raise ValueError("gradient_accumulation_steps must be >= 1, got %d" %
+                     accumulation)
+  global_step = tf1.train.get_or_create_global_step()
+  update_step = global_step // accumulation
+  learning_rate = learning_rate_schedule(init_lr, num_train_steps,
+                                         num_warmup_steps, update_step)
+  tf1.summary.scalar("learning_rate", learning_rate)
+  optimizer = AdamWeightDecay(learning_rate,
+                              weight_decay_rate=weight_decay_rate,
+                              clip_norm=clip_norm)
+  tvars = tf1.trainable_variables() if tvars is None else tvars
+  scaler = DynamicLossScale() if loss_scale == "dynamic" else None
+  if loss_scale not in (None, "dynamic"):
+    raise ValueError("loss_scale must be None or 'dynamic', got %r" %
+                     (loss_scale,))
+
+  scaled_loss = loss * scaler.scale if scaler else loss
+  grads = [_dense(g, v) for g, v in zip(tf.gradients(scaled_loss, tvars),
+                                        tvars)]
+  if scaler:
+    grads = [g / scaler.scale for g in grads]
+
+  apply = None
+  if accumulation > 1:
+    # Per-replica running sums (sync-on-read: each replica keeps its own).
+    accumulators = [tf1.get_variable(
+        variable_name(v) + "/grad_accum", shape=v.shape.as_list(), dtype=tf.float32,
+        trainable=False, initializer=tf1.zeros_initializer(),
+        synchronization=tf.VariableSynchronization.ON_READ,
+        aggregation=tf.VariableAggregation.SUM) for v in tvars]
+    apply = tf.equal((global_step + 1) % accumulation, 0)
+    sums = [a + g for a, g in zip(accumulators, grads)]
+    reset = tf.group(*[a.assign(tf.where(apply, tf.zeros_like(s), s))
+                       for a, s in zip(accumulators, sums)])
+    grads = [s / float(accumulation) for s in sums]
+  else:
+    reset = tf.no_op()
+
+  strategy = tf.distribute.get_strategy()
+  replicas = strategy.num_replicas_in_sync
+  context = tf.distribute.get_replica_context()
+  if replicas > 1 and context is not None:
+    grads = _mean_across_replicas(context, grads)
+    # The Estimator reports the MEAN of the replicas' losses only when it
+    # believes an optimizer scaled the loss; ours averages gradients
+    # instead, so the mean is the right report.
+    tf1.get_default_graph()._is_loss_scaled_by_optimizer = True  # pylint: disable=protected-access
+
+  if scaler:
+    finite = _all_finite(grads)
+    apply = finite if apply is None else tf.logical_and(apply, finite)
+    grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+  (grads, global_norm) = tf.clip_by_global_norm(grads, clip_norm=clip_norm)
+  tf1.summary.scalar("global_gradient_norm", global_norm)
+  train_op = optimizer.apply_gradients(list(zip(grads, tvars)), global_step,
+                                       apply=apply)
+  ops = [train_op, reset]
+  if scaler:
+    context = tf.distribute.get_replica_context()
+    if context is None:
+      ops.append(scaler.update(finite))
+    else:
+      ops.append(context.merge_call(lambda _, f: scaler.update(f),
+                                    args=(finite,)))
+  return tf.group(*ops, name="train_op")
+
+
+def mixed_precision_session_config(mode, session_config=None):
+  """Session config enabling Grappler's automatic mixed precision.
+
+  mode "float16": fp16 compute on NVIDIA GPUs (use loss_scale="dynamic");
+  "bfloat16": bf16 compute on CPUs through oneDNN; None: unchanged.
+  Variables, the optimizer and the loss stay float32 either way.
+  """
+  from tensorflow.core.protobuf import rewriter_config_pb2  # pylint: disable=g-import-not-at-top
+  config = session_config or tf1.ConfigProto()
+  options = config.graph_options.rewrite_options
+  if mode == "float16":
+    options.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
+  elif mode == "bfloat16":
+    options.auto_mixed_precision_onednn_bfloat16 = (
+        rewriter_config_pb2.RewriterConfig.ON)
+  elif mode is not None:
+    raise ValueError("mixed precision mode must be float16, bfloat16 or None, "
+                     "got %r" % (mode,))
+  return config

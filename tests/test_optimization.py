@@ -1,0 +1,136 @@
+"""AdamWeightDecay against a numpy statement of the original update, and
+replica / accumulation equivalence under MirroredStrategy."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_mtl import optimization
+
+tf1 = tf.compat.v1
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def numpy_lr(init_lr, total, warmup, step):
+  decayed = init_lr * (1 - min(step, total) / total)
+  if warmup and step < warmup:
+    return init_lr * step / warmup
+  return decayed
+
+
+def numpy_adam_step(params, grads, m, v, lr, decay_names, clip=1.0, wd=0.01):
+  """One original update of every parameter (dicts by name)."""
+  norm = np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in grads.values()))
+  scale = clip / max(norm, clip)
+  for name in params:
+    g = grads[name] * scale
+    m[name] = 0.9 * m[name] + 0.1 * g
+    v[name] = 0.999 * v[name] + 0.001 * g * g
+    update = m[name] / (np.sqrt(v[name]) + 1e-6)
+    if name in decay_names:
+      update = update + wd * params[name]
+    params[name] = params[name] - lr * update
+
+
+@pytest.mark.parametrize("grad_scale", [0.01, 50.0], ids=["unclipped",
+                                                            "clipped"])
+def test_steps_match_numpy(grad_scale):
+  rng = np.random.default_rng(0)
+  init = {"dense/kernel": rng.normal(size=(4, 3)),
+          "dense/bias": rng.normal(size=3),
+          "LayerNorm/gamma": rng.normal(size=3),
+          "emb/layer_norm_x": rng.normal(size=3)}
+  x = rng.normal(size=(5, 4))
+  init_lr, total, warmup = 0.1, 10, 3
+  with tf.Graph().as_default():
+    tvars = {n: tf1.get_variable(n, initializer=tf.constant(v, tf.float32))
+             for n, v in init.items()}
+    h = tf.matmul(tf.constant(x, tf.float32), tvars["dense/kernel"])
+    h = (h + tvars["dense/bias"]) * tvars["LayerNorm/gamma"]
+    h = h * tvars["emb/layer_norm_x"]
+    loss = grad_scale * tf.reduce_sum(tf.square(h)) / 5.0
+    train_op = optimization.create_optimizer(loss, init_lr, total, warmup)
+    grads = tf.gradients(loss, list(tvars.values()))
+    step = tf1.train.get_global_step()
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      params = {n: v.astype(np.float64) for n, v in init.items()}
+      m = {n: np.zeros_like(v) for n, v in params.items()}
+      v2 = {n: np.zeros_like(v) for n, v in params.items()}
+      for i in range(5):
+        g = dict(zip(tvars, sess.run(grads)))
+        numpy_adam_step(params, g, m, v2, numpy_lr(init_lr, total, warmup, i),
+                        decay_names={"dense/kernel"})
+        sess.run(train_op)
+        assert sess.run(step) == i + 1
+        got = sess.run(tvars)
+        for n in params:
+          np.testing.assert_allclose(got[n], params[n], rtol=1e-5, atol=1e-6,
+                                     err_msg="%s step %d" % (n, i))
+      names = {v.op.name for v in tf1.global_variables()}
+      assert {"dense/kernel/adam_m", "dense/kernel/adam_v",
+              "global_step"} <= names
+
+
+def test_learning_rate_schedule_jumps_at_warmup_end():
+  with tf.Graph().as_default():
+    step = tf1.placeholder(tf.int64, [])
+    lr = optimization.learning_rate_schedule(1.0, 100, 10, step)
+    with tf1.Session() as sess:
+      for s in (0, 1, 9, 10, 11, 50, 100, 120):
+        assert sess.run(lr, {step: s}) == pytest.approx(
+            numpy_lr(1.0, 100, 10, s), abs=1e-6), s
+  assert numpy_lr(1.0, 100, 10, 9) == pytest.approx(0.9)
+  assert numpy_lr(1.0, 100, 10, 10) == pytest.approx(0.9)
+
+
+def test_dynamic_loss_scale_skips_non_finite_steps():
+  with tf.Graph().as_default():
+    w = tf1.get_variable("w", initializer=tf.constant([1.0, 2.0]))
+    bad = tf1.placeholder(tf.bool, [])
+    loss = tf.reduce_sum(w * w) * tf.where(bad, np.float32(np.inf), 1.0)
+    train_op = optimization.create_optimizer(loss, 0.1, 100, 0,
+                                             loss_scale="dynamic")
+    scale = [v for v in tf1.global_variables() if v.op.name == "loss_scale"][0]
+    with tf1.Session() as sess:
+      sess.run(tf1.global_variables_initializer())
+      sess.run(train_op, {bad: True})
+      assert sess.run(w).tolist() == [1.0, 2.0]  # skipped
+      assert sess.run(scale) == 2.0 ** 14
+      sess.run(train_op, {bad: False})
+      assert (sess.run(w) < [1.0, 2.0]).all()
+      assert sess.run(tf1.train.get_global_step()) == 2
+
+
+def test_bad_arguments():
+  with tf.Graph().as_default():
+    w = tf1.get_variable("w", initializer=tf.constant([1.0]))
+    with pytest.raises(ValueError, match="gradient_accumulation_steps"):
+      optimization.create_optimizer(tf.reduce_sum(w), 0.1, 10, 0,
+                                    gradient_accumulation_steps=0)
+    with pytest.raises(ValueError, match="TPUs are not supported"):
+      optimization.create_optimizer(tf.reduce_sum(w), 0.1, 10, 0, True)
+    with pytest.raises(ValueError, match="mixed precision mode"):
+      optimization.mixed_precision_session_config("float8")
+
+
+@pytest.mark.slow
+def test_two_replicas_and_accumulation_equal_one_big_batch(tmp_path):
+  """Runs tests/replica_equivalence.py in a fresh process (logical CPU
+  devices must be configured before TensorFlow starts)."""
+  result = subprocess.run(
+      [sys.executable, os.path.join(HERE, "replica_equivalence.py"),
+       str(tmp_path)], capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert report["max_diff_replicas"] < 1e-6, report
+  assert report["max_diff_accumulation"] < 1e-6, report
+  assert report["moved"] > 1e-3, report  # training changed the variables
+  # The logged loss is the mean over replicas, not the sum.
+  assert report["loss_replicas"] == pytest.approx(report["loss_single"],
+                                                  rel=1e-4)
