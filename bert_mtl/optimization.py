@@ -77,17 +77,42 @@ class AdamWeightDecay(object):
         initializer=tf1.zeros_initializer())
 
   def _update_one(self, var, grad, m, v, apply):
-    """Adam step of one variable copy; `apply` False leaves it unchanged."""
-    next_m = self.beta_1 * m + (1.0 - self.beta_1) * grad
-    next_v = self.beta_2 * v + (1.0 - self.beta_2) * tf.square(grad)
-    update = next_m / (tf.sqrt(next_v) + self.epsilon)
-    if self._do_use_weight_decay(variable_name(var)):
-      update += self.weight_decay_rate * var
-    next_param = var - self.learning_rate * update
-    if apply is not None:
-      next_param = tf.where(apply, next_param, var)
-      next_m = tf.where(apply, next_m, m)
-      next_v = tf.where(apply, next_v, v)
+    """Adam step of one variable copy; `apply` False leaves it unchanged.
+
+    m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+    var <- var - lr (m / (sqrt(v) + eps) + wd var)  [wd only if decayed]
+    Without a skip flag this runs as TensorFlow's fused Adam kernel with
+    beta powers 0, i.e. without bias correction, plus the decay term.
+    """
+    decay = self._do_use_weight_decay(variable_name(var))
+    grad = tf.convert_to_tensor(grad)
+    if apply is None:
+      lr = tf.cast(self.learning_rate, var.dtype.base_dtype)
+      # The decay term uses the parameter before this step's update.
+      decay_term = lr * self.weight_decay_rate * var.read_value() if decay \
+          else None
+      deps = [] if decay_term is None else [decay_term]
+      with tf.control_dependencies(deps):
+        adam = tf.raw_ops.ResourceApplyAdam(
+            var=var.handle, m=m.handle, v=v.handle,
+            beta1_power=tf.constant(0.0), beta2_power=tf.constant(0.0),
+            lr=lr, beta1=tf.constant(self.beta_1),
+            beta2=tf.constant(self.beta_2), epsilon=tf.constant(self.epsilon),
+            grad=grad)
+      if decay_term is None:
+        return adam
+      with tf.control_dependencies([adam]):
+        return var.assign_sub(decay_term, read_value=False)
+    # The same arithmetic as the fused kernel, so both paths round alike.
+    lr = tf.cast(self.learning_rate, var.dtype.base_dtype)
+    next_m = m + (grad - m) * (1.0 - self.beta_1)
+    next_v = v + (tf.square(grad) - v) * (1.0 - self.beta_2)
+    next_param = var - (next_m * lr) / (tf.sqrt(next_v) + self.epsilon)
+    if decay:
+      next_param -= lr * self.weight_decay_rate * var
+    next_param = tf.where(apply, next_param, var)
+    next_m = tf.where(apply, next_m, m)
+    next_v = tf.where(apply, next_v, v)
     return tf.group(var.assign(next_param), m.assign(next_m),
                     v.assign(next_v))
 
@@ -96,7 +121,8 @@ class AdamWeightDecay(object):
     (already averaged and clipped), once per variable copy.
 
     Args:
-      grads_and_vars: list of (dense gradient, variable).
+      grads_and_vars: list of (gradient, variable); IndexedSlices are
+        applied densely (every row's moments decay, as in the original).
       global_step: incremented by one with the update when given.
       apply: optional boolean scalar; False skips the update (accumulation
         boundaries, non-finite fp16 gradients) but still counts the step.
@@ -125,10 +151,23 @@ class AdamWeightDecay(object):
     return context.merge_call(merge_fn, args=(grads, apply))
 
 
-def _dense(grad, var):
-  if grad is None:
-    return tf.zeros_like(var)
-  return tf.convert_to_tensor(grad)  # IndexedSlices from tf.gather
+def _zeros_if_none(grad, var):
+  # Embedding gradients stay IndexedSlices until the update needs them
+  # dense: clipping their rows is far cheaper than a [vocab, hidden] tensor.
+  return tf.zeros_like(var) if grad is None else grad
+
+
+def _deduplicate(grad):
+  """IndexedSlices with each row once (duplicates summed), so its norm is the
+  dense gradient's.  The original clipped raw slices, counting a repeated
+  token's rows separately; that made the clip depend on how a batch is split
+  and would break micro-batch and replica equivalence."""
+  if not isinstance(grad, tf.IndexedSlices):
+    return grad
+  rows, positions = tf.unique(grad.indices)
+  values = tf.math.unsorted_segment_sum(grad.values, positions,
+                                        tf.shape(rows)[0])
+  return tf.IndexedSlices(values, rows, grad.dense_shape)
 
 
 def _mean_across_replicas(context, tensors):
@@ -220,8 +259,8 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
                      (loss_scale,))
 
   scaled_loss = loss * scaler.scale if scaler else loss
-  grads = [_dense(g, v) for g, v in zip(tf.gradients(scaled_loss, tvars),
-                                        tvars)]
+  grads = [_zeros_if_none(g, v)
+           for g, v in zip(tf.gradients(scaled_loss, tvars), tvars)]
   if scaler:
     grads = [g / scaler.scale for g in grads]
 
@@ -234,7 +273,7 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
         synchronization=tf.VariableSynchronization.ON_READ,
         aggregation=tf.VariableAggregation.SUM) for v in tvars]
     apply = tf.equal((global_step + 1) % accumulation, 0)
-    sums = [a + g for a, g in zip(accumulators, grads)]
+    sums = [a + tf.convert_to_tensor(g) for a, g in zip(accumulators, grads)]
     reset = tf.group(*[a.assign(tf.where(apply, tf.zeros_like(s), s))
                        for a, s in zip(accumulators, sums)])
     grads = [s / float(accumulation) for s in sums]
@@ -252,9 +291,11 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
     tf1.get_default_graph()._is_loss_scaled_by_optimizer = True  # pylint: disable=protected-access
 
   if scaler:
+    grads = [tf.convert_to_tensor(g) for g in grads]
     finite = _all_finite(grads)
     apply = finite if apply is None else tf.logical_and(apply, finite)
     grads = [tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+  grads = [_deduplicate(g) for g in grads]
   (grads, global_norm) = tf.clip_by_global_norm(grads, clip_norm=clip_norm)
   tf1.summary.scalar("global_gradient_norm", global_norm)
   train_op = optimizer.apply_gradients(list(zip(grads, tvars)), global_step,
