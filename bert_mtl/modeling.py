@@ -219,9 +219,14 @@ class BertModel(object):
 
 
 def gelu(x):
-  """BERT's GELU: the tanh approximation."""
+  """BERT's GELU: the tanh approximation.
+
+  x * x * x rather than the original's tf.pow(x, 3): the same value to the
+  last bit or one ulp, but Pow's gradient (a real power function) cost about
+  a tenth of a BERT-Base training step on CPU.
+  """
   cdf = 0.5 * (1.0 + tf.tanh(
-      (np.sqrt(2 / np.pi) * (x + 0.044715 * tf.pow(x, 3)))))
+      (np.sqrt(2 / np.pi) * (x + 0.044715 * (x * x * x)))))
   return x * cdf
 
 

@@ -88,28 +88,25 @@ class AdamWeightDecay(object):
     grad = tf.convert_to_tensor(grad)
     if apply is None:
       lr = tf.cast(self.learning_rate, var.dtype.base_dtype)
-      # The decay term uses the parameter before this step's update.
-      decay_term = lr * self.weight_decay_rate * var.read_value() if decay \
-          else None
-      deps = [] if decay_term is None else [decay_term]
+      # var (1 - lr wd) - lr m / (sqrt(v) + eps) is the original's
+      # var - lr (m / (sqrt(v) + eps) + wd var): decay in one pass first.
+      deps = []
+      if decay:
+        deps.append(var.assign(var * (1.0 - lr * self.weight_decay_rate),
+                               read_value=False))
       with tf.control_dependencies(deps):
-        adam = tf.raw_ops.ResourceApplyAdam(
+        return tf.raw_ops.ResourceApplyAdam(
             var=var.handle, m=m.handle, v=v.handle,
             beta1_power=tf.constant(0.0), beta2_power=tf.constant(0.0),
             lr=lr, beta1=tf.constant(self.beta_1),
             beta2=tf.constant(self.beta_2), epsilon=tf.constant(self.epsilon),
             grad=grad)
-      if decay_term is None:
-        return adam
-      with tf.control_dependencies([adam]):
-        return var.assign_sub(decay_term, read_value=False)
     # The same arithmetic as the fused kernel, so both paths round alike.
     lr = tf.cast(self.learning_rate, var.dtype.base_dtype)
     next_m = m + (grad - m) * (1.0 - self.beta_1)
     next_v = v + (tf.square(grad) - v) * (1.0 - self.beta_2)
-    next_param = var - (next_m * lr) / (tf.sqrt(next_v) + self.epsilon)
-    if decay:
-      next_param -= lr * self.weight_decay_rate * var
+    kept = var * (1.0 - lr * self.weight_decay_rate) if decay else var
+    next_param = kept - (next_m * lr) / (tf.sqrt(next_v) + self.epsilon)
     next_param = tf.where(apply, next_param, var)
     next_m = tf.where(apply, next_m, m)
     next_v = tf.where(apply, next_v, v)

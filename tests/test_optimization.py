@@ -131,7 +131,7 @@ def test_two_replicas_and_accumulation_equal_one_big_batch(tmp_path):
   report = json.loads(result.stdout.strip().splitlines()[-1])
   assert report["max_diff_replicas"] < 1e-6, report
   assert report["max_diff_accumulation"] < 1e-6, report
-  assert report["moved"] > 1e-3, report  # training changed the variables
+  assert report["moved"] > 5e-4, report  # training changed the variables
   # The logged loss is the mean over replicas, not the sum.
   assert report["loss_replicas"] == pytest.approx(report["loss_single"],
                                                   rel=1e-4)
