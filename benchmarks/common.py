@@ -3,20 +3,10 @@
 import os
 import time
 
+from bert_mtl.data_dir import require as data_file  # pylint: disable=unused-import
+from bert_mtl.data_dir import resolve as data_dir  # pylint: disable=unused-import
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def data_dir():
-  return os.environ.get("BERT_MTL_DATA_DIR") or os.path.join(
-      os.path.dirname(REPO), "shared", "data")
-
-
-def data_file(relative):
-  path = os.path.join(data_dir(), relative)
-  if not os.path.exists(path):
-    raise SystemExit("%s not found under %s: set BERT_MTL_DATA_DIR" %
-                     (relative, data_dir()))
-  return path
 
 
 def best_time(fn, repeats=5, min_seconds=0.0):

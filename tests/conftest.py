@@ -8,17 +8,17 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
+from bert_mtl import data_dir as _data_dir  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 
 def data_dir():
   """BERT_MTL_DATA_DIR, else ../shared/data beside the repository."""
-  return os.environ.get("BERT_MTL_DATA_DIR") or os.path.join(
-      os.path.dirname(REPO), "shared", "data")
+  return _data_dir.resolve()
 
 
 def data_file(relative):
   """Path of a file of the real data, or skip the test when it is absent."""
-  path = os.path.join(data_dir(), relative)
-  if not os.path.exists(path):
-    pytest.skip("%s not found under %s (set BERT_MTL_DATA_DIR)" %
-                (relative, data_dir()))
-  return path
+  try:
+    return _data_dir.require(relative)
+  except FileNotFoundError as e:
+    pytest.skip(str(e))

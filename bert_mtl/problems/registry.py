@@ -1,0 +1,85 @@
+"""The problem registry: a problem is a name, a type and a reader.
+
+    @problem("my_ner", "seq_tag", source="my_corpus/*.txt", scheme="BIO")
+    def my_ner(split, data_dir):
+      for line_number, (chars, tags) in ...:
+        yield Example(chars, tags, path, line_number)
+"""
+
+import collections
+import os
+
+from bert_mtl.problems import types
+from bert_mtl.problems.errors import DataError
+
+SPLITS = ("train", "eval", "predict")
+
+
+class Example(collections.namedtuple(
+    "Example", ["inputs", "labels", "path", "line"])):
+  """One example: inputs (text, text pair, list of units, or a document),
+  labels in the type's form, and where it came from (file, 1-based line)."""
+  __slots__ = ()
+
+  def __new__(cls, inputs, labels, path=None, line=None):
+    return super().__new__(cls, inputs, labels, path, line)
+
+
+Problem = collections.namedtuple(
+    "Problem", ["name", "type", "reader", "source", "scheme"])
+
+_PROBLEMS = collections.OrderedDict()
+
+
+def problem(name, problem_type, source="", scheme=None):
+  """Registers the decorated reader(split, data_dir) as problem `name`."""
+  if problem_type not in types.TYPES:
+    raise ValueError("unknown problem type %r (one of %s)" %
+                     (problem_type, ", ".join(types.TYPES)))
+
+  def register(reader):
+    if name in _PROBLEMS:
+      raise ValueError("problem %r is registered twice" % name)
+    _PROBLEMS[name] = Problem(name, problem_type, reader, source, scheme)
+    return reader
+  return register
+
+
+def get(name):
+  try:
+    return _PROBLEMS[name]
+  except KeyError:
+    raise ValueError("unknown problem %r; registered problems: %s" %
+                     (name, ", ".join(_PROBLEMS))) from None
+
+
+def names():
+  return list(_PROBLEMS)
+
+
+def read(name, split, data_dir):
+  """The validated examples of a problem's split (a list).
+
+  Raises:
+    DataError: a malformed example, an empty split, an unreadable file.
+  """
+  if split not in SPLITS:
+    raise ValueError("split must be one of %s, got %r" % (SPLITS, split))
+  spec = get(name)
+  try:
+    examples = list(spec.reader(split, data_dir))
+  except DataError as e:
+    if e.problem:
+      raise
+    raise DataError(e.message, name, e.path, e.line) from None
+  except FileNotFoundError as e:
+    raise DataError("%s not found; pass --data_dir or set BERT_MTL_DATA_DIR"
+                    % e.filename, name) from None
+  if not examples:
+    raise DataError("the %s split is empty" % split, name,
+                    os.path.join(data_dir, spec.source) if spec.source else
+                    None)
+  for example in examples:
+    types.validate(spec.type, example, name,
+                   labels_required=split != "predict")
+  return examples
