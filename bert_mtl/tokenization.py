@@ -274,6 +274,20 @@ class SentencePieceTokenizer(object):
                       max_seq_length, self._cls_id, self._sep_id)
 
 
+def truncate_pair_lengths(len_a, len_b, max_seq_length):
+  """Lengths of a and b kept by run_classifier's truncation: pairs lose a
+  token from the longer side (b on ties) until [CLS] a [SEP] b [SEP] fits;
+  a single text keeps max_seq_length - 2."""
+  if not len_b:
+    return min(len_a, max_seq_length - 2), 0
+  while len_a + len_b > max_seq_length - 3:
+    if len_a > len_b:
+      len_a -= 1
+    else:
+      len_b -= 1
+  return len_a, len_b
+
+
 def pack_batch(encoded_a, encoded_b, max_seq_length, cls_id, sep_id):
   """Builds encode_batch's arrays from per-text (ids, spans) pairs."""
   min_len = 3 if encoded_b is not None else 2
@@ -291,15 +305,7 @@ def pack_batch(encoded_a, encoded_b, max_seq_length, cls_id, sep_id):
   for row, (ids_a, spans_a) in enumerate(encoded_a):
     ids_b, spans_b = encoded_b[row] if encoded_b is not None else ([], [])
     out["num_pieces"][row] = (len(ids_a), len(ids_b))
-    len_a, len_b = len(ids_a), len(ids_b)
-    if len_b:
-      while len_a + len_b > length - 3:
-        if len_a > len_b:
-          len_a -= 1
-        else:
-          len_b -= 1
-    else:
-      len_a = min(len_a, length - 2)
+    len_a, len_b = truncate_pair_lengths(len(ids_a), len(ids_b), length)
     tokens = [(cls_id, 0, (-1, -1))]
     tokens += [(i, 0, s) for i, s in zip(ids_a[:len_a], spans_a[:len_a])]
     tokens.append((sep_id, 0, (-1, -1)))
