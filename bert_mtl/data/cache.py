@@ -1,0 +1,103 @@
+"""A content-keyed, crash-safe cache of sharded TFRecord files.
+
+The key hashes everything that changes the features: the code version of the
+readers and feature builders, the examples themselves (inputs and labels,
+so any change to a data file shows), the vocabulary, casing, sequence length,
+label maps and problem set.  A cache directory is written under a temporary
+name and renamed when complete, so a run killed mid-write leaves nothing
+that a later run would trust.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+
+import tensorflow as tf
+
+# Bump when the feature layout or the readers change meaning.
+FEATURES_VERSION = "1"
+META = "meta.json"
+
+
+def fingerprint(*parts):
+  """sha256 hex of JSON-serialisable parts (order matters)."""
+  digest = hashlib.sha256()
+  for part in parts:
+    digest.update(json.dumps(part, sort_keys=True, ensure_ascii=False,
+                             default=str).encode("utf-8"))
+    digest.update(b"\0")
+  return digest.hexdigest()
+
+
+def file_digest(path):
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def examples_digest(examples):
+  """Digest of examples' inputs and labels (not their file positions)."""
+  digest = hashlib.sha256()
+  for example in examples:
+    digest.update(json.dumps([example.inputs, example.labels],
+                             ensure_ascii=False).encode("utf-8"))
+  return digest.hexdigest()
+
+
+def cached_shards(cache_dir, name, key):
+  """(shard paths, meta dict) of a complete cache entry, or None."""
+  directory = os.path.join(cache_dir, "%s-%s" % (name, key[:16]))
+  meta_path = os.path.join(directory, META)
+  if not os.path.exists(meta_path):
+    return None
+  with open(meta_path, encoding="utf-8") as f:
+    meta = json.load(f)
+  if meta.get("key") != key:
+    return None
+  shards = [os.path.join(directory, s) for s in meta["shards"]]
+  if not all(os.path.exists(s) for s in shards):
+    return None
+  return shards, meta
+
+
+def write_shards(cache_dir, name, key, records, num_shards, extra_meta=None):
+  """Writes serialized records round-robin into num_shards TFRecord files,
+  atomically, and returns (shard paths, meta).
+
+  Args:
+    records: iterable of serialized tf.train.Example bytes.
+  """
+  directory = os.path.join(cache_dir, "%s-%s" % (name, key[:16]))
+  temporary = "%s.tmp-%s" % (directory, uuid.uuid4().hex[:8])
+  os.makedirs(temporary)
+  try:
+    names = ["part-%05d-of-%05d.tfrecord" % (i, num_shards)
+             for i in range(num_shards)]
+    writers = [tf.io.TFRecordWriter(os.path.join(temporary, n))
+               for n in names]
+    count = 0
+    for record in records:
+      writers[count % num_shards].write(record)
+      count += 1
+    for writer in writers:
+      writer.close()
+    meta = dict(extra_meta or {}, key=key, shards=names, count=count)
+    with open(os.path.join(temporary, META), "w", encoding="utf-8") as f:
+      json.dump(meta, f, ensure_ascii=False, indent=1)
+    if os.path.exists(directory):  # a stale or concurrent entry
+      shutil.rmtree(directory, ignore_errors=True)
+    os.rename(temporary, directory)
+  except BaseException:
+    shutil.rmtree(temporary, ignore_errors=True)
+    raise
+  return [os.path.join(directory, n) for n in names], meta
+
+
+def default_cache_dir():
+  """$BERT_MTL_CACHE_DIR, else ~/.cache/bert_mtl (never beside the data)."""
+  return os.environ.get("BERT_MTL_CACHE_DIR") or os.path.join(
+      os.path.expanduser("~"), ".cache", "bert_mtl")

@@ -1,0 +1,166 @@
+"""Cached TFRecords and the input_fn on real corpora (small subsets)."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_mtl import problems, tokenization
+from bert_mtl.data import cache, dataset, features
+from conftest import data_dir, data_file
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+  return tokenization.FullTokenizer(data_file("vocab/chinese_vocab.txt"))
+
+
+def build_chain(tokenizer, chain_text, tmp, split="train", max_examples=150,
+                max_seq_length=32, root=None):
+  config = dataset.make_config(tokenizer, root or data_dir(), max_seq_length,
+                               cache_dir=str(tmp), max_examples=max_examples)
+  groups = problems.parse(chain_text)
+  encoders = dataset.fit_label_encoders(groups, config)
+  built = [dataset.GroupFeatures(g, split, config, encoders).build()
+           for g in groups]
+  return groups, encoders, built, config
+
+
+def test_records_round_trip_labels(tokenizer, tmp_path):
+  groups, encoders, built, _ = build_chain(tokenizer, "weibo_ner&weibo_cws",
+                                           tmp_path, max_seq_length=512)
+  (shards, meta), = built
+  assert meta["count"] == 150  # one window each at 512
+  examples = problems.read("weibo_ner", "train", data_dir())[:150]
+  cws = problems.read("weibo_cws", "train", data_dir())[:150]
+  alignments = features.align_units(tokenizer, [e.inputs for e in examples])
+  seen = 0
+  for record in tf.data.TFRecordDataset(shards):
+    parsed = tf.train.Example.FromString(record.numpy()).features.feature
+    index = parsed["example_index"].int64_list.value[0]
+    ids = list(parsed["input_ids"].int64_list.value)
+    al = alignments[index]
+    assert ids == [101] + al.ids.tolist() + [102]
+    for name, source in (("weibo_ner", examples), ("weibo_cws", cws)):
+      token_labels = list(parsed[name + "_label"].int64_list.value)
+      assert len(token_labels) == len(ids)
+      got = [encoders[name].labels[token_labels[p + 1]]
+             for p in al.first_token if p >= 0]
+      want = [l for l, p in zip(source[index].labels, al.first_token) if p >= 0]
+      assert got == want
+    seen += 1
+  assert seen == 150
+
+
+def test_cache_reused_and_invalidated(tokenizer, tmp_path):
+  _, _, [(shards, _)], _ = build_chain(tokenizer, "msra_ner", tmp_path)
+  mtime = os.path.getmtime(shards[0])
+  _, _, [(again, _)], _ = build_chain(tokenizer, "msra_ner", tmp_path)
+  assert again == shards and os.path.getmtime(again[0]) == mtime
+  _, _, [(longer, _)], _ = build_chain(tokenizer, "msra_ner", tmp_path,
+                                       max_seq_length=64)
+  assert longer != shards
+  # A changed data file changes the key.
+  root = tmp_path / "data"
+  (root / "msra_ner").mkdir(parents=True)
+  for name in ("msra_train.txt", "msra_test.txt"):
+    shutil.copy(data_file("msra_ner/" + name), root / "msra_ner" / name)
+  _, _, [(copied, _)], _ = build_chain(tokenizer, "msra_ner", tmp_path,
+                                       root=str(root))
+  assert copied == shards  # same content, same key
+  text = (root / "msra_ner/msra_train.txt").read_bytes()
+  (root / "msra_ner/msra_train.txt").write_bytes(
+      text.replace("当 O".encode(), "当 B-LOC".encode(), 1))
+  _, _, [(changed, _)], _ = build_chain(tokenizer, "msra_ner", tmp_path,
+                                        root=str(root))
+  assert changed != shards
+
+
+def test_killed_write_leaves_no_trusted_cache(tmp_path):
+  def records():
+    yield b"x"
+    raise KeyboardInterrupt  # the run dies mid-write
+  with pytest.raises(KeyboardInterrupt):
+    cache.write_shards(str(tmp_path), "g", "k" * 64, records(), 2)
+  assert os.listdir(str(tmp_path)) == []
+  assert cache.cached_shards(str(tmp_path), "g", "k" * 64) is None
+  shards, meta = cache.write_shards(str(tmp_path), "g", "k" * 64,
+                                    iter([b"a", b"b", b"c"]), 2)
+  assert meta["count"] == 3
+  assert cache.cached_shards(str(tmp_path), "g", "k" * 64)[0] == shards
+
+
+def test_training_input_fn_mixes_groups_with_presence(tokenizer, tmp_path):
+  groups, encoders, built, _ = build_chain(
+      tokenizer, "weibo_ner&weibo_cws|msra_ner|chn_sentiment", tmp_path)
+  sizes = [meta["count"] for _, meta in built]
+  input_fn = dataset.make_input_fn(
+      groups, [s for s, _ in built], encoders, batch_size=16, training=True,
+      num_replicas=2, seed=3, strategy="uniform", sizes=sizes,
+      bucket_boundaries=[16, 24])
+  batches = list(input_fn().take(60).as_numpy_iterator())
+  again = list(input_fn().take(5).as_numpy_iterator())
+  for a, b in zip(batches, again):  # deterministic for a seed
+    np.testing.assert_array_equal(a["input_ids"], b["input_ids"])
+  present = {n: 0 for g in groups for n in g}
+  for batch in batches:
+    assert batch["input_ids"].shape[0] == 8  # per replica
+    assert (batch["input_ids"][:, 0] == 101).all()
+    assert (batch["input_mask"].sum(1) >= 3).all()
+    for name in present:
+      mask = batch[name + "_present"].astype(bool)
+      present[name] += mask.sum()
+      if name != "chn_sentiment":
+        absent = batch[name + "_label"][~mask]
+        assert (absent == features.IGNORE).all()
+    # &-joined problems are present together.
+    np.testing.assert_array_equal(batch["weibo_ner_present"],
+                                  batch["weibo_cws_present"])
+  total = 60 * 8
+  for name in ("msra_ner", "chn_sentiment", "weibo_ner"):
+    assert abs(present[name] / total - 1 / 3) < 0.08, present
+
+
+def test_eval_input_fn_visits_every_record_once(tokenizer, tmp_path):
+  groups, encoders, built, _ = build_chain(
+      tokenizer, "msra_ner|weibo_ner", tmp_path, split="eval",
+      max_seq_length=24)
+  input_fn = dataset.make_input_fn(groups, [s for s, _ in built], encoders,
+                                   batch_size=7, training=False)
+  seen = []
+  for batch in input_fn().as_numpy_iterator():
+    for i in range(batch["input_ids"].shape[0]):
+      group = 0 if batch["msra_ner_present"][i] else 1
+      seen.append((group, batch["example_index"][i], batch["window_start"][i]))
+  assert len(seen) == len(set(seen)) == sum(m["count"] for _, m in built)
+
+
+def test_bucketing_reduces_padding(tokenizer, tmp_path):
+  groups, encoders, built, _ = build_chain(tokenizer, "chn_sentiment",
+                                           tmp_path, max_examples=2000,
+                                           max_seq_length=128)
+
+  def padded_fraction(boundaries):
+    input_fn = dataset.make_input_fn(
+        groups, [s for s, _ in built], encoders, batch_size=32,
+        training=True, seed=0, sizes=[built[0][1]["count"]],
+        bucket_boundaries=boundaries)
+    real = total = 0
+    for batch in input_fn().take(40).as_numpy_iterator():
+      real += batch["input_mask"].sum()
+      total += batch["input_mask"].size
+    return 1 - real / total
+  plain = padded_fraction(None)
+  bucketed = padded_fraction([24, 32, 48, 64, 96])
+  assert bucketed < 0.15 and bucketed < 0.5 * plain, (bucketed, plain)
+
+
+def test_bad_settings(tokenizer, tmp_path):
+  with pytest.raises(ValueError, match="not divisible by 3 replicas"):
+    dataset.make_input_fn([["msra_ner"]], [[]], {}, batch_size=16,
+                          training=True, num_replicas=3)
+  config = dataset.make_config(tokenizer, data_dir(), cache_dir=str(tmp_path))
+  with pytest.raises(NotImplementedError, match="seq2seq_text features"):
+    dataset.fit_label_encoders([["msra_entities_text"]], config)
