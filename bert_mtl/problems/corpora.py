@@ -75,6 +75,16 @@ def split_filter(split, index):
   return (index % 10 == 9) == (split != "train")
 
 
+def split_lines(path, split):
+  """(line number, text) of the non-blank lines of `path` in `split`."""
+  index = -1
+  for line, text in lines_of(path):
+    if text.strip():
+      index += 1
+      if split_filter(split, index):
+        yield line, text
+
+
 def _path(data_dir, relative):
   return os.path.join(data_dir, relative)
 
@@ -217,13 +227,7 @@ def pd98_sentences(split, data_dir):
   """(path, line, [(word, pos)]) of every People's Daily sentence, split at
   。！？ inside paragraphs (words never straddle a sentence end)."""
   path = _path(data_dir, PD98_POS)
-  paragraph = -1
-  for line, text in lines_of(path):
-    if not text.strip():
-      continue
-    paragraph += 1
-    if not split_filter(split, paragraph):
-      continue
+  for line, text in split_lines(path, split):
     try:
       words = _pd98_words(text)
     except ValueError as e:
@@ -325,13 +329,8 @@ def chn_sentiment(split, data_dir):
   """Chinese review sentiment: pos / neg."""
   for label, relative in SENTIMENT_FILES:
     path = _path(data_dir, relative)
-    index = -1
-    for line, text in lines_of(path):
-      if not text.strip():
-        continue
-      index += 1
-      if split_filter(split, index):
-        yield Example(text.strip(), label, path, line)
+    for line, text in split_lines(path, split):
+      yield Example(text.strip(), label, path, line)
 
 
 # -------------------------------------------------------------- pretrain
@@ -352,12 +351,8 @@ def zh_pretrain(split, data_dir):
     yield Example(document, None, _path(data_dir, PD98_POS), document_line)
   for _, relative in SENTIMENT_FILES:
     path = _path(data_dir, relative)
-    index = -1
-    for line, text in lines_of(path):
-      if text.strip():
-        index += 1
-        if split_filter(split, index):
-          yield Example(split_sentences(text.strip()), None, path, line)
+    for line, text in split_lines(path, split):
+      yield Example(split_sentences(text.strip()), None, path, line)
 
 
 def split_sentences(text):
