@@ -1,7 +1,8 @@
 """bert_mtl's command line.
 
-Today it runs the native data path on real corpora: it tokenizes People's
-Daily, MSRA NER and the sentiment reviews with the Chinese BERT vocabulary into
+Today it runs the native data path on real corpora: it reads the training
+splits of pd98_cws, msra_ner and chn_sentiment through their problem readers
+and tokenizes them with the Chinese BERT vocabulary into
 model inputs (input_ids / input_mask / segment_ids / character spans) and
 reports throughput and how many sentences exceed max_seq_length.  Training,
 evaluation, export and prediction arrive with the model, data and head
@@ -17,6 +18,7 @@ from absl import flags
 from absl import logging
 
 from bert_mtl import data_dir
+from bert_mtl import problems
 from bert_mtl import tokenization
 
 FLAGS = flags.FLAGS
@@ -32,29 +34,18 @@ flags.DEFINE_integer("max_seq_length", 128,
                      "Sequence length after WordPiece, [CLS] and [SEP].")
 flags.DEFINE_integer("num_threads", 2, "Tokenizer threads.")
 
+# (label, problem) whose training-split texts the job tokenizes.
 CORPORA = [
-    ("pd98 (People's Daily 1998)", "pd98/pos_199801.txt"),
-    ("msra_ner", "msra_ner/msra_train.txt"),
-    ("chn_sentiment (positive)", "sentiment/pos.txt"),
-    ("chn_sentiment (negative)", "sentiment/neg.txt"),
+    ("pd98 (People's Daily 1998)", "pd98_cws"),
+    ("msra_ner", "msra_ner"),
+    ("chn_sentiment", "chn_sentiment"),
 ]
 
 
-def read_sentences(path):
-  """Plain text of a corpus file, one sentence or paragraph per entry."""
-  with open(path, encoding="utf-8") as f:
-    raw = f.read()
-  if "msra" in path:  # one "CHAR TAG" a line, blank line between sentences
-    sentences = []
-    for block in raw.replace("\r", "").split("\n\n"):
-      chars = [line.split(" ")[0] for line in block.split("\n") if line]
-      if chars:
-        sentences.append("".join(chars))
-    return sentences
-  if "pos_199801" in path:  # word/TAG separated by two spaces
-    return ["".join(tok.rsplit("/", 1)[0] for tok in line.split())
-            for line in raw.split("\n") if line.strip()]
-  return [line for line in raw.split("\n") if line.strip()]
+def problem_texts(name, root):
+  """Plain texts of a problem's training split, through its reader."""
+  return ["".join(e.inputs) if isinstance(e.inputs, list) else e.inputs
+          for e in problems.read(name, "train", root)]
 
 
 def main(argv):
@@ -65,8 +56,8 @@ def main(argv):
   logging.info("vocab %s: %d entries", vocab_file, len(tokenizer.vocab))
   total_chars = total_sentences = 0
   total_seconds = 0.0
-  for name, relative in CORPORA:
-    sentences = read_sentences(data_dir.require(relative, FLAGS.data_dir))
+  for name, problem_name in CORPORA:
+    sentences = problem_texts(problem_name, data_dir.resolve(FLAGS.data_dir))
     start = time.perf_counter()
     features = tokenizer.encode_batch(sentences, max_seq_length=FLAGS.max_seq_length,
                                       num_threads=FLAGS.num_threads)

@@ -63,6 +63,23 @@ def _int_feature(values):
       value=np.asarray(values, np.int64).reshape(-1)))
 
 
+def _base_feature(input_ids, segment_ids, example_index, window_start):
+  return {"input_ids": _int_feature(input_ids),
+          "segment_ids": _int_feature(segment_ids),
+          "example_index": _int_feature([example_index]),
+          "window_start": _int_feature([window_start])}
+
+
+def _serialize(feature):
+  return tf.train.Example(features=tf.train.Features(
+      feature=feature)).SerializeToString()
+
+
+def _row(ragged, index):
+  splits = ragged["row_splits"]
+  return ragged["ids"][splits[index]:splits[index + 1]]
+
+
 class GroupFeatures(object):
   """Features of one `&` group for one split."""
 
@@ -109,63 +126,59 @@ class GroupFeatures(object):
 
   def records(self):
     """Serialized tf.train.Examples, one per window of every example."""
-    tokenizer = self.config.tokenizer
-    cls_id, sep_id = tokenizer.vocab["[CLS]"], tokenizer.vocab["[SEP]"]
     first = self.examples[self.group[0]]
     if self.units:
-      alignments = features.align_units(tokenizer, [e.inputs for e in first],
-                                        self.config.num_threads)
-    else:
-      texts_a = [e.inputs if isinstance(e.inputs, str) else e.inputs[0]
-                 for e in first]
-      texts_b = [e.inputs[1] if isinstance(e.inputs, tuple) else ""
-                 for e in first]
-      ragged_a = tokenizer.encode_ragged(texts_a, self.config.num_threads)
-      ragged_b = tokenizer.encode_ragged(texts_b, self.config.num_threads)
-    for index in range(len(first)):
-      labels = {n: self.labels_for(n, self.examples[n][index])
-                for n in self.group}
-      if self.units:
-        windows = None
-        for name in self.group:
-          per_window = features.seq_tag_windows(
-              alignments[index], labels[name], self.config.max_seq_length)
-          windows = windows or [[w] for w, _ in per_window]
-          for slot, (_, token_labels) in zip(windows, per_window):
-            slot.append((name, token_labels))
-        for window, *problem_labels in windows:
-          ids = alignments[index].ids[window.start:window.end]
-          input_ids, segment_ids = features.pack(
-              ids, self.config.max_seq_length, cls_id, sep_id)
-          feature = {"input_ids": _int_feature(input_ids),
-                     "segment_ids": _int_feature(segment_ids),
-                     "example_index": _int_feature([index]),
-                     "window_start": _int_feature([window.start])}
-          for name, token_labels in problem_labels:
-            padded = np.concatenate([[features.IGNORE], token_labels,
-                                     [features.IGNORE]])
-            feature[name + "_label"] = _int_feature(padded)
-          yield tf.train.Example(features=tf.train.Features(
-              feature=feature)).SerializeToString()
-      else:
-        ids_a = ragged_a["ids"][ragged_a["row_splits"][index]:
-                                ragged_a["row_splits"][index + 1]]
-        ids_b = ragged_b["ids"][ragged_b["row_splits"][index]:
-                                ragged_b["row_splits"][index + 1]]
+      return self._unit_records(first)
+    return self._text_records(first)
+
+  def _special_ids(self):
+    vocab = self.config.tokenizer.vocab
+    return vocab["[CLS]"], vocab["[SEP]"]
+
+  def _labels(self, index):
+    return {n: self.labels_for(n, self.examples[n][index]) for n in self.group}
+
+  def _unit_records(self, first):
+    cls_id, sep_id = self._special_ids()
+    alignments = features.align_units(self.config.tokenizer,
+                                      [e.inputs for e in first],
+                                      self.config.num_threads)
+    for index, alignment in enumerate(alignments):
+      labels = self._labels(index)
+      # Every problem of the group shares the alignment, hence the windows.
+      per_problem = {n: features.seq_tag_windows(
+          alignment, labels[n], self.config.max_seq_length)
+                     for n in self.group}
+      for k, (window, _) in enumerate(per_problem[self.group[0]]):
         input_ids, segment_ids = features.pack(
-            ids_a, self.config.max_seq_length, cls_id, sep_id, ids_b)
-        feature = {"input_ids": _int_feature(input_ids),
-                   "segment_ids": _int_feature(segment_ids),
-                   "example_index": _int_feature([index]),
-                   "window_start": _int_feature([0])}
-        for name in self.group:
-          value = labels[name]
-          if value is None:
-            value = (np.zeros(len(self.encoders[name]), np.int64)
-                     if self.types[name] == "multi_cls" else 0)
-          feature[name + "_label"] = _int_feature(value)
-        yield tf.train.Example(features=tf.train.Features(
-            feature=feature)).SerializeToString()
+            alignment.ids[window.start:window.end],
+            self.config.max_seq_length, cls_id, sep_id)
+        feature = _base_feature(input_ids, segment_ids, index, window.start)
+        for name, windowed in per_problem.items():
+          feature[name + "_label"] = _int_feature(np.concatenate(
+              [[features.IGNORE], windowed[k][1], [features.IGNORE]]))
+        yield _serialize(feature)
+
+  def _text_records(self, first):
+    cls_id, sep_id = self._special_ids()
+    tokenizer, threads = self.config.tokenizer, self.config.num_threads
+    ragged_a = tokenizer.encode_ragged(
+        [e.inputs if isinstance(e.inputs, str) else e.inputs[0]
+         for e in first], threads)
+    ragged_b = tokenizer.encode_ragged(
+        [e.inputs[1] if isinstance(e.inputs, tuple) else "" for e in first],
+        threads)
+    for index in range(len(first)):
+      input_ids, segment_ids = features.pack(
+          _row(ragged_a, index), self.config.max_seq_length, cls_id, sep_id,
+          _row(ragged_b, index))
+      feature = _base_feature(input_ids, segment_ids, index, 0)
+      for name, value in self._labels(index).items():
+        if value is None:  # predict: no labels
+          value = (np.zeros(len(self.encoders[name]), np.int64)
+                   if self.types[name] == "multi_cls" else 0)
+        feature[name + "_label"] = _int_feature(value)
+      yield _serialize(feature)
 
   def build(self):
     """(shard paths, meta), from the cache when its key matches."""
