@@ -161,6 +161,94 @@ def test_bad_settings(tokenizer, tmp_path):
   with pytest.raises(ValueError, match="not divisible by 3 replicas"):
     dataset.make_input_fn([["msra_ner"]], [[]], {}, batch_size=16,
                           training=True, num_replicas=3)
-  config = dataset.make_config(tokenizer, data_dir(), cache_dir=str(tmp_path))
-  with pytest.raises(NotImplementedError, match="seq2seq_text features"):
-    dataset.fit_label_encoders([["msra_entities_text"]], config)
+  config = dataset.make_config(tokenizer, data_dir(), cache_dir=str(tmp_path),
+                               max_examples=20)
+  encoders = dataset.fit_label_encoders([["zh_pretrain"], ["msra_ner"]],
+                                        config)
+  with pytest.raises(ValueError, match="differs from problem zh_pretrain"):
+    dataset.GroupFeatures(["zh_pretrain", "msra_ner"], "train", config,
+                          encoders)
+
+
+def _records(shards):
+  for record in tf.data.TFRecordDataset(shards):
+    yield tf.train.Example.FromString(record.numpy()).features.feature
+
+
+def test_seq2seq_targets(tokenizer, tmp_path):
+  groups, encoders, built, config = build_chain(
+      tokenizer, "pd98_pos_seq|msra_entities_text", tmp_path, max_examples=60)
+  config = config._replace(max_target_length=8)
+  built = [dataset.GroupFeatures(g, "train", config, encoders).build()
+           for g in groups]
+  tags = encoders["pd98_pos_seq"]
+  assert tags.labels[:3] == ["[PAD]", "[BOS]", "[EOS]"]
+  pos_examples = problems.read("pd98_pos_seq", "train", data_dir())[:60]
+  for parsed in _records(built[0][0]):
+    index = parsed["example_index"].int64_list.value[0]
+    start = parsed["window_start"].int64_list.value[0]
+    label = list(parsed["pd98_pos_seq_label"].int64_list.value)
+    present = parsed["pd98_pos_seq_present"].int64_list.value[0]
+    if start:  # a later window of a long sentence: the target is elsewhere
+      assert present == 0
+      continue
+    want = tags.encode(pos_examples[index].labels)[:7] + [2]
+    assert (label, present) == (want, 1)
+  ner_examples = problems.read("msra_entities_text", "train", data_dir())[:60]
+  for parsed in _records(built[1][0]):
+    index = parsed["example_index"].int64_list.value[0]
+    label = list(parsed["msra_entities_text_label"].int64_list.value)
+    ids = tokenizer.convert_tokens_to_ids(
+        tokenizer.tokenize(ner_examples[index].labels))
+    assert label == ids[:7] + [tokenizer.vocab["[SEP]"]]
+  input_fn = dataset.make_input_fn(
+      groups, [b[0] for b in built], encoders, batch_size=16, training=True,
+      sizes=[b[1]["count"] for b in built], strategy="uniform")
+  batch = next(input_fn().as_numpy_iterator())
+  for name in ("pd98_pos_seq", "msra_entities_text"):
+    label, present = batch[name + "_label"], batch[name + "_present"]
+    assert label.shape[1] <= 8
+    # A row without the problem (or a later window) has no target at all.
+    assert not label[present == 0].any()
+    assert (label[present == 1] > 0).any(axis=1).all()
+
+
+def test_pretrain_records_read_like_the_original(tokenizer, tmp_path):
+  config = dataset.make_config(
+      tokenizer, data_dir(), 64, cache_dir=str(tmp_path), max_examples=30,
+      pretrain=dataset.PretrainConfig(dupe_factor=2,
+                                      max_predictions_per_seq=10))
+  groups = problems.parse("zh_pretrain|msra_ner")
+  encoders = dataset.fit_label_encoders(groups, config)
+  built = [dataset.GroupFeatures(g, "train", config, encoders).build()
+           for g in groups]
+  # The original run_pretraining.py spec parses our records unchanged.
+  spec = dataset.pretrain_spec(64, 10)
+  count = 0
+  for record in tf.data.TFRecordDataset(built[0][0]):
+    parsed = tf.io.parse_single_example(record, spec)
+    mask = parsed["input_mask"].numpy()
+    length = mask.sum()
+    assert mask[:length].all() and length <= 64
+    weights = parsed["masked_lm_weights"].numpy()
+    num = int(weights.sum())
+    assert num == min(10, max(1, round(length * 0.15)))
+    positions = parsed["masked_lm_positions"].numpy()[:num]
+    assert (np.diff(positions) > 0).all() and (positions < length).all()
+    count += 1
+  assert count == built[0][1]["count"] > 30
+  input_fn = dataset.make_input_fn(
+      groups, [b[0] for b in built], encoders, batch_size=32, training=True,
+      sizes=[b[1]["count"] for b in built], strategy="uniform",
+      max_seq_length=64, max_predictions_per_seq=10)
+  batch = next(input_fn().as_numpy_iterator())
+  present = batch["zh_pretrain_present"]
+  assert 0 < present.sum() < 32
+  assert batch["zh_pretrain_masked_lm_weights"].shape == (32, 10)
+  assert not batch["zh_pretrain_masked_lm_weights"][present == 0].any()
+  assert (batch["zh_pretrain_masked_lm_weights"][present == 1].sum(1) >= 1
+          ).all()
+  assert (batch["msra_ner_label"][batch["msra_ner_present"] == 0] ==
+          features.IGNORE).all()
+  lengths = batch["input_mask"].sum(1)
+  assert batch["input_mask"].shape[1] == lengths.max()

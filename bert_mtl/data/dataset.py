@@ -5,8 +5,10 @@ problem of its group.  Records of different groups (`|`) are mixed by the
 sampling strategy, and every problem absent from a record gets zero labels
 and `<problem>_present = 0`, so its head gives it no loss.
 
-Supported here: cls, multi_cls and seq_tag problems.  seq2seq and pretrain
-features are not built yet and fail with a clear message.
+seq2seq targets are label (or target-vocabulary) ids ending in EOS,
+truncated to max_target_length; the decoder prepends BOS itself.  A pretrain
+group writes the original create_pretraining_data records (statically padded,
+original feature names), which the parser trims back to their real length.
 """
 
 import collections
@@ -16,22 +18,55 @@ import numpy as np
 import tensorflow as tf
 
 from bert_mtl import problems
-from bert_mtl.data import cache, features
+from bert_mtl.data import cache, features, pretraining
 from bert_mtl.problems import chain, types
 
-SUPPORTED_TYPES = ("cls", "multi_cls", "seq_tag")
+SEQ2SEQ_TYPES = ("seq2seq_tag", "seq2seq_text")
+# Decoder specials of a seq2seq_tag label map; seq2seq_text uses the target
+# vocabulary's [PAD], [CLS] (as BOS) and [SEP] (as EOS).
+TAG_SPECIALS = ("[PAD]", "[BOS]", "[EOS]")
+NSP_LABELS = ("IsNext", "RandomNext")  # the original's 0 / 1
+
+PretrainConfig = collections.namedtuple("PretrainConfig", [
+    "dupe_factor", "short_seq_prob", "masked_lm_prob",
+    "max_predictions_per_seq", "do_whole_word_mask", "seed"])
+PretrainConfig.__new__.__defaults__ = (10, 0.1, 0.15, 20, False, 12345)
 
 PipelineConfig = collections.namedtuple("PipelineConfig", [
     "tokenizer", "vocab_file", "do_lower_case", "max_seq_length", "data_dir",
-    "cache_dir", "num_shards", "max_examples", "num_threads"])
+    "cache_dir", "num_shards", "max_examples", "num_threads",
+    "max_target_length", "target_tokenizer", "pretrain"])
 
 
 def make_config(tokenizer, data_dir, max_seq_length=128, cache_dir=None,
-                num_shards=4, max_examples=None, num_threads=2):
+                num_shards=4, max_examples=None, num_threads=2,
+                max_target_length=64, target_tokenizer=None, pretrain=None):
+  """Everything that shapes the features (all of it goes into cache keys).
+
+  Args:
+    max_target_length: seq2seq target ids per example, EOS included.
+    target_tokenizer: tokenizes seq2seq_text targets (default: `tokenizer`).
+    pretrain: a PretrainConfig (default: the original tool's defaults).
+  """
   return PipelineConfig(tokenizer, tokenizer.vocab_file,
                         tokenizer.do_lower_case, max_seq_length, data_dir,
                         cache_dir or cache.default_cache_dir(), num_shards,
-                        max_examples, num_threads)
+                        max_examples, num_threads, max_target_length,
+                        target_tokenizer or tokenizer,
+                        pretrain or PretrainConfig())
+
+
+def vocab_list(tokenizer):
+  """The tokenizer's vocabulary as a list indexed by id."""
+  return sorted(tokenizer.vocab, key=tokenizer.vocab.get)
+
+
+def decoder_special_ids(encoder):
+  """(pad, bos, eos) ids of a seq2seq problem's target label map."""
+  ids = encoder.ids
+  if "[BOS]" in ids:
+    return ids["[PAD]"], ids["[BOS]"], ids["[EOS]"]
+  return ids["[PAD]"], ids["[CLS]"], ids["[SEP]"]
 
 
 def _read(name, split, config):
@@ -44,23 +79,35 @@ def fit_label_encoders(groups, config):
   encoders = {}
   for name in (n for group in groups for n in group):
     spec = problems.get(name)
-    if spec.type not in SUPPORTED_TYPES:
-      raise NotImplementedError(
-          "problem %s: %s features are not built by the data pipeline yet" %
-          (name, spec.type))
+    if spec.type == "pretrain":
+      encoders[name] = problems.LabelEncoder(NSP_LABELS, name)
+      continue
+    if spec.type == "seq2seq_text":
+      encoders[name] = problems.LabelEncoder(
+          vocab_list(config.target_tokenizer), name)
+      if decoder_special_ids(encoders[name])[0] != 0:
+        raise ValueError("%s: the target vocabulary must have [PAD] at id 0 "
+                         "(batches pad targets with 0)" % name)
+      continue
     kind = types.TYPES[spec.type].label_kind
     examples = _read(name, "train", config)
     if kind == "single":
       label_lists = [[e.labels] for e in examples]
     else:
       label_lists = [e.labels for e in examples]
-    encoders[name] = problems.LabelEncoder.fit(label_lists, name)
+    reserved = TAG_SPECIALS if spec.type == "seq2seq_tag" else ()
+    encoders[name] = problems.LabelEncoder.fit(label_lists, name, reserved)
   return encoders
 
 
 def _int_feature(values):
   return tf.train.Feature(int64_list=tf.train.Int64List(
       value=np.asarray(values, np.int64).reshape(-1)))
+
+
+def _float_feature(values):
+  return tf.train.Feature(float_list=tf.train.FloatList(
+      value=np.asarray(values, np.float32).reshape(-1)))
 
 
 def _base_feature(input_ids, segment_ids, example_index, window_start):
@@ -92,11 +139,18 @@ class GroupFeatures(object):
     self.examples = {n: _read(n, split, config) for n in group}
     chain.check_same_inputs(self.group, self.examples)
     first = self.examples[self.group[0]]
-    self.units = isinstance(first[0].inputs, list)
+    self.pretrain = "pretrain" in self.types.values()
+    self.units = not self.pretrain and isinstance(first[0].inputs, list)
     for name, problem_type in self.types.items():
-      if (problem_type == "seq_tag") != self.units:
-        raise ValueError("group %s mixes sequence tagging with classification"
-                         " inputs" % "&".join(group))
+      if self.pretrain and len(self.group) > 1:
+        raise ValueError("a pretrain problem (%s) takes documents; it cannot "
+                         "be '&'-joined, use '|'" % name)
+      if problem_type == "seq_tag" and not self.units:
+        raise ValueError("%s is seq_tag but group %s has text inputs" %
+                         (name, self.name))
+      if problem_type in ("cls", "multi_cls") and self.units:
+        raise ValueError("%s is %s but group %s has unit-list inputs" %
+                         (name, problem_type, self.name))
 
   @property
   def name(self):
@@ -104,29 +158,42 @@ class GroupFeatures(object):
 
   def key(self):
     spec_files = [os.path.join(os.path.dirname(__file__), f)
-                  for f in ("features.py", "dataset.py")]
+                  for f in ("features.py", "dataset.py", "pretraining.py")]
     return cache.fingerprint(
         cache.FEATURES_VERSION, [cache.file_digest(f) for f in spec_files],
         self.group, self.split, cache.file_digest(self.config.vocab_file),
         self.config.do_lower_case, self.config.max_seq_length,
+        self.config.max_target_length,
+        cache.file_digest(self.config.target_tokenizer.vocab_file),
+        self.config.pretrain if self.pretrain else None,
         {n: self.encoders[n].labels for n in self.group},
         {n: cache.examples_digest(e) for n, e in self.examples.items()})
 
-  def labels_for(self, name, example):
+  def labels_for(self, name, example, target_ids=None):
+    """The label feature of one example (None: unlabelled)."""
     encoder = self.encoders[name]
     if example.labels is None:  # predict: no labels
       return None
-    if self.types[name] == "cls":
+    problem_type = self.types[name]
+    if problem_type == "cls":
       return encoder.encode([example.labels], example.path, example.line)[0]
-    if self.types[name] == "multi_cls":
+    if problem_type == "multi_cls":
       hot = np.zeros(len(encoder), np.int64)
       hot[encoder.encode(example.labels, example.path, example.line)] = 1
       return hot
+    if problem_type in SEQ2SEQ_TYPES:
+      if target_ids is None:
+        target_ids = encoder.encode(example.labels, example.path,
+                                    example.line)
+      _, _, eos = decoder_special_ids(encoder)
+      return list(target_ids[:self.config.max_target_length - 1]) + [eos]
     return encoder.encode(example.labels, example.path, example.line)
 
   def records(self):
     """Serialized tf.train.Examples, one per window of every example."""
     first = self.examples[self.group[0]]
+    if self.pretrain:
+      return self._pretrain_records(first)
     if self.units:
       return self._unit_records(first)
     return self._text_records(first)
@@ -135,50 +202,107 @@ class GroupFeatures(object):
     vocab = self.config.tokenizer.vocab
     return vocab["[CLS]"], vocab["[SEP]"]
 
-  def _labels(self, index):
-    return {n: self.labels_for(n, self.examples[n][index]) for n in self.group}
+  def _text_targets(self):
+    """Target-vocabulary ids of every seq2seq_text problem's targets."""
+    out = {}
+    for name in self.group:
+      if self.types[name] == "seq2seq_text":
+        ragged = self.config.target_tokenizer.encode_ragged(
+            [e.labels or "" for e in self.examples[name]],
+            self.config.num_threads)
+        out[name] = ragged
+    return out
+
+  def _labels(self, index, text_targets):
+    out = {}
+    for name in self.group:
+      target = (_row(text_targets[name], index) if name in text_targets
+                else None)
+      out[name] = self.labels_for(name, self.examples[name][index], target)
+    return out
 
   def _unit_records(self, first):
     cls_id, sep_id = self._special_ids()
     alignments = features.align_units(self.config.tokenizer,
                                       [e.inputs for e in first],
                                       self.config.num_threads)
+    text_targets = self._text_targets()
+    tagged = [n for n in self.group if self.types[n] == "seq_tag"]
     for index, alignment in enumerate(alignments):
-      labels = self._labels(index)
-      # Every problem of the group shares the alignment, hence the windows.
+      labels = self._labels(index, text_targets)
+      # Every problem of the group shares the alignment, hence the windows;
+      # a seq2seq target belongs to the whole input, so to the first window.
+      spans = features.seq_tag_windows(alignment, None,
+                                       self.config.max_seq_length)
       per_problem = {n: features.seq_tag_windows(
-          alignment, labels[n], self.config.max_seq_length)
-                     for n in self.group}
-      for k, (window, _) in enumerate(per_problem[self.group[0]]):
+          alignment, labels[n], self.config.max_seq_length) for n in tagged}
+      for k, (window, _) in enumerate(spans):
         input_ids, segment_ids = features.pack(
             alignment.ids[window.start:window.end],
             self.config.max_seq_length, cls_id, sep_id)
         feature = _base_feature(input_ids, segment_ids, index, window.start)
-        for name, windowed in per_problem.items():
-          feature[name + "_label"] = _int_feature(np.concatenate(
-              [[features.IGNORE], windowed[k][1], [features.IGNORE]]))
+        for name in self.group:
+          if name in per_problem:
+            value = np.concatenate([[features.IGNORE], per_problem[name][k][1],
+                                    [features.IGNORE]])
+            present = labels[name] is not None
+          else:
+            value, present = labels[name], k == 0
+          feature.update(self._label_feature(name, value, present))
         yield _serialize(feature)
+
+  def _label_feature(self, name, value, present):
+    if value is None:  # predict: no labels
+      problem_type = self.types[name]
+      value = (np.zeros(len(self.encoders[name]), np.int64)
+               if problem_type == "multi_cls" else
+               [] if problem_type in SEQ2SEQ_TYPES else 0)
+      present = False
+    return {name + "_label": _int_feature(value),
+            name + "_present": _int_feature([int(present)])}
 
   def _text_records(self, first):
     cls_id, sep_id = self._special_ids()
     tokenizer, threads = self.config.tokenizer, self.config.num_threads
     ragged_a = tokenizer.encode_ragged(
-        [e.inputs if isinstance(e.inputs, str) else e.inputs[0]
+        [e.inputs if isinstance(e.inputs, str) else
+         e.inputs[0] if isinstance(e.inputs, tuple) else " ".join(e.inputs)
          for e in first], threads)
     ragged_b = tokenizer.encode_ragged(
         [e.inputs[1] if isinstance(e.inputs, tuple) else "" for e in first],
         threads)
+    text_targets = self._text_targets()
     for index in range(len(first)):
       input_ids, segment_ids = features.pack(
           _row(ragged_a, index), self.config.max_seq_length, cls_id, sep_id,
           _row(ragged_b, index))
       feature = _base_feature(input_ids, segment_ids, index, 0)
-      for name, value in self._labels(index).items():
-        if value is None:  # predict: no labels
-          value = (np.zeros(len(self.encoders[name]), np.int64)
-                   if self.types[name] == "multi_cls" else 0)
-        feature[name + "_label"] = _int_feature(value)
+      for name, value in self._labels(index, text_targets).items():
+        feature.update(self._label_feature(name, value, True))
       yield _serialize(feature)
+
+  def _pretrain_records(self, documents):
+    tokenizer, config = self.config.tokenizer, self.config.pretrain
+    words = vocab_list(tokenizer)
+    sentences = [s for d in documents for s in d.inputs]
+    ragged = tokenizer.encode_ragged(sentences, self.config.num_threads)
+    tokenized, position = [], 0
+    for document in documents:
+      tokenized.append([[words[i] for i in _row(ragged, position + k)]
+                        for k in range(len(document.inputs))])
+      position += len(document.inputs)
+    instances = pretraining.create_instances(
+        tokenized, words, self.config.max_seq_length, config.dupe_factor,
+        config.short_seq_prob, config.masked_lm_prob,
+        config.max_predictions_per_seq, config.do_whole_word_mask,
+        config.seed)
+    for instance in instances:
+      values = pretraining.instance_features(
+          instance, tokenizer.vocab, self.config.max_seq_length,
+          config.max_predictions_per_seq)
+      yield _serialize({
+          k: (_float_feature(v) if v.dtype == np.float32 else _int_feature(v))
+          for k, v in values.items()})
 
   def build(self):
     """(shard paths, meta), from the cache when its key matches."""
@@ -193,7 +317,7 @@ class GroupFeatures(object):
                                           "split": self.split})
 
 
-def feature_spec(name, problem_type, num_labels):
+def feature_spec(problem_type, num_labels):
   """Parsing spec of one problem's label feature."""
   if problem_type == "cls":
     return tf.io.FixedLenFeature([1], tf.int64)
@@ -202,40 +326,95 @@ def feature_spec(name, problem_type, num_labels):
   return tf.io.VarLenFeature(tf.int64)
 
 
-def _parse_fn(group, all_problems, types_by_name, encoders):
+def pretrain_spec(max_seq_length, max_predictions_per_seq):
+  """The original run_pretraining.py parsing spec."""
+  seq = tf.io.FixedLenFeature([max_seq_length], tf.int64)
+  predictions = tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64)
+  return {"input_ids": seq, "input_mask": seq, "segment_ids": seq,
+          "masked_lm_positions": predictions, "masked_lm_ids": predictions,
+          "masked_lm_weights": tf.io.FixedLenFeature(
+              [max_predictions_per_seq], tf.float32),
+          "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64)}
+
+
+MLM_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
+
+
+def _absent_label(name, problem_type, encoders, input_ids):
+  if problem_type == "seq_tag":
+    return tf.fill(tf.shape(input_ids), features.IGNORE)
+  if problem_type == "multi_cls":
+    return tf.zeros([len(encoders[name])], tf.int32)
+  if problem_type in SEQ2SEQ_TYPES:
+    return tf.zeros([0], tf.int32)
+  return tf.constant(0, tf.int32)
+
+
+def _parse_pretrain(record, name, max_seq_length, max_predictions):
+  parsed = tf.io.parse_single_example(
+      record, pretrain_spec(max_seq_length, max_predictions))
+  length = tf.reduce_sum(tf.cast(parsed["input_mask"], tf.int32))
+  out = {k: tf.cast(parsed[k][:length], tf.int32)
+         for k in ("input_ids", "input_mask", "segment_ids")}
+  out["example_index"] = tf.constant(0, tf.int32)
+  out["window_start"] = tf.constant(0, tf.int32)
+  for k in MLM_FEATURES:
+    out["%s_%s" % (name, k)] = parsed[k] if k == "masked_lm_weights" else (
+        tf.cast(parsed[k], tf.int32))
+  out[name + "_label"] = tf.cast(parsed["next_sentence_labels"][0], tf.int32)
+  out[name + "_present"] = tf.constant(1, tf.int32)
+  return out
+
+
+def _parse_fn(group, all_problems, types_by_name, encoders, max_seq_length,
+              max_predictions):
   """Record -> feature dict with every problem of the chain present."""
+  pretrain = [n for n in group if types_by_name[n] == "pretrain"]
   spec = {"input_ids": tf.io.VarLenFeature(tf.int64),
           "segment_ids": tf.io.VarLenFeature(tf.int64),
           "example_index": tf.io.FixedLenFeature([1], tf.int64),
           "window_start": tf.io.FixedLenFeature([1], tf.int64)}
   for name in group:
-    spec[name + "_label"] = feature_spec(name, types_by_name[name],
-                                         len(encoders[name]))
+    if not pretrain:
+      spec[name + "_label"] = feature_spec(types_by_name[name],
+                                           len(encoders[name]))
+      spec[name + "_present"] = tf.io.FixedLenFeature([1], tf.int64)
 
   def parse(record):
-    parsed = tf.io.parse_single_example(record, spec)
-    input_ids = tf.cast(tf.sparse.to_dense(parsed["input_ids"]), tf.int32)
-    out = {"input_ids": input_ids,
-           "input_mask": tf.ones_like(input_ids),
-           "segment_ids": tf.cast(tf.sparse.to_dense(parsed["segment_ids"]),
-                                  tf.int32),
-           "example_index": tf.cast(parsed["example_index"][0], tf.int32),
-           "window_start": tf.cast(parsed["window_start"][0], tf.int32)}
+    if pretrain:
+      out = _parse_pretrain(record, pretrain[0], max_seq_length,
+                            max_predictions)
+    else:
+      parsed = tf.io.parse_single_example(record, spec)
+      input_ids = tf.cast(tf.sparse.to_dense(parsed["input_ids"]), tf.int32)
+      out = {"input_ids": input_ids,
+             "input_mask": tf.ones_like(input_ids),
+             "segment_ids": tf.cast(
+                 tf.sparse.to_dense(parsed["segment_ids"]), tf.int32),
+             "example_index": tf.cast(parsed["example_index"][0], tf.int32),
+             "window_start": tf.cast(parsed["window_start"][0], tf.int32)}
     for name in all_problems:
       problem_type = types_by_name[name]
-      present = name in group
-      if problem_type == "seq_tag":
-        label = (tf.sparse.to_dense(parsed[name + "_label"]) if present else
-                 tf.fill(tf.shape(input_ids), tf.constant(
-                     features.IGNORE, tf.int64)))
-      elif problem_type == "multi_cls":
-        label = (parsed[name + "_label"] if present else
-                 tf.zeros([len(encoders[name])], tf.int64))
+      if name in pretrain:
+        continue
+      if problem_type == "pretrain":
+        for k in MLM_FEATURES:
+          out["%s_%s" % (name, k)] = tf.zeros(
+              [max_predictions],
+              tf.float32 if k == "masked_lm_weights" else tf.int32)
+      if name in group:
+        label = parsed[name + "_label"]
+        if isinstance(label, tf.SparseTensor):
+          label = tf.sparse.to_dense(label)
+        elif problem_type == "cls":
+          label = label[0]
+        out[name + "_label"] = tf.cast(label, tf.int32)
+        out[name + "_present"] = tf.cast(parsed[name + "_present"][0],
+                                         tf.int32)
       else:
-        label = parsed[name + "_label"][0] if present else tf.constant(
-            0, tf.int64)
-      out[name + "_label"] = tf.cast(label, tf.int32)
-      out[name + "_present"] = tf.constant(1 if present else 0, tf.int32)
+        out[name + "_label"] = _absent_label(name, problem_type, encoders,
+                                             out["input_ids"])
+        out[name + "_present"] = tf.constant(0, tf.int32)
     return out
   return parse
 
@@ -247,12 +426,17 @@ def _padding(all_problems, types_by_name):
     values[name + "_label"] = (features.IGNORE
                                if types_by_name[name] == "seq_tag" else 0)
     values[name + "_present"] = 0
-  return {k: tf.constant(v, tf.int32) for k, v in values.items()}
+    if types_by_name[name] == "pretrain":
+      for k in MLM_FEATURES:
+        values["%s_%s" % (name, k)] = 0
+  return {k: tf.constant(v, tf.float32 if k.endswith("_masked_lm_weights")
+                         else tf.int32) for k, v in values.items()}
 
 
 def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
                   num_replicas=1, seed=0, strategy="proportional",
                   sizes=None, num_instances=1 << 20, bucket_boundaries=None,
+                  max_seq_length=512, max_predictions_per_seq=20,
                   **strategy_kwargs):
   """An Estimator input_fn over the groups' cached shards.
 
@@ -265,6 +449,8 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
       otherwise visit every example of every group exactly once, in order.
     sizes: records per group (for the sampling probabilities).
     bucket_boundaries: sequence lengths that bound the padding buckets.
+    max_seq_length, max_predictions_per_seq: the static shapes of pretrain
+      records (the original tool's flags of the same names).
   """
   if batch_size % num_replicas:
     raise ValueError("batch size %d is not divisible by %d replicas" %
@@ -283,7 +469,8 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
         ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
         ds = ds.repeat()
       datasets.append(ds.map(
-          _parse_fn(group, all_problems, types_by_name, encoders),
+          _parse_fn(group, all_problems, types_by_name, encoders,
+                    max_seq_length, max_predictions_per_seq),
           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
     if training and len(datasets) > 1:
       choices = chain.sample_groups(sizes, num_instances, seed, strategy,

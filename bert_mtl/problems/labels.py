@@ -17,14 +17,15 @@ class LabelEncoder(object):
       raise ValueError("duplicate labels in %s" % self.labels)
 
   @classmethod
-  def fit(cls, label_lists, problem=None):
-    """Sorted distinct labels of an iterable of label lists."""
+  def fit(cls, label_lists, problem=None, reserved=()):
+    """Sorted distinct labels of an iterable of label lists, after the
+    `reserved` ones (decoder specials such as [PAD], [BOS], [EOS])."""
     seen = set()
     for labels in label_lists:
       seen.update(labels)
     if not seen:
       raise DataError("no labels in the training split", problem)
-    return cls(sorted(seen), problem)
+    return cls(list(reserved) + sorted(seen - set(reserved)), problem)
 
   def __len__(self):
     return len(self.labels)
