@@ -247,7 +247,7 @@ class GroupFeatures(object):
                                     [features.IGNORE]])
             present = labels[name] is not None
           else:
-            value, present = labels[name], k == 0
+            value, present = (labels[name], True) if k == 0 else (None, False)
           feature.update(self._label_feature(name, value, present))
         yield _serialize(feature)
 
