@@ -458,10 +458,11 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
   per_replica = batch_size // num_replicas
   all_problems = [n for g in groups for n in g]
   types_by_name = {n: problems.get(n).type for n in all_problems}
-  padding = _padding(all_problems, types_by_name)
 
   def input_fn(params=None, input_context=None):
     del params, input_context
+    # Built here: an Estimator calls input_fn inside its own graph.
+    padding = _padding(all_problems, types_by_name)
     datasets = []
     for group, shards in zip(groups, shards_by_group):
       ds = tf.data.TFRecordDataset(shards)

@@ -99,7 +99,8 @@ def seq_tag_windows(alignment, label_ids, max_seq_length, stride=None):
 
   Args:
     alignment: UnitAlignment of the example.
-    label_ids: int label id per unit (or None for prediction).
+    label_ids: int label id per unit (or None for prediction: the units'
+      first tokens then get label 0, the rest IGNORE).
     max_seq_length: including [CLS] and [SEP].
     stride: tokens between window starts (default half a window).
 
@@ -110,10 +111,10 @@ def seq_tag_windows(alignment, label_ids, max_seq_length, stride=None):
   spans = windows(len(alignment.ids), max_tokens,
                   stride or max(1, max_tokens // 2))
   token_labels = np.full(len(alignment.ids), IGNORE, np.int32)
-  if label_ids is not None:
-    for unit, position in enumerate(alignment.first_token):
-      if position >= 0:
-        token_labels[position] = label_ids[unit]
+  for unit, position in enumerate(alignment.first_token):
+    if position >= 0:
+      # Unlabelled (predict) units still mark where a prediction is read.
+      token_labels[position] = 0 if label_ids is None else label_ids[unit]
   return [(w, token_labels[w.start:w.end]) for w in spans]
 
 

@@ -1,0 +1,92 @@
+"""The interface every problem type's head implements.
+
+A head is built once per problem inside the model_fn, under the problem's
+own variable scope:
+
+    head = HEADS[problem_type](name, num_labels, settings, bert_config)
+    outputs = head.build(body, features, mode)      # tensors, all modes
+    loss = head.loss(outputs, features)             # TRAIN / EVAL
+    metrics = head.metrics(outputs, features)       # EVAL, in-graph
+    predictions = head.predictions(outputs)         # PREDICT / export
+
+`features` holds `<name>_label` and `<name>_present` (1 where the row has
+the problem).  Losses are means over the rows (or labelled positions) where
+the problem is present; with none present they are exactly 0 with a zero
+gradient, never NaN.
+"""
+
+import collections
+
+import tensorflow as tf
+
+tf1 = tf.compat.v1
+
+# What a head sees of the encoder.
+Body = collections.namedtuple("Body", [
+    "sequence_output",   # float [batch, seq, hidden]
+    "pooled_output",     # float [batch, hidden]
+    "embedding_table",   # float [vocab, hidden]
+    "input_ids",         # int32 [batch, seq]
+    "input_mask",        # int32 [batch, seq]
+    "config",            # BertConfig
+])
+
+
+class Head(object):
+  """Base class: stores the problem's name, label count and settings."""
+
+  def __init__(self, name, num_labels, settings, bert_config):
+    self.name = name
+    self.num_labels = num_labels
+    self.settings = settings
+    self.bert_config = bert_config
+
+  def setting(self, key, default=None):
+    """A per-problem setting (`<name>.<key>`), else the global one."""
+    return self.settings.get("%s.%s" % (self.name, key),
+                             self.settings.get(key, default))
+
+  def label(self, features):
+    return features[self.name + "_label"]
+
+  def present(self, features, dtype=tf.float32):
+    return tf.cast(features[self.name + "_present"], dtype)
+
+  def build(self, body, features, mode):
+    raise NotImplementedError
+
+  def loss(self, outputs, features):
+    raise NotImplementedError
+
+  def metrics(self, outputs, features):
+    return {}
+
+  def predictions(self, outputs):
+    raise NotImplementedError
+
+
+def masked_mean(values, weights):
+  """sum(values * weights) / sum(weights); exactly 0 (and a zero gradient)
+  when every weight is 0."""
+  weights = tf.cast(weights, values.dtype)
+  return tf.math.divide_no_nan(tf.reduce_sum(values * weights),
+                               tf.reduce_sum(weights))
+
+
+def dense_logits(inputs, num_outputs, initializer_range, name="output"):
+  """A dense projection with the BERT initializer."""
+  return tf1.layers.dense(
+      inputs, num_outputs, name=name,
+      kernel_initializer=tf1.truncated_normal_initializer(
+          stddev=initializer_range))
+
+
+def maybe_dropout(inputs, mode, rate):
+  if mode == tf.estimator.ModeKeys.TRAIN and rate:
+    return tf.nn.dropout(inputs, rate=rate)
+  return inputs
+
+
+def mean_metric(values, weights):
+  """An eval_metric_op averaging `values` with `weights` over the set."""
+  return tf1.metrics.mean(values, weights=tf.cast(weights, tf.float32))

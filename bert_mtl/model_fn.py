@@ -1,0 +1,134 @@
+"""The multi-task Estimator model_fn: one BERT body, one head per problem.
+
+Params (a JSON-serialisable dict, saved with the model):
+  bert_config: BertConfig dict.
+  problems: problem names in chain order; types: {name: type};
+  num_labels: {name: K}; settings: {name: {head setting: value}}.
+  loss_weights: {name: weight} (default 1); uncertainty_weighting: bool
+    (Kendall et al. 2018: loss_i * exp(-s_i) + s_i with a learned s_i).
+  learning_rate, num_train_steps, num_warmup_steps,
+  gradient_accumulation_steps, loss_scale, init_checkpoint, model_dir.
+
+The body and every head are built identically in TRAIN, EVAL and PREDICT
+(seq2seq heads add a decoding loop outside TRAIN, with no new variables),
+so any checkpoint restores into any mode and into the export.
+"""
+
+import tensorflow as tf
+
+from bert_mtl import checkpoint, modeling, optimization
+from bert_mtl.heads import HEADS, base
+
+tf1 = tf.compat.v1
+ModeKeys = tf.estimator.ModeKeys
+
+# Passed through to predictions so windows can be merged back.
+PASSTHROUGH = ("example_index", "window_start", "input_mask")
+
+
+def build_heads(params):
+  config = modeling.BertConfig.from_dict(params["bert_config"])
+  return config, [HEADS[params["types"][name]](
+      name, params["num_labels"][name], params["settings"].get(name, {}),
+      config) for name in params["problems"]]
+
+
+def build(features, mode, params):
+  """(heads, {name: head outputs}) for `features` in `mode`."""
+  config, heads = build_heads(params)
+  input_ids = features["input_ids"]
+  model = modeling.BertModel(
+      config, mode == ModeKeys.TRAIN, input_ids,
+      input_mask=features["input_mask"],
+      token_type_ids=features["segment_ids"])
+  body = base.Body(model.get_sequence_output(), model.get_pooled_output(),
+                   model.get_embedding_table(), input_ids,
+                   features["input_mask"], config)
+  outputs = {}
+  for head in heads:
+    if getattr(head, "global_scope", False):
+      outputs[head.name] = head.build(body, features, mode)
+    else:
+      with tf1.variable_scope(head.name):
+        outputs[head.name] = head.build(body, features, mode)
+  return heads, outputs
+
+
+def total_loss(heads, outputs, features, params):
+  """(weighted total, {name: problem loss})."""
+  weights = params.get("loss_weights") or {}
+  losses = {h.name: h.loss(outputs[h.name], features) for h in heads}
+  terms = []
+  for name, loss in losses.items():
+    weighted = float(weights.get(name, 1.0)) * loss
+    if params.get("uncertainty_weighting"):
+      log_variance = tf1.get_variable(
+          "uncertainty/%s" % name, [], initializer=tf1.zeros_initializer())
+      present = tf.cast(tf.reduce_any(
+          features[name + "_present"] > 0), tf.float32)
+      # A problem absent from the batch contributes nothing, not s_i.
+      weighted = present * (weighted * tf.exp(-log_variance) + log_variance)
+    terms.append(weighted)
+  return tf.add_n(terms), losses
+
+
+def predictions_of(heads, outputs, features):
+  out = {k: features[k] for k in PASSTHROUGH if k in features}
+  for head in heads:
+    for key, value in head.predictions(outputs[head.name]).items():
+      out["%s/%s" % (head.name, key)] = value
+  return out
+
+
+def export_outputs(heads, predictions):
+  """serving_default with every output, plus one signature per problem."""
+  serving = {k: v for k, v in predictions.items() if "/" in k}
+  out = {tf.saved_model.DEFAULT_SERVING_SIGNATURE_DEF_KEY:
+             tf.estimator.export.PredictOutput(serving)}
+  for head in heads:
+    prefix = head.name + "/"
+    out[head.name] = tf.estimator.export.PredictOutput(
+        {k[len(prefix):]: v for k, v in serving.items()
+         if k.startswith(prefix)})
+  return out
+
+
+def model_fn(features, labels, mode, params):
+  """The Estimator model_fn (labels travel inside `features`)."""
+  del labels
+  heads, outputs = build(features, mode, params)
+  if mode == ModeKeys.PREDICT:
+    predictions = predictions_of(heads, outputs, features)
+    return tf.estimator.EstimatorSpec(
+        mode, predictions=predictions,
+        export_outputs=export_outputs(heads, predictions))
+
+  loss, losses = total_loss(heads, outputs, features, params)
+  if mode == ModeKeys.EVAL:
+    metrics = {}
+    for head in heads:
+      present = tf.cast(features[head.name + "_present"], tf.float32)
+      metrics[head.name + "/loss"] = tf1.metrics.mean(
+          losses[head.name], weights=tf.cast(tf.reduce_sum(present) > 0,
+                                             tf.float32))
+      for key, op in head.metrics(outputs[head.name], features).items():
+        metrics["%s/%s" % (head.name, key)] = op
+    return tf.estimator.EstimatorSpec(mode, loss=loss,
+                                      eval_metric_ops=metrics)
+
+  if params.get("init_checkpoint"):
+    checkpoint.init_from_checkpoint(params["init_checkpoint"],
+                                    model_dir=params.get("model_dir"))
+  for name, value in losses.items():
+    tf1.summary.scalar("loss/" + name, value)
+  train_op = optimization.create_optimizer(
+      loss, params["learning_rate"], params["num_train_steps"],
+      params.get("num_warmup_steps", 0),
+      gradient_accumulation_steps=params.get("gradient_accumulation_steps", 1),
+      loss_scale=params.get("loss_scale"))
+  logged = dict(("loss/" + k, v) for k, v in losses.items())
+  logged["step"] = tf1.train.get_or_create_global_step()
+  hooks = [tf1.train.LoggingTensorHook(
+      logged, every_n_iter=params.get("log_every_steps", 100))]
+  return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op,
+                                    training_hooks=hooks)
