@@ -26,8 +26,9 @@ def _gather_beams(tensor, beams, batch_size, beam_size):
 
 
 def _shape_invariant(tensor):
+  """Batch and time may change (caches grow); inner sizes stay."""
   shape = tensor.shape.as_list()
-  return tf.TensorShape([None] * len(shape))
+  return tf.TensorShape([None] * min(2, len(shape)) + shape[2:])
 
 
 def beam_search(step_fn, cache, batch_size, vocab_size, beam_size,

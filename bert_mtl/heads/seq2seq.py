@@ -60,12 +60,16 @@ class Seq2SeqHead(base.Head):
         targets = features[label_key]
       else:  # serving: no targets; the variables are built on BOS alone
         targets = tf.zeros([tf.shape(body.input_ids)[0], 1], tf.int32)
+      # A batch without the problem has [batch, 0] targets: keep one column.
+      targets = tf.pad(targets, [[0, 0], [0, tf.maximum(
+          0, 1 - tf.shape(targets)[1])]])
       batch_size = tf.shape(targets)[0]
       inputs = tf.concat([tf.fill([batch_size, 1], bos), targets[:, :-1]], 1)
       hidden, _ = decoder.decoder_layers(
           embed(inputs, 0), encoder_kv, source_bias,
           decoder.causal_bias(tf.shape(inputs)[1]), config, dropout)
-      outputs = {"logits": tf.cast(logits_of(hidden), tf.float32)}
+      outputs = {"logits": tf.cast(logits_of(hidden), tf.float32),
+                 "targets": targets}
 
       if mode != tf.estimator.ModeKeys.TRAIN:
         def step(ids, cache, position):
@@ -87,14 +91,14 @@ class Seq2SeqHead(base.Head):
     return outputs
 
   def loss(self, outputs, features):
-    targets = self.label(features)
+    targets = outputs["targets"]
     per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=targets, logits=outputs["logits"])
     weights = tf.cast(targets > 0, tf.float32) * self.present(features)[:, None]
     return base.masked_mean(per_token, weights)
 
   def metrics(self, outputs, features):
-    targets = self.label(features)
+    targets = outputs["targets"]
     weights = tf.cast(targets > 0, tf.float32) * self.present(features)[:, None]
     correct = tf.cast(tf.equal(
         tf.argmax(outputs["logits"], -1, output_type=tf.int32), targets),
