@@ -129,7 +129,8 @@ def weibo_ner_nam(split, data_dir):
     yield Example([r[0] for r in rows], tags, path, line)
 
 
-@problem("weibo_cws", "seq_tag", source=WEIBO_FILES["train"], scheme="BMES")
+@problem("weibo_cws", "seq_tag", source=WEIBO_FILES["train"], scheme="BMES",
+         metric="word")
 def weibo_cws(split, data_dir):
   """Word segmentation of the Weibo NER sentences (same inputs as weibo_ner),
   from each character's position inside its word."""
@@ -246,7 +247,8 @@ def _pd98_chars(sentence):
   return [c for word, _ in sentence for c in word]
 
 
-@problem("pd98_cws", "seq_tag", source=PD98_POS, scheme="BMES")
+@problem("pd98_cws", "seq_tag", source=PD98_POS, scheme="BMES",
+         metric="word")
 def pd98_cws(split, data_dir):
   """People's Daily 1998 word segmentation (BMES per character)."""
   for path, line, sentence in pd98_sentences(split, data_dir):
@@ -254,7 +256,8 @@ def pd98_cws(split, data_dir):
                   path, line)
 
 
-@problem("pd98_pos", "seq_tag", source=PD98_POS, scheme="BMES")
+@problem("pd98_pos", "seq_tag", source=PD98_POS, scheme="BMES",
+         metric="pos")
 def pd98_pos(split, data_dir):
   """Joint segmentation and POS per character: B-n, M-n, E-n, S-v, ..."""
   for path, line, sentence in pd98_sentences(split, data_dir):
@@ -315,7 +318,7 @@ def sighan_reader(relative):
 
 
 for _name, _relative in SIGHAN_FILES.items():
-  problem(_name, "seq_tag", source=_relative, scheme="BMES")(
+  problem(_name, "seq_tag", source=_relative, scheme="BMES", metric="word")(
       sighan_reader(_relative))
 
 

@@ -26,12 +26,19 @@ class Example(collections.namedtuple(
 
 
 Problem = collections.namedtuple(
-    "Problem", ["name", "type", "reader", "source", "scheme"])
+    "Problem", ["name", "type", "reader", "source", "scheme", "metric"])
+
+# What evaluation reports by default, per type (see bert_mtl.evaluation).
+# seq_tag problems may instead say "word" (segmentation, SIGHAN word F1) or
+# "pos" (token accuracy and word F1 of joint B-n style tags).
+DEFAULT_METRICS = {"cls": "accuracy", "multi_cls": "multi_label",
+                   "seq_tag": "entity", "seq2seq_tag": "sequence",
+                   "seq2seq_text": "text", "pretrain": "masked_lm"}
 
 _PROBLEMS = collections.OrderedDict()
 
 
-def problem(name, problem_type, source="", scheme=None):
+def problem(name, problem_type, source="", scheme=None, metric=None):
   """Registers the decorated reader(split, data_dir) as problem `name`."""
   if problem_type not in types.TYPES:
     raise ValueError("unknown problem type %r (one of %s)" %
@@ -40,7 +47,8 @@ def problem(name, problem_type, source="", scheme=None):
   def register(reader):
     if name in _PROBLEMS:
       raise ValueError("problem %r is registered twice" % name)
-    _PROBLEMS[name] = Problem(name, problem_type, reader, source, scheme)
+    _PROBLEMS[name] = Problem(name, problem_type, reader, source, scheme,
+                              metric or DEFAULT_METRICS[problem_type])
     return reader
   return register
 
