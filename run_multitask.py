@@ -1,83 +1,283 @@
-"""bert_mtl's command line.
+"""Train, evaluate, predict and export a multi-task BERT.
 
-Today it runs the native data path on real corpora: it reads the training
-splits of pd98_cws, msra_ner and chn_sentiment through their problem readers
-and tokenizes them with the Chinese BERT vocabulary into
-model inputs (input_ids / input_mask / segment_ids / character spans) and
-reports throughput and how many sentences exceed max_seq_length.  Training,
-evaluation, export and prediction arrive with the model, data and head
-modules (issues #3-#6) and will be driven by the same flags.
+With no flags it runs the main job: a small BERT trained from scratch on a
+real chain that shows both operators, msra_ner|pd98_cws&pd98_pos|chn_sentiment,
+then evaluation (each problem's metric), export to a SavedModel, and the
+Predictor on a few sentences.  Flags keep google-research/bert's names:
 
-    python run_multitask.py [--data_dir=DIR] [--max_seq_length=128]
+    python run_multitask.py --problems="weibo_ner&weibo_cws|msra_ner" \
+      --bert_config_file=bert_config.json --vocab_file=vocab.txt \
+      --init_checkpoint=bert_model.ckpt --do_train --do_eval \
+      --output_dir=/tmp/model
+
+Eval, predict and export need only --output_dir (everything else is saved
+there by training).
 """
 
-import time
+import json
+import os
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
-from bert_mtl import data_dir
+from bert_mtl import data_dir as data_dir_lib
 from bert_mtl import problems
 from bert_mtl import tokenization
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("data_dir", None,
-                    "Directory of the real corpora (default: $%s or "
-                    "../shared/data)." % data_dir.ENV_VAR)
+# ----------------------------------------------------------- original names
+flags.DEFINE_string("bert_config_file", None,
+                    "bert_config.json of the model (default: a small config "
+                    "for training from scratch, see --small_model).")
 flags.DEFINE_string("vocab_file", None,
-                    "WordPiece vocab.txt (default: the Chinese BERT vocab in "
-                    "the data directory).")
-flags.DEFINE_bool("do_lower_case", True, "Lower-case and strip accents.")
-flags.DEFINE_integer("max_seq_length", 128,
-                     "Sequence length after WordPiece, [CLS] and [SEP].")
-flags.DEFINE_integer("num_threads", 2, "Tokenizer threads.")
+                    "vocab.txt (default: the Chinese BERT vocab in the data "
+                    "directory).")
+flags.DEFINE_string("init_checkpoint", None,
+                    "Original BERT checkpoint to start from.")
+flags.DEFINE_bool("do_lower_case", True, "Lower-case input (must match the "
+                  "checkpoint).")
+flags.DEFINE_integer("max_seq_length", 128, "Tokens per input, [CLS]/[SEP] "
+                     "included; longer inputs are windowed.")
+flags.DEFINE_bool("do_train", None, "Train.")
+flags.DEFINE_bool("do_eval", None, "Evaluate on every problem's eval split.")
+flags.DEFINE_bool("do_predict", None, "Predict every problem's predict split.")
+flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
+flags.DEFINE_integer("eval_batch_size", 32, "Evaluation batch size.")
+flags.DEFINE_integer("predict_batch_size", 32, "Prediction batch size.")
+flags.DEFINE_float("learning_rate", 5e-5, "Peak Adam learning rate.")
+flags.DEFINE_float("num_train_epochs", 3.0, "Epochs over the training "
+                   "records (of all groups together).")
+flags.DEFINE_integer("num_train_steps", None, "Overrides num_train_epochs.")
+flags.DEFINE_float("warmup_proportion", 0.1, "Share of steps with linear "
+                   "warm-up.")
+flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint interval.")
+flags.DEFINE_string("output_dir", None, "Model directory.")
 
-# (label, problem) whose training-split texts the job tokenizes.
-CORPORA = [
-    ("pd98 (People's Daily 1998)", "pd98_cws"),
-    ("msra_ner", "msra_ner"),
-    ("chn_sentiment", "chn_sentiment"),
-]
+# --------------------------------------------------------------- our flags
+flags.DEFINE_string("problems", None, "The problem chain, e.g. "
+                    "'weibo_ner&weibo_cws|msra_ner' (see --list_problems).")
+flags.DEFINE_bool("list_problems", False, "Print every registered problem as "
+                  "name<TAB>type<TAB>source and exit.")
+flags.DEFINE_string("data_dir", None, "Corpora directory (default: $%s or "
+                    "../shared/data)." % data_dir_lib.ENV_VAR)
+flags.DEFINE_string("cache_dir", None, "Feature cache (default: "
+                    "$BERT_MTL_CACHE_DIR or ~/.cache/bert_mtl).")
+flags.DEFINE_integer("max_examples", None, "Use at most this many examples "
+                     "per problem and split (quick runs).")
+flags.DEFINE_integer("max_target_length", 32, "seq2seq target tokens, EOS "
+                     "included.")
+flags.DEFINE_integer("num_gpus", 0, "GPUs for MirroredStrategy (>1).")
+flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical "
+                     "devices and train with MirroredStrategy on them.")
+flags.DEFINE_enum("sampling", "proportional",
+                  ["uniform", "proportional", "temperature", "annealed",
+                   "weights"], "How '|' groups are sampled.")
+flags.DEFINE_float("sampling_temperature", 2.0, "T of temperature sampling.")
+flags.DEFINE_list("sampling_weights", None, "Per-group weights (with "
+                  "--sampling=weights).")
+flags.DEFINE_list("loss_weights", None, "problem=weight pairs.")
+flags.DEFINE_bool("uncertainty_weighting", False, "Learn loss weights "
+                  "(Kendall et al. 2018).")
+flags.DEFINE_list("crf", None, "problem=true|false: CRF per seq_tag problem "
+                  "(default true).")
+flags.DEFINE_bool("crf_constraints", False, "Forbid transitions the tagging "
+                  "scheme disallows.")
+flags.DEFINE_integer("decoder_layers", 2, "seq2seq decoder depth.")
+flags.DEFINE_integer("beam_size", 4, "seq2seq beam size (1: greedy).")
+flags.DEFINE_float("beam_alpha", 0.6, "seq2seq length penalty.")
+flags.DEFINE_integer("gradient_accumulation_steps", 1, "Micro-batches per "
+                     "update.")
+flags.DEFINE_enum("mixed_precision", None, ["float16", "bfloat16"],
+                  "Mixed-precision compute.")
+flags.DEFINE_bool("do_export", None, "Export a SavedModel for TF Serving.")
+flags.DEFINE_string("export_dir", None, "Export directory (default: "
+                    "<output_dir>/export).")
+flags.DEFINE_integer("seed", 12345, "Random seed (sampling, init, dropout).")
+flags.DEFINE_enum("small_model", "tiny", ["tiny", "mini", "small"],
+                  "Shape of the from-scratch model when no "
+                  "--bert_config_file is given.")
+
+# From-scratch shapes for the main job (no pretrained Chinese BERT offline).
+SMALL_MODELS = {
+    "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=512),
+    "mini": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                 intermediate_size=1024),
+    "small": dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8,
+                  intermediate_size=2048),
+}
+MAIN_JOB = {"problems": "msra_ner|pd98_cws&pd98_pos|chn_sentiment",
+            "output_dir": os.path.join("output", "main_job"),
+            "max_seq_length": 64, "max_examples": 3000,
+            "train_batch_size": 32, "num_train_steps": 600,
+            "learning_rate": 1e-3, "save_checkpoints_steps": 200}
+EXAMPLE_SENTENCES = ["中国人民银行行长周小川在北京会见了美国财政部长。",
+                     "这家酒店的服务很好，房间干净，下次还会再来。",
+                     "上海浦东开发与法制建设同步。"]
 
 
-def problem_texts(name, root):
-  """Plain texts of a problem's training split, through its reader."""
-  return ["".join(e.inputs) if isinstance(e.inputs, list) else e.inputs
-          for e in problems.read(name, "train", root)]
+def _pairs(values, cast):
+  out = {}
+  for value in values or []:
+    key, _, item = value.partition("=")
+    if not item:
+      raise app.UsageError("expected problem=value, got %r" % value)
+    out[key.strip()] = cast(item.strip())
+  return out
+
+
+def _bool(text):
+  if text.lower() not in ("true", "false", "1", "0"):
+    raise app.UsageError("expected true or false, got %r" % text)
+  return text.lower() in ("true", "1")
+
+
+def list_problems():
+  for name in problems.names():
+    spec = problems.get(name)
+    print("%s\t%s\t%s" % (name, spec.type, spec.source))
+
+
+def _is_main_job():
+  return not any(FLAGS[name].present for name in (
+      "problems", "output_dir", "do_train", "do_eval", "do_predict",
+      "do_export"))
+
+
+def _options(vocab_file):
+  """The settings of a new training run, checked before any work."""
+  from bert_mtl import modeling  # pylint: disable=g-import-not-at-top
+  chain = FLAGS.problems
+  groups = problems.parse(chain)  # unknown names fail here, with the list
+  if FLAGS.bert_config_file:
+    bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
+  else:
+    vocab_size = len(tokenization.load_vocab_tokens(vocab_file))
+    bert_config = modeling.BertConfig(
+        vocab_size, max_position_embeddings=max(128, FLAGS.max_seq_length),
+        **SMALL_MODELS[FLAGS.small_model])
+  bert_config.validate(vocab_file, FLAGS.bert_config_file or "bert_config")
+  if FLAGS.max_seq_length > bert_config.max_position_embeddings:
+    raise app.UsageError("--max_seq_length %d exceeds max_position_embeddings"
+                         " %d" % (FLAGS.max_seq_length,
+                                  bert_config.max_position_embeddings))
+  if FLAGS.init_checkpoint:
+    tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
+                                                  FLAGS.init_checkpoint)
+  replicas = max(FLAGS.num_gpus, FLAGS.cpu_replicas, 1)
+  if FLAGS.train_batch_size % replicas:
+    raise app.UsageError("--train_batch_size %d is not divisible by %d "
+                         "replicas" % (FLAGS.train_batch_size, replicas))
+  settings = {"*": {"crf_constraints": FLAGS.crf_constraints,
+                    "decoder_layers": FLAGS.decoder_layers,
+                    "beam_size": FLAGS.beam_size,
+                    "beam_alpha": FLAGS.beam_alpha}}
+  for name, crf in _pairs(FLAGS.crf, _bool).items():
+    settings.setdefault(name, {})["crf"] = crf
+  weights = _pairs(FLAGS.loss_weights, float)
+  for name in list(weights) + list(settings):
+    if name != "*" and name not in [n for g in groups for n in g]:
+      raise app.UsageError("%s is not in --problems=%s" % (name, chain))
+  return {
+      "problems": chain, "data_dir": data_dir_lib.resolve(FLAGS.data_dir),
+      "cache_dir": FLAGS.cache_dir, "bert_config": bert_config.to_dict(),
+      "do_lower_case": FLAGS.do_lower_case,
+      "init_checkpoint": FLAGS.init_checkpoint,
+      "max_seq_length": FLAGS.max_seq_length,
+      "max_target_length": FLAGS.max_target_length,
+      "max_examples": FLAGS.max_examples,
+      "train_batch_size": FLAGS.train_batch_size,
+      "eval_batch_size": FLAGS.eval_batch_size,
+      "predict_batch_size": FLAGS.predict_batch_size,
+      "learning_rate": FLAGS.learning_rate,
+      "num_train_steps": FLAGS.num_train_steps,
+      "num_train_epochs": FLAGS.num_train_epochs,
+      "warmup_proportion": FLAGS.warmup_proportion,
+      "save_checkpoints_steps": FLAGS.save_checkpoints_steps,
+      "gradient_accumulation_steps": FLAGS.gradient_accumulation_steps,
+      "mixed_precision": FLAGS.mixed_precision, "sampling": FLAGS.sampling,
+      "sampling_temperature": FLAGS.sampling_temperature,
+      "sampling_weights": ([float(w) for w in FLAGS.sampling_weights]
+                           if FLAGS.sampling_weights else None),
+      "loss_weights": weights or None,
+      "uncertainty_weighting": FLAGS.uncertainty_weighting,
+      "settings": settings, "seed": FLAGS.seed, "num_gpus": FLAGS.num_gpus,
+      "cpu_replicas": FLAGS.cpu_replicas,
+  }
+
+
+def _configure_devices():
+  """Logical CPUs must be set before TensorFlow initialises."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if FLAGS.cpu_replicas > 1:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.cpu_replicas)
+
+
+def _print_results(results):
+  from bert_mtl import evaluation  # pylint: disable=g-import-not-at-top
+  for name, values in results.items():
+    if name.startswith("_"):
+      continue
+    key = evaluation.main_metric(name)
+    print("%-20s %-20s %.4f   (%s)" % (
+        name, key, values.get(key, float("nan")),
+        ", ".join("%s=%.4f" % (k, v) for k, v in sorted(values.items())
+                  if k != key and isinstance(v, float))))
 
 
 def main(argv):
   del argv
-  vocab_file = FLAGS.vocab_file or data_dir.require(
-      "vocab/chinese_vocab.txt", FLAGS.data_dir)
-  tokenizer = tokenization.FullTokenizer(vocab_file, FLAGS.do_lower_case)
-  logging.info("vocab %s: %d entries", vocab_file, len(tokenizer.vocab))
-  total_chars = total_sentences = 0
-  total_seconds = 0.0
-  for name, problem_name in CORPORA:
-    sentences = problem_texts(problem_name, data_dir.resolve(FLAGS.data_dir))
-    start = time.perf_counter()
-    features = tokenizer.encode_batch(sentences, max_seq_length=FLAGS.max_seq_length,
-                                      num_threads=FLAGS.num_threads)
-    seconds = time.perf_counter() - start
-    chars = sum(len(s) for s in sentences)
-    pieces = features["num_pieces"][:, 0]
-    too_long = int((pieces > FLAGS.max_seq_length - 2).sum())
-    print("%-28s %7d sentences %9d chars  %6.3f s  %9.0f sentences/s  "
-          "%5.1f M chars/s  %5.1f%% longer than %d pieces" %
-          (name, len(sentences), chars, seconds, len(sentences) / seconds,
-           chars / seconds / 1e6, 100.0 * too_long / len(sentences),
-           FLAGS.max_seq_length - 2))
-    total_chars += chars
-    total_sentences += len(sentences)
-    total_seconds += seconds
-  print("total: %d sentences, %.1f M chars in %.2f s (%.1f M chars/s, %d "
-        "threads)" % (total_sentences, total_chars / 1e6, total_seconds,
-                      total_chars / total_seconds / 1e6, FLAGS.num_threads))
-  example = "我爱北京天安门。Hello, BERT!"
-  print("example: %r -> %s" % (example, tokenizer.tokenize(example)))
+  if FLAGS.list_problems:
+    list_problems()
+    return
+  if _is_main_job():
+    for name, value in MAIN_JOB.items():
+      if not FLAGS[name].present:
+        setattr(FLAGS, name, value)
+    FLAGS.do_train = FLAGS.do_eval = FLAGS.do_export = True
+    print("main job: %s, output in %s" % (FLAGS.problems, FLAGS.output_dir))
+  if not FLAGS.output_dir:
+    raise app.UsageError("--output_dir is required")
+  if not any((FLAGS.do_train, FLAGS.do_eval, FLAGS.do_predict,
+              FLAGS.do_export)):
+    raise app.UsageError("nothing to do: pass --do_train, --do_eval, "
+                         "--do_predict and/or --do_export")
+  options = vocab_file = None
+  if FLAGS.do_train:
+    if not FLAGS.problems:
+      raise app.UsageError("--problems is required to train")
+    vocab_file = FLAGS.vocab_file or data_dir_lib.require(
+        "vocab/chinese_vocab.txt", FLAGS.data_dir)
+    options = _options(vocab_file)
+  _configure_devices()
+  from bert_mtl import experiment, serving  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.INFO)
+  if options is not None:
+    run = experiment.Experiment(FLAGS.output_dir, options, vocab_file)
+    run.train(run.num_train_steps())
+  else:
+    run = experiment.Experiment(FLAGS.output_dir)
+  if FLAGS.do_eval:
+    _print_results(run.evaluate())
+  if FLAGS.do_predict:
+    run.predict()
+    print("predictions in %s" % os.path.join(FLAGS.output_dir, "predictions"))
+  if FLAGS.do_export:
+    export_dir = serving.export(run, FLAGS.export_dir or os.path.join(
+        FLAGS.output_dir, "export"))
+    print("exported %s" % export_dir)
+    if _is_main_job() or FLAGS.do_train:
+      predictor = serving.Predictor(export_dir)
+      for sentence, result in zip(EXAMPLE_SENTENCES,
+                                  predictor.predict(EXAMPLE_SENTENCES)):
+        print(sentence)
+        print("  " + json.dumps(result, ensure_ascii=False))
 
 
 if __name__ == "__main__":

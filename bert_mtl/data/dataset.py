@@ -437,7 +437,7 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
                   num_replicas=1, seed=0, strategy="proportional",
                   sizes=None, num_instances=1 << 20, bucket_boundaries=None,
                   max_seq_length=512, max_predictions_per_seq=20,
-                  **strategy_kwargs):
+                  all_problems=None, **strategy_kwargs):
   """An Estimator input_fn over the groups' cached shards.
 
   Args:
@@ -451,12 +451,14 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
     bucket_boundaries: sequence lengths that bound the padding buckets.
     max_seq_length, max_predictions_per_seq: the static shapes of pretrain
       records (the original tool's flags of the same names).
+    all_problems: every problem of the model (default: those of `groups`);
+      the others get absent labels.
   """
   if batch_size % num_replicas:
     raise ValueError("batch size %d is not divisible by %d replicas" %
                      (batch_size, num_replicas))
   per_replica = batch_size // num_replicas
-  all_problems = [n for g in groups for n in g]
+  all_problems = all_problems or [n for g in groups for n in g]
   types_by_name = {n: problems.get(n).type for n in all_problems}
 
   def input_fn(params=None, input_context=None):

@@ -1,0 +1,320 @@
+"""One run: problems, data, model and Estimator, saved in its output_dir.
+
+Training writes everything later steps need into output_dir (run.json with
+the settings, bert_config.json, vocab.txt, labels/<problem>.json), so
+evaluation, prediction and export need only the output directory.
+"""
+
+import json
+import os
+import shutil
+
+import tensorflow as tf
+
+from bert_mtl import (evaluation, model_fn, modeling, optimization, problems,
+                      progress, tokenization)
+from bert_mtl.data import dataset
+
+tf1 = tf.compat.v1
+
+RUN_FILE = "run.json"
+# Settings with these defaults; run_multitask.py exposes them as flags.
+DEFAULTS = {
+    "problems": None, "data_dir": None, "cache_dir": None,
+    "bert_config": None, "do_lower_case": True, "init_checkpoint": None,
+    "max_seq_length": 128, "max_target_length": 32, "max_examples": None,
+    "train_batch_size": 32, "eval_batch_size": 32, "predict_batch_size": 32,
+    "learning_rate": 5e-5, "num_train_steps": 1000, "warmup_proportion": 0.1,
+    "save_checkpoints_steps": 1000, "keep_checkpoint_max": 5,
+    "gradient_accumulation_steps": 1, "mixed_precision": None,
+    "sampling": "proportional", "sampling_temperature": 2.0,
+    "sampling_weights": None, "loss_weights": None,
+    "uncertainty_weighting": False, "settings": {}, "seed": 12345,
+    "bucket_boundaries": [16, 32, 48, 64, 96, 128, 192, 256, 384],
+    "num_shards": 4, "num_threads": 2, "log_every_steps": 50,
+    "pretrain": {}, "num_gpus": 0, "cpu_replicas": 0,
+}
+
+
+def _mkdir(path):
+  os.makedirs(path, exist_ok=True)
+  return path
+
+
+class Experiment(object):
+  """Builds and runs one multi-task model.
+
+  Args:
+    output_dir: the model directory (checkpoints, run.json, label maps).
+    options: settings (see DEFAULTS) for a new run; None loads run.json.
+    vocab_file: the vocabulary of a new run (copied into output_dir).
+  """
+
+  def __init__(self, output_dir, options=None, vocab_file=None):
+    self.output_dir = output_dir
+    run_file = os.path.join(output_dir, RUN_FILE)
+    if options is None:
+      if not os.path.exists(run_file):
+        raise ValueError("%s has no %s: train a model there first" %
+                         (output_dir, RUN_FILE))
+      with open(run_file, encoding="utf-8") as f:
+        options = json.load(f)
+    self.options = dict(DEFAULTS, **options)
+    self.groups = problems.parse(self.options["problems"])
+    self.names = [n for g in self.groups for n in g]
+    self.types = {n: problems.get(n).type for n in self.names}
+    _mkdir(output_dir)
+    saved_vocab = os.path.join(output_dir, "vocab.txt")
+    if vocab_file and os.path.abspath(vocab_file) != os.path.abspath(
+        saved_vocab):
+      shutil.copyfile(vocab_file, saved_vocab)
+    if not os.path.exists(saved_vocab):
+      raise ValueError("no vocab_file given and none saved in %s" %
+                       output_dir)
+    self.tokenizer = tokenization.FullTokenizer(
+        saved_vocab, self.options["do_lower_case"])
+    self.bert_config = modeling.BertConfig.from_dict(
+        self.options["bert_config"])
+    self.bert_config.validate(saved_vocab)
+    self.config = dataset.make_config(
+        self.tokenizer, self.options["data_dir"],
+        self.options["max_seq_length"], self.options["cache_dir"],
+        self.options["num_shards"], self.options["max_examples"],
+        self.options["num_threads"], self.options["max_target_length"],
+        pretrain=dataset.PretrainConfig(**self.options["pretrain"]))
+    self._encoders = None
+
+  # ------------------------------------------------------------ saved state
+
+  def save(self):
+    with open(os.path.join(self.output_dir, RUN_FILE), "w",
+              encoding="utf-8") as f:
+      json.dump(self.options, f, ensure_ascii=False, indent=1, sort_keys=True)
+    self.bert_config.to_json_file(
+        os.path.join(self.output_dir, "bert_config.json"))
+    labels_dir = _mkdir(os.path.join(self.output_dir, "labels"))
+    for name, encoder in self.encoders.items():
+      encoder.save(os.path.join(labels_dir, name + ".json"))
+
+  @property
+  def encoders(self):
+    """Label maps: loaded from output_dir, else fitted on training data."""
+    if self._encoders is None:
+      labels_dir = os.path.join(self.output_dir, "labels")
+      paths = {n: os.path.join(labels_dir, n + ".json") for n in self.names}
+      if all(os.path.exists(p) for p in paths.values()):
+        self._encoders = {n: problems.LabelEncoder.load(p)
+                          for n, p in paths.items()}
+      else:
+        self._encoders = dataset.fit_label_encoders(self.groups, self.config)
+    return self._encoders
+
+  # ------------------------------------------------------------------ model
+
+  def head_settings(self, name):
+    encoder = self.encoders[name]
+    spec = problems.get(name)
+    settings = dict(self.options["settings"].get("*", {}))
+    settings.update(self.options["settings"].get(name, {}))
+    settings.update(labels=encoder.labels, scheme=spec.scheme)
+    if spec.type in dataset.SEQ2SEQ_TYPES:
+      _, bos, eos = dataset.decoder_special_ids(encoder)
+      settings.update(bos_id=bos, eos_id=eos,
+                      share_embeddings=(
+                          spec.type == "seq2seq_text" and
+                          len(encoder) == self.bert_config.vocab_size))
+      settings.setdefault("max_decode_length",
+                          self.options["max_target_length"])
+    return settings
+
+  def params(self, num_train_steps=None):
+    steps = int(num_train_steps or self.options["num_train_steps"])
+    accumulation = int(self.options["gradient_accumulation_steps"])
+    updates = max(1, steps // accumulation)
+    return {
+        "bert_config": self.bert_config.to_dict(),
+        "problems": self.names, "types": self.types,
+        "num_labels": {n: len(self.encoders[n]) for n in self.names},
+        "settings": {n: self.head_settings(n) for n in self.names},
+        "loss_weights": self.options["loss_weights"],
+        "uncertainty_weighting": self.options["uncertainty_weighting"],
+        "learning_rate": self.options["learning_rate"],
+        "num_train_steps": updates,
+        "num_warmup_steps": int(updates * self.options["warmup_proportion"]),
+        "gradient_accumulation_steps": accumulation,
+        "loss_scale": ("dynamic" if self.options["mixed_precision"] ==
+                       "float16" else None),
+        "init_checkpoint": self.options["init_checkpoint"],
+        "model_dir": self.output_dir,
+        "log_every_steps": self.options["log_every_steps"],
+    }
+
+  def strategy(self):
+    """MirroredStrategy over the GPUs or logical CPUs asked for, the
+    multi-worker strategy under TF_CONFIG, else None."""
+    if os.environ.get("TF_CONFIG") and json.loads(
+        os.environ["TF_CONFIG"]).get("cluster", {}).get("worker"):
+      return tf.distribute.experimental.MultiWorkerMirroredStrategy()
+    if self.options["num_gpus"] > 1:
+      return tf.distribute.MirroredStrategy(
+          ["/gpu:%d" % i for i in range(self.options["num_gpus"])])
+    if self.options["cpu_replicas"] > 1:
+      return tf.distribute.MirroredStrategy(
+          ["/cpu:%d" % i for i in range(self.options["cpu_replicas"])],
+          cross_device_ops=tf.distribute.ReductionToOneDevice())
+    return None
+
+  def num_replicas(self, strategy):
+    return strategy.num_replicas_in_sync if strategy else 1
+
+  def estimator(self, num_train_steps=None, strategy=None):
+    session_config = optimization.mixed_precision_session_config(
+        self.options["mixed_precision"])
+    session_config.allow_soft_placement = True
+    run_config = tf.estimator.RunConfig(
+        model_dir=self.output_dir, tf_random_seed=self.options["seed"],
+        save_checkpoints_steps=self.options["save_checkpoints_steps"],
+        keep_checkpoint_max=self.options["keep_checkpoint_max"],
+        log_step_count_steps=self.options["log_every_steps"],
+        session_config=session_config, train_distribute=strategy,
+        eval_distribute=strategy)
+    return tf.estimator.Estimator(model_fn.model_fn, config=run_config,
+                                  params=self.params(num_train_steps))
+
+  # ------------------------------------------------------------------- data
+
+  def group_features(self, split):
+    return [dataset.GroupFeatures(g, split, self.config, self.encoders)
+            for g in self.groups]
+
+  def input_fn(self, split, training, batch_size, num_replicas=1,
+               groups=None):
+    """(input_fn, [GroupFeatures], [(shards, meta)]) of a split."""
+    groups = groups or self.groups
+    built_groups = [dataset.GroupFeatures(g, split, self.config,
+                                          self.encoders) for g in groups]
+    built = [g.build() for g in built_groups]
+    sizes = [meta["count"] for _, meta in built]
+    pretrain = self.config.pretrain
+    fn = dataset.make_input_fn(
+        groups, [shards for shards, _ in built], self.encoders, batch_size,
+        training, num_replicas=num_replicas, seed=self.options["seed"],
+        strategy=self.options["sampling"], sizes=sizes,
+        bucket_boundaries=[b for b in self.options["bucket_boundaries"]
+                           if b < self.options["max_seq_length"]] or None,
+        max_seq_length=self.options["max_seq_length"],
+        max_predictions_per_seq=pretrain.max_predictions_per_seq,
+        all_problems=self.names,
+        **self._sampling_kwargs())
+    return fn, built_groups, built
+
+  def _sampling_kwargs(self):
+    strategy = self.options["sampling"]
+    if strategy == "temperature":
+      return {"temperature": self.options["sampling_temperature"]}
+    if strategy == "weights":
+      return {"weights": self.options["sampling_weights"]}
+    return {}
+
+  # ---------------------------------------------------------------- actions
+
+  def num_train_steps(self):
+    """num_train_steps, else epochs over all training records / batch."""
+    if self.options.get("num_train_steps"):
+      return int(self.options["num_train_steps"])
+    records = sum(g.build()[1]["count"] for g in self.group_features("train"))
+    epochs = float(self.options.get("num_train_epochs") or 1.0)
+    return max(1, int(records * epochs / self.options["train_batch_size"]))
+
+  def train(self, num_train_steps=None):
+    """Trains to num_train_steps global steps; a rerun resumes from the
+    last checkpoint in output_dir and stops at the same step."""
+    steps = int(num_train_steps or self.num_train_steps())
+    self.options["num_train_steps"] = steps
+    strategy = self.strategy()
+    replicas = self.num_replicas(strategy)
+    input_fn, _, built = self.input_fn(
+        "train", True, self.options["train_batch_size"], replicas)
+    self.save()
+    for group, (_, meta) in zip(self.groups, built):
+      tf1.logging.info("train group %s: %d records", "&".join(group),
+                       meta["count"])
+    hook = progress.ProgressHook(steps, self.options["train_batch_size"],
+                                 self.names, self.options["log_every_steps"])
+    self.estimator(steps, strategy).train(input_fn, max_steps=steps,
+                                          hooks=[hook])
+
+  def evaluate(self, split="eval", write=True):
+    """In-graph losses plus sentence-level metrics per problem.
+
+    Returns:
+      {problem: {metric: value}} (and "_graph": the Estimator's metrics).
+    """
+    estimator = self.estimator()
+    input_fn, _, _ = self.input_fn(split, False,
+                                   self.options["eval_batch_size"])
+    graph_metrics = estimator.evaluate(input_fn)
+    results = {"_graph": {k: float(v) for k, v in graph_metrics.items()}}
+    for group in self.groups:
+      if any(self.types[n] == "pretrain" for n in group):
+        for name in group:
+          results[name] = {k.split("/", 1)[1]: float(v)
+                           for k, v in graph_metrics.items()
+                           if k.startswith(name + "/")}
+        continue
+      decoded, features = self._predict_group(estimator, group, split)
+      for name in group:
+        results[name] = evaluation.score(
+            name, features.examples[name], decoded[name], self.encoders[name],
+            self.tokenizer, self.options["max_target_length"])
+        results[name]["loss"] = float(graph_metrics.get(name + "/loss", 0))
+        results[name]["global_step"] = int(graph_metrics["global_step"])
+    if write:
+      self._write_eval_results(results, split)
+    return results
+
+  def _predict_group(self, estimator, group, split):
+    input_fn, (features,), _ = self.input_fn(
+        split, False, self.options["predict_batch_size"], groups=[group])
+    predictions = estimator.predict(input_fn, yield_single_examples=True)
+    decoded = evaluation.decode(group, features.examples, predictions,
+                                self.encoders, self.tokenizer,
+                                self.options["max_seq_length"])
+    return decoded, features
+
+  def _write_eval_results(self, results, split):
+    lines = []
+    for name in self.names:
+      directory = _mkdir(os.path.join(self.output_dir, split, name))
+      with open(os.path.join(directory, "eval_results.txt"), "w",
+                encoding="utf-8") as f:
+        for key in sorted(results[name]):
+          f.write("%s = %s\n" % (key, results[name][key]))
+          lines.append("%s/%s = %s" % (name, key, results[name][key]))
+    with open(os.path.join(self.output_dir, "eval_results.txt"), "w",
+              encoding="utf-8") as f:
+      f.write("\n".join(lines) + "\n")
+
+  def predict(self, split="predict"):
+    """Writes predictions/<problem>.jsonl (input, prediction and, when the
+    split has them, gold labels); returns {problem: [result]}."""
+    estimator = self.estimator()
+    out = {}
+    directory = _mkdir(os.path.join(self.output_dir, "predictions"))
+    for group in self.groups:
+      if any(self.types[n] == "pretrain" for n in group):
+        continue
+      decoded, features = self._predict_group(estimator, group, split)
+      for name in group:
+        out[name] = decoded[name]
+        with open(os.path.join(directory, name + ".jsonl"), "w",
+                  encoding="utf-8") as f:
+          for example, result in zip(features.examples[name],
+                                     decoded[name]):
+            inputs = example.inputs
+            record = {"input": "".join(inputs) if isinstance(inputs, list)
+                      else inputs, "prediction": result}
+            if example.labels is not None:
+              record["label"] = example.labels
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return out
