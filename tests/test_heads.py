@@ -1,0 +1,249 @@
+"""Heads against small independent references (graph mode, tiny sizes)."""
+
+import itertools
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from bert_mtl import model_fn, modeling
+from bert_mtl.data import features as feature_lib
+from bert_mtl.heads import base, seq_tag
+
+tf1 = tf.compat.v1
+IGNORE = feature_lib.IGNORE
+
+
+def _session_run(build):
+  graph = tf.Graph()
+  with graph.as_default():
+    tf1.set_random_seed(1)
+    fetches = build()
+    with tf1.Session(graph=graph) as session:
+      session.run(tf1.global_variables_initializer())
+      return session.run(fetches)
+
+
+def _log_sum_exp(values):
+  top = max(values)
+  return top + np.log(sum(np.exp(v - top) for v in values))
+
+
+def crf_nll_brute_force(unary, transitions, tags):
+  """-log p(tags) by enumerating every tag sequence."""
+  def score(sequence):
+    total = sum(unary[i, t] for i, t in enumerate(sequence))
+    return total + sum(transitions[a, b]
+                       for a, b in zip(sequence, sequence[1:]))
+  k = unary.shape[1]
+  all_scores = [score(s) for s in itertools.product(range(k),
+                                                    repeat=len(tags))]
+  return _log_sum_exp(all_scores) - score(tags)
+
+
+def test_crf_loss_over_labelled_positions_only():
+  rng = np.random.RandomState(0)
+  logits = rng.normal(size=(3, 7, 3)).astype(np.float32)
+  transitions = rng.normal(size=(3, 3)).astype(np.float32)
+  labels = np.full((3, 7), IGNORE, np.int32)
+  labels[0, [1, 2, 4]] = [2, 0, 1]      # a gap: a continuation piece
+  labels[1, [1, 2, 3, 4, 5]] = [0, 1, 1, 2, 0]
+  present = np.array([1, 1, 0], np.int32)  # row 2: problem absent
+
+  def build():
+    head = seq_tag.SeqTagHead("t", 3, {}, None)
+    features = {"t_label": tf.constant(labels), "t_present": tf.constant(
+        present)}
+    mask = seq_tag.tag_positions(features, "t")
+    outputs = {"logits": tf.constant(logits), "mask": mask}
+    packed, order, lengths = seq_tag.pack_positions(outputs["logits"], mask)
+    outputs.update(packed=packed, order=order, lengths=lengths,
+                   transitions=tf.constant(transitions))
+    return head.loss(outputs, features), head.decode(outputs)
+  loss, decoded = _session_run(build)
+  want = np.mean([
+      crf_nll_brute_force(logits[0, [1, 2, 4]], transitions, [2, 0, 1]),
+      crf_nll_brute_force(logits[1, 1:6], transitions, [0, 1, 1, 2, 0])])
+  assert loss == pytest.approx(want, rel=1e-5)
+  # Decoded tags sit at the labelled positions, -1 elsewhere.
+  assert (decoded[0, [0, 3, 5, 6]] == -1).all()
+  assert (decoded[0, [1, 2, 4]] >= 0).all()
+
+
+def test_softmax_tagging_and_zero_rows():
+  rng = np.random.RandomState(1)
+  logits = rng.normal(size=(2, 5, 4)).astype(np.float32)
+  labels = np.full((2, 5), IGNORE, np.int32)
+  labels[0, 1:4] = [3, 0, 2]
+
+  def build(present):
+    head = seq_tag.SeqTagHead("t", 4, {"crf": False}, None)
+    features = {"t_label": tf.constant(labels),
+                "t_present": tf.constant(present)}
+    logits_t = tf.constant(logits)
+    outputs = {"logits": logits_t,
+               "mask": seq_tag.tag_positions(features, "t")}
+    loss = head.loss(outputs, features)
+    return loss, tf.gradients(loss, logits_t)[0]
+  loss, _ = _session_run(lambda: build(np.array([1, 0], np.int32)))
+  log_probs = logits[0, 1:4] - np.log(np.exp(logits[0, 1:4]).sum(-1,
+                                                                  keepdims=True))
+  assert loss == pytest.approx(-np.mean(log_probs[[0, 1, 2], [3, 0, 2]]),
+                               rel=1e-5)
+  loss, gradient = _session_run(lambda: build(np.array([0, 0], np.int32)))
+  assert loss == 0.0 and not np.any(gradient) and np.isfinite(gradient).all()
+
+
+def test_masked_mean_is_zero_without_weights():
+  def build():
+    values = tf.constant([1.0, 2.0])
+    loss = base.masked_mean(values * values, tf.zeros([2]))
+    return loss, tf.gradients(loss, values)[0]
+  loss, gradient = _session_run(build)
+  assert loss == 0.0 and gradient.tolist() == [0.0, 0.0]
+
+
+TINY = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1,
+        "num_attention_heads": 2, "intermediate_size": 32,
+        "max_position_embeddings": 32}
+
+
+def _params(types, num_labels, settings=None):
+  return {"bert_config": TINY, "problems": list(types), "types": types,
+          "num_labels": num_labels, "settings": settings or {},
+          "learning_rate": 1e-3, "num_train_steps": 10}
+
+
+def _features(batch=4, length=9, present=None, extra=None):
+  rng = np.random.RandomState(2)
+  out = {"input_ids": tf.constant(rng.randint(5, 50, (batch, length)),
+                                  tf.int32),
+         "input_mask": tf.ones([batch, length], tf.int32),
+         "segment_ids": tf.zeros([batch, length], tf.int32)}
+  out.update({k: tf.constant(v) for k, v in (extra or {}).items()})
+  return out
+
+
+def test_absent_problem_gets_zero_gradient_through_the_model_fn():
+  batch, length = 4, 9
+  rng = np.random.RandomState(3)
+  tags = rng.randint(0, 3, (batch, length)).astype(np.int32)
+  tags[:, 0] = tags[:, -1] = IGNORE
+  target = rng.randint(3, 7, (batch, 5)).astype(np.int32)
+  extra = {
+      "ner_label": tags, "ner_present": np.ones([batch], np.int32),
+      "senti_label": np.array([0, 1, 0, 1], np.int32),
+      "senti_present": np.zeros([batch], np.int32),          # absent
+      "gen_label": target, "gen_present": np.array([1, 0, 1, 0], np.int32),
+  }
+  params = _params({"ner": "seq_tag", "senti": "cls", "gen": "seq2seq_tag"},
+                   {"ner": 3, "senti": 2, "gen": 8},
+                   {"gen": {"bos_id": 1, "eos_id": 2, "decoder_layers": 1}})
+
+  def build():
+    features = _features(batch, length, extra=extra)
+    heads, outputs = model_fn.build(features, tf.estimator.ModeKeys.TRAIN,
+                                    params)
+    loss, losses = model_fn.total_loss(heads, outputs, features, params)
+    variables = tf1.trainable_variables()
+    senti_vars = [v for v in variables if v.name.startswith("senti/")]
+    grads = tf.gradients(loss, senti_vars)
+    body_grads = tf.gradients(loss, [v for v in variables
+                                     if v.name.startswith("bert/")])
+    return losses, grads, body_grads
+  losses, grads, body_grads = _session_run(build)
+  assert losses["senti"] == 0.0
+  assert grads and all(g is not None and not np.any(g) for g in grads)
+  assert losses["ner"] > 0 and losses["gen"] > 0
+  assert any(np.any(getattr(g, "values", g)) for g in body_grads)
+
+
+def test_seq2seq_teacher_forcing_is_causal_and_masked():
+  """Logits at position t must not see targets t, t+1, ... (shifted
+  inputs), and padding positions must not change the loss."""
+  batch, length = 2, 6
+  params = _params({"gen": "seq2seq_tag"}, {"gen": 9},
+                   {"gen": {"bos_id": 1, "eos_id": 2, "decoder_layers": 2}})
+
+  def run(target):
+    def build():
+      features = _features(batch, length, extra={
+          "gen_label": target, "gen_present": np.ones([batch], np.int32)})
+      heads, outputs = model_fn.build(features, tf.estimator.ModeKeys.EVAL,
+                                      params)
+      return outputs["gen"]["logits"], heads[0].loss(outputs["gen"], features)
+    return _session_run(build)
+  base_target = np.array([[5, 6, 7, 2, 0], [4, 3, 2, 0, 0]], np.int32)
+  logits, loss = run(base_target)
+  changed = base_target.copy()
+  changed[0, 2] = 8  # position 2's target changes
+  logits2, _ = run(changed)
+  np.testing.assert_allclose(logits[0, :3], logits2[0, :3], atol=1e-5)
+  assert not np.allclose(logits[0, 3], logits2[0, 3], atol=1e-5)
+  # Position 0's input is BOS, not the first target.
+  changed = base_target.copy()
+  changed[:, 0] = 8
+  logits3, _ = run(changed)
+  np.testing.assert_allclose(logits[:, 0], logits3[:, 0], atol=1e-5)
+  assert loss > 0
+
+
+def test_predict_builds_without_labels_and_restores_from_train():
+  """Every mode builds the same variables (a checkpoint restores into all)."""
+  params = _params({"ner": "seq_tag", "gen": "seq2seq_text", "c": "cls",
+                    "m": "multi_cls", "p": "pretrain"},
+                   {"ner": 3, "gen": 50, "c": 2, "m": 4, "p": 2},
+                   {"gen": {"bos_id": 1, "eos_id": 2, "decoder_layers": 1,
+                            "share_embeddings": True, "beam_size": 2,
+                            "max_decode_length": 4}})
+  names = {}
+  for mode in (tf.estimator.ModeKeys.TRAIN, tf.estimator.ModeKeys.PREDICT):
+    graph = tf.Graph()
+    with graph.as_default():
+      features = _features()
+      if mode == tf.estimator.ModeKeys.TRAIN:
+        features.update({
+            "ner_label": tf.zeros([4, 9], tf.int32),
+            "gen_label": tf.ones([4, 3], tf.int32),
+            "p_masked_lm_positions": tf.ones([4, 2], tf.int32),
+            "p_masked_lm_ids": tf.ones([4, 2], tf.int32),
+            "p_masked_lm_weights": tf.ones([4, 2]),
+            "p_label": tf.zeros([4], tf.int32)})
+      model_fn.build(features, mode, params)
+      names[mode] = sorted((v.name, tuple(v.shape.as_list()))
+                           for v in tf1.global_variables())
+  assert names[tf.estimator.ModeKeys.TRAIN] == names[
+      tf.estimator.ModeKeys.PREDICT]
+  assert any(n.startswith("cls/predictions/output_bias") for n, _ in
+             names[tf.estimator.ModeKeys.TRAIN])
+  assert any(n.startswith("cls/seq_relationship/output_weights") for n, _ in
+             names[tf.estimator.ModeKeys.TRAIN])
+
+
+def test_cls_label_smoothing_and_multi_cls_weight():
+  from bert_mtl.heads import cls, multi_cls  # pylint: disable=g-import-not-at-top
+  logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]], np.float32)
+
+  def build():
+    features = {"c_label": tf.constant([0, 2]),
+                "c_present": tf.constant([1, 1]),
+                "m_label": tf.constant([[1, 0, 1], [0, 0, 0]]),
+                "m_present": tf.constant([1, 1])}
+    smoothed = cls.ClsHead("c", 3, {"label_smoothing": 0.1}, None).loss(
+        {"logits": tf.constant(logits)}, features)
+    weighted = multi_cls.MultiClsHead("m", 3, {"positive_weight": 3.0},
+                                      None).loss(
+                                          {"logits": tf.constant(logits)},
+                                          features)
+    return smoothed, weighted
+  smoothed, weighted = _session_run(build)
+  log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+  targets = np.full((2, 3), 0.1 / 3)
+  targets[0, 0] += 0.9
+  targets[1, 2] += 0.9
+  assert smoothed == pytest.approx(-(targets * log_probs).sum(-1).mean(),
+                                   rel=1e-5)
+  labels = np.array([[1, 0, 1], [0, 0, 0]], np.float32)
+  sig = 1 / (1 + np.exp(-logits))
+  per = -(3.0 * labels * np.log(sig) + (1 - labels) * np.log(1 - sig))
+  assert weighted == pytest.approx(per.sum(-1).mean(), rel=1e-5)
