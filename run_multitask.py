@@ -88,6 +88,14 @@ flags.DEFINE_bool("crf_constraints", False, "Forbid transitions the tagging "
 flags.DEFINE_integer("decoder_layers", 2, "seq2seq decoder depth.")
 flags.DEFINE_integer("beam_size", 4, "seq2seq beam size (1: greedy).")
 flags.DEFINE_float("beam_alpha", 0.6, "seq2seq length penalty.")
+flags.DEFINE_integer("pretrain_dupe_factor", 10, "pretrain: passes over the "
+                     "documents (create_pretraining_data's dupe_factor).")
+flags.DEFINE_float("masked_lm_prob", 0.15, "pretrain: masked share.")
+flags.DEFINE_integer("max_predictions_per_seq", 20, "pretrain: masked "
+                     "positions per sequence at most.")
+flags.DEFINE_float("short_seq_prob", 0.1, "pretrain: share of shorter "
+                   "sequences.")
+flags.DEFINE_bool("do_whole_word_mask", False, "pretrain: mask whole words.")
 flags.DEFINE_integer("gradient_accumulation_steps", 1, "Micro-batches per "
                      "update.")
 flags.DEFINE_enum("mixed_precision", None, ["float16", "bfloat16"],
@@ -111,9 +119,9 @@ SMALL_MODELS = {
 }
 MAIN_JOB = {"problems": "msra_ner|pd98_cws&pd98_pos|chn_sentiment",
             "output_dir": os.path.join("output", "main_job"),
-            "max_seq_length": 64, "max_examples": 3000,
-            "train_batch_size": 32, "num_train_steps": 600,
-            "learning_rate": 1e-3, "save_checkpoints_steps": 200}
+            "max_seq_length": 64, "train_batch_size": 32,
+            "num_train_steps": 1500, "learning_rate": 1e-3,
+            "save_checkpoints_steps": 500}
 EXAMPLE_SENTENCES = ["中国人民银行行长周小川在北京会见了美国财政部长。",
                      "这家酒店的服务很好，房间干净，下次还会再来。",
                      "上海浦东开发与法制建设同步。"]
@@ -206,6 +214,12 @@ def _options(vocab_file):
       "uncertainty_weighting": FLAGS.uncertainty_weighting,
       "settings": settings, "seed": FLAGS.seed, "num_gpus": FLAGS.num_gpus,
       "cpu_replicas": FLAGS.cpu_replicas,
+      "pretrain": {"dupe_factor": FLAGS.pretrain_dupe_factor,
+                   "masked_lm_prob": FLAGS.masked_lm_prob,
+                   "max_predictions_per_seq": FLAGS.max_predictions_per_seq,
+                   "short_seq_prob": FLAGS.short_seq_prob,
+                   "do_whole_word_mask": FLAGS.do_whole_word_mask,
+                   "seed": FLAGS.seed},
   }
 
 

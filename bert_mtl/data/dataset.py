@@ -90,7 +90,9 @@ def fit_label_encoders(groups, config):
                          "(batches pad targets with 0)" % name)
       continue
     kind = types.TYPES[spec.type].label_kind
-    examples = _read(name, "train", config)
+    # The whole training split, even when max_examples trims the features:
+    # a quick run on a subset must still know every label.
+    examples = problems.read(name, "train", config.data_dir)
     if kind == "single":
       label_lists = [[e.labels] for e in examples]
     else:
@@ -435,7 +437,7 @@ def _padding(all_problems, types_by_name):
 
 def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
                   num_replicas=1, seed=0, strategy="proportional",
-                  sizes=None, num_instances=1 << 20, bucket_boundaries=None,
+                  sizes=None, num_instances=1 << 16, bucket_boundaries=None,
                   max_seq_length=512, max_predictions_per_seq=20,
                   all_problems=None, **strategy_kwargs):
   """An Estimator input_fn over the groups' cached shards.

@@ -1,0 +1,40 @@
+"""Chains train, evaluate and predict under MirroredStrategy on two logical
+CPUs, through the command line, on real data (tiny model, a few steps)."""
+
+import json
+import os
+
+import pytest
+
+from bert_mtl import evaluation, problems
+from conftest import data_dir
+from run_helpers import base_args, run_multitask
+
+CHAINS = ["weibo_ner&weibo_cws", "msra_ner|pd98_cws&pd98_pos",
+          "chn_sentiment|msra_entity_types|msra_entities_text",
+          "zh_pretrain|weibo_ner"]
+
+
+@pytest.mark.parametrize("chain", CHAINS)
+def test_chain_trains_evaluates_and_predicts(chain, tmp_path):
+  root = data_dir()
+  args = base_args(tmp_path, root, chain, cpu_replicas=2)
+  process = run_multitask(args + ["--do_train", "--do_eval", "--do_predict",
+                                  "--pretrain_dupe_factor=1"])
+  model = tmp_path / "model"
+  names = [n for g in problems.parse(chain) for n in g]
+  results = (model / "eval_results.txt").read_text()
+  for name in names:
+    key = evaluation.main_metric(name)
+    assert "%s/%s = " % (name, key) in results, (name, results)
+    assert (model / "eval" / name / "eval_results.txt").exists()
+    if problems.get(name).type != "pretrain":
+      lines = (model / "predictions" / (name + ".jsonl")).read_text(
+          encoding="utf-8").splitlines()
+      assert lines and all("prediction" in json.loads(l) for l in lines)
+      assert len(lines) == min(40, len(problems.read(name, "predict", root)))
+  # The run was distributed over two replicas.
+  assert "Using MirroredStrategy with devices" in process.stderr
+  assert "device:CPU:1" in process.stderr
+  for name in names:
+    assert os.path.exists(model / "labels" / (name + ".json"))
