@@ -1,0 +1,41 @@
+"""Run in a fresh process with only TensorFlow imported: lists ops of a
+SavedModel that core TensorFlow does not register, and calls every
+signature on the inputs in an .npz, saving the outputs."""
+
+import json
+import sys
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.python.framework import op_def_registry
+
+
+def unknown_ops(export_dir):
+  proto = saved_model_pb2.SavedModel()
+  with open(export_dir + "/saved_model.pb", "rb") as f:
+    proto.ParseFromString(f.read())
+  ops = set()
+  for meta_graph in proto.meta_graphs:
+    ops.update(n.op for n in meta_graph.graph_def.node)
+    for function in meta_graph.graph_def.library.function:
+      ops.update(n.op for n in function.node_def)
+  return sorted(op for op in ops if op_def_registry.get(op) is None), len(ops)
+
+
+def main(export_dir, inputs_path, outputs_path):
+  bad, count = unknown_ops(export_dir)
+  model = tf.saved_model.load(export_dir)
+  inputs = dict(np.load(inputs_path))
+  outputs = {}
+  for name, signature in model.signatures.items():
+    result = signature(**{k: tf.constant(v) for k, v in inputs.items()})
+    for key, value in result.items():
+      outputs["%s:%s" % (name, key)] = value.numpy()
+  np.savez(outputs_path, **outputs)
+  print(json.dumps({"unknown_ops": bad, "num_ops": count,
+                    "signatures": sorted(model.signatures)}))
+
+
+if __name__ == "__main__":
+  main(*sys.argv[1:])

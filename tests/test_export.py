@@ -1,0 +1,95 @@
+"""The SavedModel: core ops only, every signature equal to
+Estimator.predict, and the Predictor on raw text."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from conftest import data_dir
+from run_helpers import base_args, run_multitask
+
+CHAIN = ("weibo_ner&weibo_cws|chn_sentiment|msra_entity_types|"
+         "msra_entities_text|pd98_pos_seq")
+
+
+def test_export_serves_what_the_estimator_predicts(tmp_path):
+  args = base_args(tmp_path, data_dir(), CHAIN, steps=3, beam_size=2)
+  process = run_multitask(args + ["--do_train", "--do_export"])
+  # The main-job style run ends with the Predictor on example sentences.
+  assert '"weibo_ner": {"entities"' in process.stdout
+  export_dir, = glob.glob(str(tmp_path / "model" / "export" / "*"))
+  manifest = json.load(open(os.path.join(export_dir, "assets.extra",
+                                         "manifest.json")))
+  assert [p["name"] for p in manifest["problems"]] == [
+      "weibo_ner", "weibo_cws", "chn_sentiment", "msra_entity_types",
+      "msra_entities_text", "pd98_pos_seq"]
+
+  rng = np.random.RandomState(0)
+  lengths = [5, 17, 32]  # variable lengths in one padded batch
+  ids = np.zeros([3, 32], np.int32)
+  for row, n in enumerate(lengths):
+    ids[row, :n] = rng.randint(672, 7000, n)
+    ids[row, 0], ids[row, n - 1] = 101, 102
+  inputs = {"input_ids": ids, "input_mask": (ids > 0).astype(np.int32),
+            "segment_ids": np.zeros_like(ids)}
+  np.savez(tmp_path / "inputs.npz", **inputs)
+  check = subprocess.run(
+      [sys.executable, os.path.join(os.path.dirname(__file__),
+                                    "export_check.py"), export_dir,
+       str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz")],
+      capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert check.returncode == 0, check.stderr[-3000:]
+  report = json.loads(check.stdout.strip().splitlines()[-1])
+  assert report["unknown_ops"] == [], report
+  assert "serving_default" in report["signatures"]
+  assert set(manifest_names(manifest)) <= set(report["signatures"])
+  served = dict(np.load(tmp_path / "outputs.npz"))
+
+  from bert_mtl import experiment  # pylint: disable=g-import-not-at-top
+  run = experiment.Experiment(str(tmp_path / "model"))
+  predicted = list(run.estimator().predict(
+      lambda: tf.data.Dataset.from_tensor_slices(inputs).batch(3),
+      yield_single_examples=False))[0]
+  compared = 0
+  for key, value in predicted.items():
+    if "/" not in key:
+      continue
+    np.testing.assert_allclose(served["serving_default:" + key], value,
+                               rtol=1e-4, atol=1e-5, err_msg=key)
+    problem, output = key.split("/", 1)
+    np.testing.assert_allclose(served["%s:%s" % (problem, output)], value,
+                               rtol=1e-4, atol=1e-5, err_msg=key)
+    compared += 1
+  assert compared >= 9
+
+
+def manifest_names(manifest):
+  return [p["name"] for p in manifest["problems"]]
+
+
+def test_predictor_maps_back_to_characters(tmp_path):
+  args = base_args(tmp_path, data_dir(), "weibo_ner&weibo_cws|chn_sentiment",
+                   steps=2)
+  run_multitask(args + ["--do_train", "--do_export"])
+  export_dir, = glob.glob(str(tmp_path / "model" / "export" / "*"))
+  from bert_mtl import serving  # pylint: disable=g-import-not-at-top
+  predictor = serving.Predictor(export_dir, batch_size=2)
+  long_text = "我爱北京天安门。" * 12  # 96 characters: windows at length 32
+  texts = ["上海 浦东ABC开发", long_text, "好"]
+  results = predictor.predict(texts)
+  assert len(results) == 3
+  for text, result in zip(texts, results):
+    # Segmentation covers every non-space character exactly once.
+    assert "".join(result["weibo_cws"]["words"]) == "".join(text.split())
+    assert len(result["weibo_ner"]["tags"]) == len(serving.split_units(text))
+    for entity in result["weibo_ner"]["entities"]:
+      assert text[entity["start"]:entity["end"]] == entity["text"]
+    assert result["chn_sentiment"]["label"] in ("pos", "neg")
+  assert serving.split_units("上海 ABC1,x") == [
+      ("上", 0), ("海", 1), ("ABC1", 3), (",", 7), ("x", 8)]
