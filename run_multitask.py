@@ -103,6 +103,11 @@ flags.DEFINE_enum("mixed_precision", None, ["float16", "bfloat16"],
 flags.DEFINE_bool("do_export", None, "Export a SavedModel for TF Serving.")
 flags.DEFINE_string("export_dir", None, "Export directory (default: "
                     "<output_dir>/export).")
+flags.DEFINE_list("bucket_boundaries", ["16", "32", "48", "64", "96", "128",
+                                         "192", "256", "384"],
+                  "Sequence lengths bounding the padding buckets (empty: "
+                  "pad each batch to its longest row).")
+flags.DEFINE_integer("log_every_steps", 50, "Progress log interval.")
 flags.DEFINE_integer("seed", 12345, "Random seed (sampling, init, dropout).")
 flags.DEFINE_enum("small_model", "tiny", ["tiny", "mini", "small"],
                   "Shape of the from-scratch model when no "
@@ -212,7 +217,9 @@ def _options(vocab_file):
                            if FLAGS.sampling_weights else None),
       "loss_weights": weights or None,
       "uncertainty_weighting": FLAGS.uncertainty_weighting,
-      "settings": settings, "seed": FLAGS.seed, "num_gpus": FLAGS.num_gpus,
+      "settings": settings, "seed": FLAGS.seed,
+      "bucket_boundaries": [int(b) for b in FLAGS.bucket_boundaries or []],
+      "log_every_steps": FLAGS.log_every_steps, "num_gpus": FLAGS.num_gpus,
       "cpu_replicas": FLAGS.cpu_replicas,
       "pretrain": {"dupe_factor": FLAGS.pretrain_dupe_factor,
                    "masked_lm_prob": FLAGS.masked_lm_prob,

@@ -35,10 +35,12 @@ def run_multitask(args, env=None, check=True, timeout=600):
 def base_args(tmp_path, data_dir, problems, steps=4, **flags):
   args = {"problems": problems, "output_dir": str(tmp_path / "model"),
           "data_dir": data_dir, "cache_dir": str(tmp_path / "cache"),
-          "bert_config_file": tiny_config(tmp_path), "max_seq_length": 32,
+          "max_seq_length": 32,
           "max_examples": 40, "num_train_steps": steps,
           "train_batch_size": 8, "eval_batch_size": 8,
           "predict_batch_size": 8, "learning_rate": 1e-3,
           "max_target_length": 8, "save_checkpoints_steps": 1000}
   args.update(flags)
+  if "bert_config_file" not in args:
+    args["bert_config_file"] = tiny_config(tmp_path)
   return ["--%s=%s" % (k, v) for k, v in args.items()]

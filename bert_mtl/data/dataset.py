@@ -467,6 +467,10 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
     del params, input_context
     # Built here: an Estimator calls input_fn inside its own graph.
     padding = _padding(all_problems, types_by_name)
+    # Shuffle seeds combine with the graph seed; under a distribution
+    # strategy input_fn runs in a graph without the RunConfig's seed, so
+    # pin it: the same stream with one replica or many.
+    tf.compat.v1.set_random_seed(seed)
     datasets = []
     for group, shards in zip(groups, shards_by_group):
       ds = tf.data.TFRecordDataset(shards)

@@ -1,0 +1,105 @@
+"""Training through the command line: replicas, resuming after SIGKILL,
+and learning a real task."""
+
+import glob
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from bert_mtl import metrics, problems
+from conftest import data_dir
+from run_helpers import REPO, base_args, run_multitask, tiny_config
+
+
+def _variables(model_dir):
+  reader = tf.train.load_checkpoint(model_dir)
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if not name.endswith(("/adam_m", "/adam_v")) and
+          name != "global_step"}
+
+
+def test_two_replicas_equal_one_replica_with_the_same_global_batch(tmp_path):
+  finals = []
+  for replicas in (1, 2):
+    directory = tmp_path / ("r%d" % replicas)
+    directory.mkdir()
+    # Both start from the same weights (initializers' op seeds differ
+    # between the graphs of one and two replicas).
+    init = ({"init_checkpoint": str(tmp_path / "r1" / "model" /
+                                    "model.ckpt-0")} if replicas == 2 else {})
+    args = base_args(directory, data_dir(), "weibo_ner&weibo_cws", steps=3,
+                     learning_rate=1e-4, cpu_replicas=replicas,
+                     bucket_boundaries="",
+                     bert_config_file=tiny_config(
+                         directory, hidden_dropout_prob=0.0,
+                         attention_probs_dropout_prob=0.0), **init)
+    run_multitask(args + ["--do_train"])
+    finals.append(_variables(str(directory / "model")))
+  one, two = finals
+  assert sorted(one) == sorted(two)
+  worst = max(float(np.abs(one[k] - two[k]).max()) for k in one)
+  moved = max(float(np.abs(one[k]).max()) for k in one)
+  assert worst < 2e-5, worst
+  assert moved > 0
+
+
+def _checkpoint_steps(model_dir):
+  return sorted(int(re.search(r"ckpt-(\d+)", p).group(1))
+                for p in glob.glob(os.path.join(model_dir, "model.ckpt-*.index")))
+
+
+def test_sigkill_then_rerun_resumes_and_finishes(tmp_path):
+  args = base_args(tmp_path, data_dir(), "msra_ner", steps=200,
+                   save_checkpoints_steps=10, max_examples=200)
+  command = [sys.executable, os.path.join(REPO, "run_multitask.py")] + args + [
+      "--do_train"]
+  model_dir = str(tmp_path / "model")
+  process = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  try:
+    deadline = time.time() + 300
+    while time.time() < deadline and not [
+        s for s in _checkpoint_steps(model_dir) if s >= 20]:
+      assert process.poll() is None, "training ended before it was killed"
+      time.sleep(0.2)
+    killed_after = max(_checkpoint_steps(model_dir))
+    assert 20 <= killed_after < 200
+  finally:
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+  rerun = run_multitask(args + ["--do_train"])
+  restored = re.findall(r"Restoring parameters from .*ckpt-(\d+)",
+                        rerun.stderr)
+  assert restored and int(restored[0]) >= killed_after
+  assert max(_checkpoint_steps(model_dir)) == 200
+
+
+def test_learns_weibo_cws_well_beyond_the_majority_baseline(tmp_path):
+  args = base_args(tmp_path, data_dir(), "weibo_cws", steps=300,
+                   max_examples=1000, learning_rate=3e-3, train_batch_size=32,
+                   log_every_steps=50, max_seq_length=64,
+                   bert_config_file=tiny_config(tmp_path, hidden_size=64,
+                                                intermediate_size=128))
+  process = run_multitask(args + ["--do_train", "--do_eval"])
+  losses = [float(x) for x in re.findall(r"loss/weibo_cws=([\d.]+)",
+                                         process.stderr)]
+  assert len(losses) >= 4 and losses[-1] < 0.5 * losses[0], losses
+  results = dict(l.split(" = ") for l in (
+      tmp_path / "model" / "eval_results.txt").read_text().splitlines())
+  f1 = float(results["weibo_cws/word_f1"])
+  gold = problems.read("weibo_cws", "eval", data_dir())[:40]
+  majority = max(["B", "M", "E", "S"], key=lambda t: sum(
+      e.labels.count(t) for e in gold))
+  baseline = metrics.word_prf(
+      [metrics.words_from_tags(e.inputs, e.labels) for e in gold],
+      [metrics.words_from_tags(e.inputs, [majority] * len(e.inputs))
+       for e in gold])["f1"]
+  assert f1 > baseline + 0.2, (f1, baseline)
