@@ -268,6 +268,10 @@ def main(argv):
               FLAGS.do_export)):
     raise app.UsageError("nothing to do: pass --do_train, --do_eval, "
                          "--do_predict and/or --do_export")
+  if FLAGS.do_train:
+    from bert_mtl import experiment  # pylint: disable=g-import-not-at-top
+    if experiment.is_multi_worker():
+      experiment.multi_worker_strategy()  # before TensorFlow runs anything
   options = vocab_file = None
   if FLAGS.do_train:
     if not FLAGS.problems:

@@ -36,6 +36,24 @@ DEFAULTS = {
 }
 
 
+_MULTI_WORKER = []
+
+
+def is_multi_worker():
+  """True when TF_CONFIG describes a cluster with more than one task."""
+  config = json.loads(os.environ.get("TF_CONFIG") or "{}")
+  return sum(len(v) for v in config.get("cluster", {}).values()) > 1
+
+
+def multi_worker_strategy():
+  """The process's MultiWorkerMirroredStrategy.  Collective ops must be set
+  up before TensorFlow runs anything, so run_multitask.py calls this first."""
+  if not _MULTI_WORKER:
+    _MULTI_WORKER.append(
+        tf.distribute.experimental.MultiWorkerMirroredStrategy())
+  return _MULTI_WORKER[0]
+
+
 def _mkdir(path):
   os.makedirs(path, exist_ok=True)
   return path
@@ -152,9 +170,8 @@ class Experiment(object):
   def strategy(self):
     """MirroredStrategy over the GPUs or logical CPUs asked for, the
     multi-worker strategy under TF_CONFIG, else None."""
-    if os.environ.get("TF_CONFIG") and json.loads(
-        os.environ["TF_CONFIG"]).get("cluster", {}).get("worker"):
-      return tf.distribute.experimental.MultiWorkerMirroredStrategy()
+    if is_multi_worker():
+      return multi_worker_strategy()
     if self.options["num_gpus"] > 1:
       return tf.distribute.MirroredStrategy(
           ["/gpu:%d" % i for i in range(self.options["num_gpus"])])
@@ -239,10 +256,25 @@ class Experiment(object):
     for group, (_, meta) in zip(self.groups, built):
       tf1.logging.info("train group %s: %d records", "&".join(group),
                        meta["count"])
-    hook = progress.ProgressHook(steps, self.options["train_batch_size"],
-                                 self.names, self.options["log_every_steps"])
-    self.estimator(steps, strategy).train(input_fn, max_steps=steps,
-                                          hooks=[hook])
+    hooks = [progress.ProgressHook(steps, self.options["train_batch_size"],
+                                   self.names,
+                                   self.options["log_every_steps"])]
+    estimator = self.estimator(steps, strategy)
+    if not is_multi_worker():
+      estimator.train(input_fn, max_steps=steps, hooks=hooks)
+      return
+    # Every worker records a digest of its final variables, so a run can
+    # check that the workers ended identical.
+    task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
+    hooks.append(progress.VariableDigestHook(os.path.join(
+        self.output_dir, "variables-%s-%s.json" % (task.get("type"),
+                                                   task.get("index")))))
+    eval_fn, _, _ = self.input_fn("eval", False,
+                                  self.options["eval_batch_size"])
+    tf.estimator.train_and_evaluate(
+        estimator, tf.estimator.TrainSpec(input_fn, max_steps=steps,
+                                          hooks=hooks),
+        tf.estimator.EvalSpec(eval_fn, steps=None, throttle_secs=0))
 
   def evaluate(self, split="eval", write=True):
     """In-graph losses plus sentence-level metrics per problem.

@@ -57,3 +57,24 @@ class ProgressHook(tf1.train.SessionRunHook):
         step, self.total_steps, 100 * step // max(1, self.total_steps), rate,
         rate * self.batch_size, remaining // 60, remaining % 60, losses)
     self.last = (step, now)
+
+
+class VariableDigestHook(tf1.train.SessionRunHook):
+  """Writes {variable: [sum, sum of squares]} of the trainable variables to
+  a JSON file when training ends (to compare the workers of a cluster)."""
+
+  def __init__(self, path):
+    self.path = path
+
+  def begin(self):
+    self.digests = {
+        v.op.name: tf.stack([tf.reduce_sum(tf.cast(v, tf.float64)),
+                             tf.reduce_sum(tf.square(tf.cast(v, tf.float64)))])
+        for v in tf1.trainable_variables()}
+
+  def end(self, session):
+    import json  # pylint: disable=g-import-not-at-top
+    values = session.run(self.digests)
+    with open(self.path, "w") as f:
+      json.dump({k: v.tolist() for k, v in values.items()}, f, indent=0,
+                sort_keys=True)

@@ -88,9 +88,17 @@ def write_shards(cache_dir, name, key, records, num_shards, extra_meta=None):
     meta = dict(extra_meta or {}, key=key, shards=names, count=count)
     with open(os.path.join(temporary, META), "w", encoding="utf-8") as f:
       json.dump(meta, f, ensure_ascii=False, indent=1)
-    if os.path.exists(directory):  # a stale or concurrent entry
-      shutil.rmtree(directory, ignore_errors=True)
-    os.rename(temporary, directory)
+    try:
+      os.rename(temporary, directory)
+    except OSError:
+      # Another process (a second worker) completed the same entry first:
+      # its content is the same (same key); keep it, drop ours.
+      found = cached_shards(cache_dir, name, key)
+      if found is not None:
+        shutil.rmtree(temporary, ignore_errors=True)
+        return found
+      shutil.rmtree(directory, ignore_errors=True)  # damaged: replace it
+      os.rename(temporary, directory)
   except BaseException:
     shutil.rmtree(temporary, ignore_errors=True)
     raise

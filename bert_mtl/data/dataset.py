@@ -464,7 +464,10 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
   types_by_name = {n: problems.get(n).type for n in all_problems}
 
   def input_fn(params=None, input_context=None):
-    del params, input_context
+    del params
+    # Multi-worker: each input pipeline reads its own shard of every group.
+    pipelines = input_context.num_input_pipelines if input_context else 1
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
     # Built here: an Estimator calls input_fn inside its own graph.
     padding = _padding(all_problems, types_by_name)
     # Shuffle seeds combine with the graph seed; under a distribution
@@ -474,6 +477,8 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
     datasets = []
     for group, shards in zip(groups, shards_by_group):
       ds = tf.data.TFRecordDataset(shards)
+      if pipelines > 1:
+        ds = ds.shard(pipelines, pipeline_id)
       if training:
         ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
         ds = ds.repeat()
