@@ -103,8 +103,8 @@ flags.DEFINE_enum("mixed_precision", None, ["float16", "bfloat16"],
 flags.DEFINE_bool("do_export", None, "Export a SavedModel for TF Serving.")
 flags.DEFINE_string("export_dir", None, "Export directory (default: "
                     "<output_dir>/export).")
-flags.DEFINE_list("bucket_boundaries", ["16", "32", "48", "64", "96", "128",
-                                         "192", "256", "384"],
+flags.DEFINE_list("bucket_boundaries",
+                  "16,24,32,40,48,64,80,96,112,128,160,192,256,320,384",
                   "Sequence lengths bounding the padding buckets (empty: "
                   "pad each batch to its longest row).")
 flags.DEFINE_integer("log_every_steps", 50, "Progress log interval.")

@@ -54,7 +54,8 @@ class BuildExtWithTables(build_ext):
 
 native = Extension(
     "bert_mtl._native",
-    sources=["csrc/tokenizer.cc", "csrc/viterbi.cc", "csrc/bindings.cc"],
+    sources=["csrc/tokenizer.cc", "csrc/viterbi.cc", "csrc/example_proto.cc",
+             "csrc/bindings.cc"],
     include_dirs=["csrc", pybind11.get_include()],
     language="c++",
     extra_compile_args=["-std=c++17", "-O3", "-DNDEBUG", "-fvisibility=hidden",

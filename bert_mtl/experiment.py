@@ -30,8 +30,10 @@ DEFAULTS = {
     "sampling": "proportional", "sampling_temperature": 2.0,
     "sampling_weights": None, "loss_weights": None,
     "uncertainty_weighting": False, "settings": {}, "seed": 12345,
-    "bucket_boundaries": [16, 32, 48, 64, 96, 128, 192, 256, 384],
-    "num_shards": 4, "num_threads": 2, "log_every_steps": 50,
+    "bucket_boundaries": [16, 24, 32, 40, 48, 64, 80, 96, 112, 128, 160,
+                          192, 256, 320, 384],
+    "num_shards": 4, "num_threads": 2, "num_processes": 2,
+    "log_every_steps": 50,
     "pretrain": {}, "num_gpus": 0, "cpu_replicas": 0,
 }
 
@@ -99,7 +101,8 @@ class Experiment(object):
         self.options["max_seq_length"], self.options["cache_dir"],
         self.options["num_shards"], self.options["max_examples"],
         self.options["num_threads"], self.options["max_target_length"],
-        pretrain=dataset.PretrainConfig(**self.options["pretrain"]))
+        pretrain=dataset.PretrainConfig(**self.options["pretrain"]),
+        num_processes=self.options["num_processes"])
     self._encoders = None
 
   # ------------------------------------------------------------ saved state

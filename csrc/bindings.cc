@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "example_proto.h"
 #include "tokenizer.h"
 #include "unicode_tables.h"
 #include "viterbi.h"
@@ -382,6 +383,37 @@ py::tuple Viterbi(const FloatArray& potentials, const FloatArray& transitions,
 }  // namespace
 }  // namespace bert_mtl
 
+// dict name -> array (floating: FloatList, else Int64List) -> serialized
+// tf.train.Example bytes, features in the dict's order.
+py::bytes SerializeExamplePy(const py::dict& features) {
+  std::vector<bert_mtl::ExampleFeature> converted;
+  converted.reserve(features.size());
+  for (const auto& item : features) {
+    bert_mtl::ExampleFeature feature;
+    feature.name = py::cast<std::string>(item.first);
+    py::array array = py::array::ensure(item.second);
+    if (!array) throw py::type_error("feature " + feature.name + " is not array-like");
+    if (array.dtype().kind() == 'f') {
+      auto values = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(array);
+      feature.is_float = true;
+      feature.floats.assign(values.data(), values.data() + values.size());
+    } else if (array.dtype().kind() == 'i' || array.dtype().kind() == 'u' ||
+               array.dtype().kind() == 'b') {
+      auto values = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(array);
+      feature.ints.assign(values.data(), values.data() + values.size());
+    } else {
+      throw py::type_error("feature " + feature.name + " must hold integers or floats");
+    }
+    converted.push_back(std::move(feature));
+  }
+  std::string out;
+  {
+    py::gil_scoped_release release;
+    out = bert_mtl::SerializeExample(converted);
+  }
+  return py::bytes(out);
+}
+
 PYBIND11_MODULE(_native, m) {
   using bert_mtl::NativeTokenizer;
   m.doc() = "Native core of bert_mtl: WordPiece tokenizer and CRF Viterbi.";
@@ -404,4 +436,13 @@ PYBIND11_MODULE(_native, m) {
         py::arg("start_scores") = py::none(), py::arg("end_scores") = py::none(),
         "Best CRF tag paths [B, T] int32 and their scores [B] float32, "
         "identical to tfa.text.crf_decode.");
+  m.def("serialize_example", &SerializeExamplePy, py::arg("features"),
+        "A serialized tf.train.Example from {name: int or float array}.");
+  m.def("frame_record",
+        [](const py::bytes& data) {
+          return py::bytes(bert_mtl::FrameRecord(std::string(data)));
+        },
+        py::arg("data"),
+        "One TFRecord (length, masked CRC-32C, data, masked CRC-32C), "
+        "byte-identical to tf.io.TFRecordWriter's.");
 }

@@ -14,7 +14,7 @@ import os
 import shutil
 import uuid
 
-import tensorflow as tf
+from bert_mtl import _native
 
 # Bump when the feature layout or the readers change meaning.
 FEATURES_VERSION = "1"
@@ -43,8 +43,17 @@ def examples_digest(examples):
   """Digest of examples' inputs and labels (not their file positions)."""
   digest = hashlib.sha256()
   for example in examples:
-    digest.update(json.dumps([example.inputs, example.labels],
-                             ensure_ascii=False).encode("utf-8"))
+    inputs, labels = example.inputs, example.labels
+    payload = None
+    if isinstance(inputs, list) and isinstance(labels, list):
+      try:  # the common unit/label-list case, fast (join needs strings)
+        payload = ("\x1f".join(inputs) + "\x1e" + "\x1f".join(labels) +
+                   "\x1d")
+      except TypeError:
+        payload = None
+    if payload is None:
+      payload = json.dumps([inputs, labels], ensure_ascii=False)
+    digest.update(payload.encode("utf-8", "surrogatepass"))
   return digest.hexdigest()
 
 
@@ -64,27 +73,41 @@ def cached_shards(cache_dir, name, key):
   return shards, meta
 
 
-def write_shards(cache_dir, name, key, records, num_shards, extra_meta=None):
-  """Writes serialized records round-robin into num_shards TFRecord files,
-  atomically, and returns (shard paths, meta).
+class ShardWriter(object):
+  """Writes framed records round-robin into TFRecord files (the framing is
+  native and byte-identical to tf.io.TFRecordWriter; no TensorFlow is used,
+  so forked writer processes are safe)."""
+
+  def __init__(self, paths):
+    self.files = [open(p, "wb") for p in paths]
+    self.count = 0
+
+  def write(self, record):
+    self.files[self.count % len(self.files)].write(_native.frame_record(record))
+    self.count += 1
+
+  def close(self):
+    for f in self.files:
+      f.close()
+
+
+def shard_names(num_shards):
+  return ["part-%05d-of-%05d.tfrecord" % (i, num_shards)
+          for i in range(num_shards)]
+
+
+def write_entry(cache_dir, name, key, write, extra_meta=None):
+  """Creates a cache entry atomically and returns (shard paths, meta).
 
   Args:
-    records: iterable of serialized tf.train.Example bytes.
+    write: write(temporary_directory) -> (shard file names, record count);
+      it writes the shards into the directory it is given.
   """
   directory = os.path.join(cache_dir, "%s-%s" % (name, key[:16]))
   temporary = "%s.tmp-%s" % (directory, uuid.uuid4().hex[:8])
   os.makedirs(temporary)
   try:
-    names = ["part-%05d-of-%05d.tfrecord" % (i, num_shards)
-             for i in range(num_shards)]
-    writers = [tf.io.TFRecordWriter(os.path.join(temporary, n))
-               for n in names]
-    count = 0
-    for record in records:
-      writers[count % num_shards].write(record)
-      count += 1
-    for writer in writers:
-      writer.close()
+    names, count = write(temporary)
     meta = dict(extra_meta or {}, key=key, shards=names, count=count)
     with open(os.path.join(temporary, META), "w", encoding="utf-8") as f:
       json.dump(meta, f, ensure_ascii=False, indent=1)
@@ -103,6 +126,25 @@ def write_shards(cache_dir, name, key, records, num_shards, extra_meta=None):
     shutil.rmtree(temporary, ignore_errors=True)
     raise
   return [os.path.join(directory, n) for n in names], meta
+
+
+def write_shards(cache_dir, name, key, records, num_shards, extra_meta=None):
+  """Writes serialized records round-robin into num_shards TFRecord files,
+  atomically, and returns (shard paths, meta).
+
+  Args:
+    records: iterable of serialized tf.train.Example bytes.
+  """
+  def write(directory):
+    names = shard_names(num_shards)
+    writer = ShardWriter([os.path.join(directory, n) for n in names])
+    try:
+      for record in records:
+        writer.write(record)
+    finally:
+      writer.close()
+    return names, writer.count
+  return write_entry(cache_dir, name, key, write, extra_meta)
 
 
 def default_cache_dir():

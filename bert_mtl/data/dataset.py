@@ -17,7 +17,7 @@ import os
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import problems
+from bert_mtl import _native, problems
 from bert_mtl.data import cache, features, pretraining
 from bert_mtl.problems import chain, types
 
@@ -35,25 +35,28 @@ PretrainConfig.__new__.__defaults__ = (10, 0.1, 0.15, 20, False, 12345)
 PipelineConfig = collections.namedtuple("PipelineConfig", [
     "tokenizer", "vocab_file", "do_lower_case", "max_seq_length", "data_dir",
     "cache_dir", "num_shards", "max_examples", "num_threads",
-    "max_target_length", "target_tokenizer", "pretrain"])
+    "max_target_length", "target_tokenizer", "pretrain", "num_processes"])
 
 
 def make_config(tokenizer, data_dir, max_seq_length=128, cache_dir=None,
                 num_shards=4, max_examples=None, num_threads=2,
-                max_target_length=64, target_tokenizer=None, pretrain=None):
+                max_target_length=64, target_tokenizer=None, pretrain=None,
+                num_processes=1):
   """Everything that shapes the features (all of it goes into cache keys).
 
   Args:
     max_target_length: seq2seq target ids per example, EOS included.
     target_tokenizer: tokenizes seq2seq_text targets (default: `tokenizer`).
     pretrain: a PretrainConfig (default: the original tool's defaults).
+    num_processes: processes writing features (each a contiguous slice of
+      the examples, into its own shards).
   """
   return PipelineConfig(tokenizer, tokenizer.vocab_file,
                         tokenizer.do_lower_case, max_seq_length, data_dir,
                         cache_dir or cache.default_cache_dir(), num_shards,
                         max_examples, num_threads, max_target_length,
                         target_tokenizer or tokenizer,
-                        pretrain or PretrainConfig())
+                        pretrain or PretrainConfig(), num_processes)
 
 
 def vocab_list(tokenizer):
@@ -103,13 +106,7 @@ def fit_label_encoders(groups, config):
 
 
 def _int_feature(values):
-  return tf.train.Feature(int64_list=tf.train.Int64List(
-      value=np.asarray(values, np.int64).reshape(-1)))
-
-
-def _float_feature(values):
-  return tf.train.Feature(float_list=tf.train.FloatList(
-      value=np.asarray(values, np.float32).reshape(-1)))
+  return np.asarray(values, np.int64).reshape(-1)
 
 
 def _base_feature(input_ids, segment_ids, example_index, window_start):
@@ -120,8 +117,8 @@ def _base_feature(input_ids, segment_ids, example_index, window_start):
 
 
 def _serialize(feature):
-  return tf.train.Example(features=tf.train.Features(
-      feature=feature)).SerializeToString()
+  """{name: int64 or float32 array} -> tf.train.Example bytes (native)."""
+  return _native.serialize_example(feature)
 
 
 def _row(ragged, index):
@@ -191,62 +188,64 @@ class GroupFeatures(object):
       return list(target_ids[:self.config.max_target_length - 1]) + [eos]
     return encoder.encode(example.labels, example.path, example.line)
 
-  def records(self):
-    """Serialized tf.train.Examples, one per window of every example."""
+  def records(self, lo=0, hi=None):
+    """Serialized tf.train.Examples, one per window of examples lo..hi-1."""
     first = self.examples[self.group[0]]
     if self.pretrain:
       return self._pretrain_records(first)
+    hi = len(first) if hi is None else hi
     if self.units:
-      return self._unit_records(first)
-    return self._text_records(first)
+      return self._unit_records(first, lo, hi)
+    return self._text_records(first, lo, hi)
 
   def _special_ids(self):
     vocab = self.config.tokenizer.vocab
     return vocab["[CLS]"], vocab["[SEP]"]
 
-  def _text_targets(self):
+  def _text_targets(self, lo, hi):
     """Target-vocabulary ids of every seq2seq_text problem's targets."""
     out = {}
     for name in self.group:
       if self.types[name] == "seq2seq_text":
         ragged = self.config.target_tokenizer.encode_ragged(
-            [e.labels or "" for e in self.examples[name]],
+            [e.labels or "" for e in self.examples[name][lo:hi]],
             self.config.num_threads)
         out[name] = ragged
     return out
 
-  def _labels(self, index, text_targets):
+  def _labels(self, index, text_targets, lo):
     out = {}
     for name in self.group:
-      target = (_row(text_targets[name], index) if name in text_targets
+      target = (_row(text_targets[name], index - lo) if name in text_targets
                 else None)
       out[name] = self.labels_for(name, self.examples[name][index], target)
     return out
 
-  def _unit_records(self, first):
+  def _unit_records(self, first, lo, hi):
     cls_id, sep_id = self._special_ids()
     alignments = features.align_units(self.config.tokenizer,
-                                      [e.inputs for e in first],
+                                      [e.inputs for e in first[lo:hi]],
                                       self.config.num_threads)
-    text_targets = self._text_targets()
+    text_targets = self._text_targets(lo, hi)
     tagged = [n for n in self.group if self.types[n] == "seq_tag"]
-    for index, alignment in enumerate(alignments):
-      labels = self._labels(index, text_targets)
+    for index, alignment in enumerate(alignments, lo):
+      labels = self._labels(index, text_targets, lo)
       # Every problem of the group shares the alignment, hence the windows;
       # a seq2seq target belongs to the whole input, so to the first window.
-      spans = features.seq_tag_windows(alignment, None,
-                                       self.config.max_seq_length)
-      per_problem = {n: features.seq_tag_windows(
-          alignment, labels[n], self.config.max_seq_length) for n in tagged}
-      for k, (window, _) in enumerate(spans):
+      spans = features.window_spans(len(alignment.ids),
+                                    self.config.max_seq_length)
+      per_problem = {n: features.token_labels(alignment, labels[n], pad=1)
+                     for n in tagged}
+      for k, window in enumerate(spans):
         input_ids, segment_ids = features.pack(
             alignment.ids[window.start:window.end],
             self.config.max_seq_length, cls_id, sep_id)
         feature = _base_feature(input_ids, segment_ids, index, window.start)
         for name in self.group:
           if name in per_problem:
-            value = np.concatenate([[features.IGNORE], per_problem[name][k][1],
-                                    [features.IGNORE]])
+            # [CLS] + the window's tokens + [SEP], padded labels included.
+            value = per_problem[name][window.start:window.end + 2].copy()
+            value[0] = value[-1] = features.IGNORE
             present = labels[name] is not None
           else:
             value, present = (labels[name], True) if k == 0 else (None, False)
@@ -263,23 +262,24 @@ class GroupFeatures(object):
     return {name + "_label": _int_feature(value),
             name + "_present": _int_feature([int(present)])}
 
-  def _text_records(self, first):
+  def _text_records(self, first, lo, hi):
     cls_id, sep_id = self._special_ids()
     tokenizer, threads = self.config.tokenizer, self.config.num_threads
+    chunk = first[lo:hi]
     ragged_a = tokenizer.encode_ragged(
         [e.inputs if isinstance(e.inputs, str) else
          e.inputs[0] if isinstance(e.inputs, tuple) else " ".join(e.inputs)
-         for e in first], threads)
+         for e in chunk], threads)
     ragged_b = tokenizer.encode_ragged(
-        [e.inputs[1] if isinstance(e.inputs, tuple) else "" for e in first],
+        [e.inputs[1] if isinstance(e.inputs, tuple) else "" for e in chunk],
         threads)
-    text_targets = self._text_targets()
-    for index in range(len(first)):
+    text_targets = self._text_targets(lo, hi)
+    for index in range(lo, hi):
       input_ids, segment_ids = features.pack(
-          _row(ragged_a, index), self.config.max_seq_length, cls_id, sep_id,
-          _row(ragged_b, index))
+          _row(ragged_a, index - lo), self.config.max_seq_length, cls_id,
+          sep_id, _row(ragged_b, index - lo))
       feature = _base_feature(input_ids, segment_ids, index, 0)
-      for name, value in self._labels(index, text_targets).items():
+      for name, value in self._labels(index, text_targets, lo).items():
         feature.update(self._label_feature(name, value, True))
       yield _serialize(feature)
 
@@ -302,9 +302,7 @@ class GroupFeatures(object):
       values = pretraining.instance_features(
           instance, tokenizer.vocab, self.config.max_seq_length,
           config.max_predictions_per_seq)
-      yield _serialize({
-          k: (_float_feature(v) if v.dtype == np.float32 else _int_feature(v))
-          for k, v in values.items()})
+      yield _serialize(values)
 
   def build(self):
     """(shard paths, meta), from the cache when its key matches."""
@@ -313,10 +311,71 @@ class GroupFeatures(object):
     found = cache.cached_shards(self.config.cache_dir, name, key)
     if found is not None:
       return found
-    return cache.write_shards(self.config.cache_dir, name, key,
-                              self.records(), self.config.num_shards,
-                              extra_meta={"group": self.group,
-                                          "split": self.split})
+    meta = {"group": self.group, "split": self.split}
+    size = len(self.examples[self.group[0]])
+    processes = min(self.config.num_processes, size // 1000)
+    if self.pretrain or processes <= 1:
+      return cache.write_shards(self.config.cache_dir, name, key,
+                                self.records(), self.config.num_shards, meta)
+    return cache.write_entry(
+        self.config.cache_dir, name, key,
+        lambda directory: _write_in_processes(self, directory, processes),
+        meta)
+
+
+def _write_in_processes(group_features, directory, processes):
+  """Forks `processes` writers, each turning a contiguous slice of the
+  examples into its own shards.  The children use only the native
+  tokenizer and file I/O (no TensorFlow), which is safe after fork.
+
+  Returns:
+    (shard file names, record count).
+  """
+  import multiprocessing  # pylint: disable=g-import-not-at-top
+  import queue  # pylint: disable=g-import-not-at-top
+  import traceback  # pylint: disable=g-import-not-at-top
+  size = len(group_features.examples[group_features.group[0]])
+  bounds = np.linspace(0, size, processes + 1).astype(int)
+  per_process = max(1, -(-group_features.config.num_shards // processes))
+  names = [["part-%05d-%05d.tfrecord" % (p, j) for j in range(per_process)]
+           for p in range(processes)]
+  context = multiprocessing.get_context("fork")
+  results = context.Queue()
+
+  def work(p):
+    try:
+      writer = cache.ShardWriter([os.path.join(directory, n)
+                                  for n in names[p]])
+      for record in group_features.records(bounds[p], bounds[p + 1]):
+        writer.write(record)
+      writer.close()
+      results.put((p, writer.count, None))
+    except BaseException:  # pylint: disable=broad-except
+      results.put((p, 0, traceback.format_exc()))
+
+  children = [context.Process(target=work, args=(p,))
+              for p in range(processes)]
+  for child in children:
+    child.start()
+  reports = []
+  try:
+    while len(reports) < processes:
+      try:
+        reports.append(results.get(timeout=1.0))
+      except queue.Empty:
+        dead = [c.exitcode for c in children if c.exitcode]
+        if dead:  # killed before it could report (e.g. out of memory)
+          raise RuntimeError("a feature-writing process died (exit code "
+                             "%s)" % dead[0]) from None
+  finally:
+    for child in children:
+      if len(reports) < processes:
+        child.kill()
+      child.join()
+  errors = [error for _, _, error in reports if error]
+  if errors:
+    raise RuntimeError("a feature-writing process failed:\n" + errors[0])
+  return [n for group in names for n in group], sum(c for _, c, _ in reports)
 
 
 def feature_spec(problem_type, num_labels):

@@ -36,29 +36,38 @@ def align_units(tokenizer, units_list, num_threads=1):
     list of UnitAlignment(ids int32 [n_tokens], first_token int32 [n_units]
     (-1: the unit has no token), text (the joined string)).
   """
-  texts, starts = [], []
-  for units in units_list:
-    offsets, position = [], 0
-    for unit in units:
-      offsets.append(position)
-      position += len(unit) + 1
-    texts.append(" ".join(units))
-    starts.append(np.asarray(offsets, np.int64))
+  texts = [" ".join(units) for units in units_list]
   ragged = tokenizer.encode_ragged(texts, num_threads=num_threads)
   splits, ids, spans = ragged["row_splits"], ragged["ids"], ragged["spans"]
+  # Everything at once over the whole batch: unit k of text i starts at
+  # character offset base[i] + (sum of earlier unit lengths + separators).
+  unit_counts = np.fromiter((len(u) for u in units_list), np.int64,
+                            len(units_list))
+  unit_splits = np.concatenate([[0], np.cumsum(unit_counts)])
+  lengths = np.fromiter((len(u) for units in units_list for u in units),
+                        np.int64, int(unit_splits[-1]))
+  text_lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+  base = np.concatenate([[0], np.cumsum(text_lengths + 1)])[:-1]
+  unit_starts = np.cumsum(lengths + 1) - (lengths + 1)
+  unit_text = np.repeat(np.arange(len(texts)), unit_counts)
+  # Make offsets global: subtract each text's own first offset, add base.
+  first_offset = np.repeat(unit_starts[unit_splits[:-1][unit_counts > 0]],
+                           unit_counts[unit_counts > 0])
+  unit_starts = unit_starts - first_offset + base[unit_text]
+  token_counts = np.diff(splits)
+  token_text = np.repeat(np.arange(len(texts)), token_counts)
+  token_starts = spans[:, 0].astype(np.int64) + base[token_text]
+  unit_of_token = np.searchsorted(unit_starts, token_starts, side="right") - 1
+  first = np.full(len(lengths), -1, np.int64)
+  # Tokens run in order, so a unit's first token is where the unit changes.
+  change = np.flatnonzero(np.diff(unit_of_token, prepend=-1) != 0)
+  first[unit_of_token[change]] = change
   out = []
   for i, text in enumerate(texts):
-    lo, hi = splits[i], splits[i + 1]
-    token_starts = spans[lo:hi, 0]
-    first = np.full(len(starts[i]), -1, np.int32)
-    # The first token whose span starts inside unit k is its first token.
-    unit_of_token = np.searchsorted(starts[i], token_starts, side="right") - 1
-    seen = set()
-    for position, unit in enumerate(unit_of_token):
-      if unit not in seen:
-        seen.add(unit)
-        first[unit] = position
-    out.append(UnitAlignment(ids[lo:hi], first, text))
+    lo, hi = unit_splits[i], unit_splits[i + 1]
+    local = first[lo:hi]
+    local = np.where(local >= 0, local - splits[i], -1).astype(np.int32)
+    out.append(UnitAlignment(ids[splits[i]:splits[i + 1]], local, text))
   return out
 
 
@@ -94,28 +103,41 @@ def best_window(position, spans):
   return best
 
 
+def window_spans(num_tokens, max_seq_length, stride=None):
+  """The Windows of a sequence of num_tokens tokens ([CLS]/[SEP] excluded)
+  at max_seq_length; consecutive windows start `stride` (default half a
+  window) apart."""
+  max_tokens = max_seq_length - 2
+  return windows(num_tokens, max_tokens, stride or max(1, max_tokens // 2))
+
+
+def token_labels(alignment, label_ids, pad=0):
+  """int32 [pad + n_tokens + pad]: each unit's label on its first token,
+  IGNORE elsewhere (and on the `pad` positions at both ends, for [CLS] and
+  [SEP]).  label_ids None (prediction) puts 0 on first tokens, which still
+  marks where a prediction is read."""
+  out = np.full(len(alignment.ids) + 2 * pad, IGNORE, np.int32)
+  has_token = alignment.first_token >= 0
+  out[alignment.first_token[has_token] + pad] = (
+      0 if label_ids is None else np.asarray(label_ids, np.int32)[has_token])
+  return out
+
+
 def seq_tag_windows(alignment, label_ids, max_seq_length, stride=None):
   """Features of one labelled unit sequence, one per window.
 
   Args:
     alignment: UnitAlignment of the example.
-    label_ids: int label id per unit (or None for prediction: the units'
-      first tokens then get label 0, the rest IGNORE).
+    label_ids: int label id per unit (or None for prediction).
     max_seq_length: including [CLS] and [SEP].
     stride: tokens between window starts (default half a window).
 
   Returns:
     list of (Window, token label ids with IGNORE, int32 [window length]).
   """
-  max_tokens = max_seq_length - 2
-  spans = windows(len(alignment.ids), max_tokens,
-                  stride or max(1, max_tokens // 2))
-  token_labels = np.full(len(alignment.ids), IGNORE, np.int32)
-  for unit, position in enumerate(alignment.first_token):
-    if position >= 0:
-      # Unlabelled (predict) units still mark where a prediction is read.
-      token_labels[position] = 0 if label_ids is None else label_ids[unit]
-  return [(w, token_labels[w.start:w.end]) for w in spans]
+  labels = token_labels(alignment, label_ids)
+  return [(w, labels[w.start:w.end])
+          for w in window_spans(len(alignment.ids), max_seq_length, stride)]
 
 
 def merge_window_predictions(alignment, spans, window_predictions,
