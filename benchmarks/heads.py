@@ -105,6 +105,7 @@ def beam_rate(batch, seq, rounds=3):
                                  "max_decode_length": 16,
                                  "share_embeddings": True}}}
     features = features_for("cls", batch, seq, np.random.default_rng(1))
+    del features["p_label"]  # served: inputs only
     _, outputs = model_fn.build(features, PREDICT, params)
     with tf1.Session() as session:
       session.run(tf1.global_variables_initializer())

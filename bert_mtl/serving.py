@@ -120,10 +120,13 @@ class Predictor(object):
     return rows, layout
 
   def run(self, rows):
-    """Calls the model on padded batches; {output name: [row values]}."""
+    """Calls the model on padded batches; {output name: [row values]}.
+    Rows are batched in length order (less padding), results returned in
+    the rows' order."""
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
     outputs = {}
     for start in range(0, len(rows), self.batch_size):
-      batch = rows[start:start + self.batch_size]
+      batch = [rows[i] for i in order[start:start + self.batch_size]]
       length = max(len(ids) for ids, _ in batch)
       ids = np.zeros([len(batch), length], np.int32)
       segments = np.zeros_like(ids)
@@ -137,7 +140,11 @@ class Predictor(object):
                                segment_ids=tf.constant(segments))
       for key, value in result.items():
         outputs.setdefault(key, []).extend(list(value.numpy()))
-    return outputs
+    inverse = [0] * len(rows)
+    for position, row in enumerate(order):
+      inverse[row] = position
+    return {k: [v[inverse[i]] for i in range(len(rows))]
+            for k, v in outputs.items()}
 
   def predict(self, texts):
     rows, layout = self.encode(texts)
