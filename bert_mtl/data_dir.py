@@ -1,5 +1,7 @@
 """Where the real corpora live: a flag, else BERT_MTL_DATA_DIR, else
-../shared/data beside the repository (a developer checkout)."""
+../shared/data beside the repository (a developer checkout).  Files missing
+there that are published on the package index are downloaded and verified
+into the user cache (bert_mtl.problems.download)."""
 
 import os
 
@@ -18,6 +20,9 @@ def require(relative, flag_value=None):
   root = resolve(flag_value)
   path = os.path.join(root, relative)
   if not os.path.exists(path):
+    from bert_mtl.problems import download  # pylint: disable=g-import-not-at-top
+    if relative in download.SOURCES:
+      return download.ensure(relative)
     raise FileNotFoundError(
         "%s not found under the data directory %s; pass --data_dir or set %s"
         % (relative, root, ENV_VAR))

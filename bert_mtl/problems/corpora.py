@@ -9,6 +9,7 @@ SIGHAN PKU gold file is evaluation-only.  "predict" reads the eval inputs.
 
 import os
 
+from bert_mtl.problems import download
 from bert_mtl.problems.errors import DataError
 from bert_mtl.problems.registry import Example, problem
 
@@ -86,7 +87,12 @@ def split_lines(path, split):
 
 
 def _path(data_dir, relative):
-  return os.path.join(data_dir, relative)
+  """The corpus file under data_dir; when it is not there but is published
+  on the package index, a verified copy in the user cache."""
+  path = os.path.join(data_dir, relative)
+  if not os.path.exists(path) and relative in download.SOURCES:
+    return download.ensure(relative)
+  return path
 
 
 # ----------------------------------------------------------------- Weibo

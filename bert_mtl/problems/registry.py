@@ -9,7 +9,7 @@
 import collections
 import os
 
-from bert_mtl.problems import types
+from bert_mtl.problems import download, types
 from bert_mtl.problems.errors import DataError
 
 SPLITS = ("train", "eval", "predict")
@@ -80,6 +80,8 @@ def read(name, split, data_dir):
     if e.problem:
       raise
     raise DataError(e.message, name, e.path, e.line) from None
+  except download.DownloadError as e:
+    raise DataError(str(e), name) from None
   except FileNotFoundError as e:
     raise DataError("%s not found; pass --data_dir or set BERT_MTL_DATA_DIR"
                     % e.filename, name) from None
