@@ -68,10 +68,15 @@ class Experiment(object):
     output_dir: the model directory (checkpoints, run.json, label maps).
     options: settings (see DEFAULTS) for a new run; None loads run.json.
     vocab_file: the vocabulary of a new run (copied into output_dir).
+    body_transform: optional fn(heads.base.Body, mode) -> Body between the
+      encoder and the heads (see model_fn.build); pass it again when the
+      run is reloaded.
   """
 
-  def __init__(self, output_dir, options=None, vocab_file=None):
+  def __init__(self, output_dir, options=None, vocab_file=None,
+               body_transform=None):
     self.output_dir = output_dir
+    self.body_transform = body_transform
     run_file = os.path.join(output_dir, RUN_FILE)
     if options is None:
       if not os.path.exists(run_file):
@@ -198,8 +203,9 @@ class Experiment(object):
         log_step_count_steps=self.options["log_every_steps"],
         session_config=session_config, train_distribute=strategy,
         eval_distribute=strategy)
-    return tf.estimator.Estimator(model_fn.model_fn, config=run_config,
-                                  params=self.params(num_train_steps))
+    return tf.estimator.Estimator(
+        model_fn.make_model_fn(self.body_transform), config=run_config,
+        params=self.params(num_train_steps))
 
   # ------------------------------------------------------------------- data
 

@@ -33,8 +33,12 @@ def build_heads(params):
       config) for name in params["problems"]]
 
 
-def build(features, mode, params):
-  """(heads, {name: head outputs}) for `features` in `mode`."""
+def build(features, mode, params, body_transform=None):
+  """(heads, {name: head outputs}) for `features` in `mode`.
+
+  body_transform: optional fn(Body, mode) -> Body run between the encoder
+  and the heads (e.g. an extra layer over the sequence output).
+  """
   config, heads = build_heads(params)
   input_ids = features["input_ids"]
   model = modeling.BertModel(
@@ -44,6 +48,9 @@ def build(features, mode, params):
   body = base.Body(model.get_sequence_output(), model.get_pooled_output(),
                    model.get_embedding_table(), input_ids,
                    features["input_mask"], config)
+  if body_transform is not None:
+    with tf1.variable_scope("body_transform"):
+      body = body_transform(body, mode)
   outputs = {}
   for head in heads:
     if getattr(head, "global_scope", False):
@@ -93,10 +100,17 @@ def export_outputs(heads, predictions):
   return out
 
 
-def model_fn(features, labels, mode, params):
+def make_model_fn(body_transform=None):
+  """A model_fn with `body_transform` between the encoder and the heads."""
+  def transformed_model_fn(features, labels, mode, params):
+    return model_fn(features, labels, mode, params, body_transform)
+  return transformed_model_fn
+
+
+def model_fn(features, labels, mode, params, body_transform=None):
   """The Estimator model_fn (labels travel inside `features`)."""
   del labels
-  heads, outputs = build(features, mode, params)
+  heads, outputs = build(features, mode, params, body_transform)
   if mode == ModeKeys.PREDICT:
     predictions = predictions_of(heads, outputs, features)
     return tf.estimator.EstimatorSpec(

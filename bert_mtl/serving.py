@@ -3,7 +3,8 @@
 The SavedModel takes int32 `input_ids`, `input_mask`, `segment_ids`
 [batch, length] (any batch, any length up to max_seq_length) and returns,
 under `serving_default`, every problem's decoded outputs named
-`<problem>/<output>`; each problem also has its own signature.  The label
+`<problem>/<output>`; each problem also has its own signature, and
+`examples:<signature>` takes serialized tf.train.Examples instead.  The label
 maps, the vocabulary and `manifest.json` (inputs, outputs, problems,
 tokenizer settings) ship in `assets.extra/`.
 """
@@ -23,9 +24,20 @@ MANIFEST = "manifest.json"
 
 
 def serving_input_receiver_fn():
-  tensors = {name: tf.compat.v1.placeholder(tf.int32, [None, None], name)
-             for name in INPUTS}
-  return tf.estimator.export.ServingInputReceiver(tensors, tensors)
+  """Raw int32 inputs, plus an `examples` alternative: serialized
+  tf.train.Examples with int64 lists input_ids / input_mask / segment_ids
+  (signatures `examples:<name>`).  The raw inputs are placeholders with the
+  parsed examples as defaults, so each signature feeds one or the other."""
+  serialized = tf.compat.v1.placeholder_with_default(
+      tf.constant([], tf.string), [None], name="examples")
+  parsed = tf.io.parse_example(
+      serialized, {name: tf.io.VarLenFeature(tf.int64) for name in INPUTS})
+  tensors = {name: tf.compat.v1.placeholder_with_default(
+      tf.cast(tf.sparse.to_dense(parsed[name]), tf.int32), [None, None],
+      name=name) for name in INPUTS}
+  return tf.estimator.export.ServingInputReceiver(
+      tensors, tensors,
+      receiver_tensors_alternatives={"examples": {"examples": serialized}})
 
 
 def manifest(run):

@@ -414,6 +414,60 @@ py::bytes SerializeExamplePy(const py::dict& features) {
   return py::bytes(out);
 }
 
+template <typename T>
+std::vector<T> ToVector(const py::handle& values) {
+  auto array = py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(values);
+  if (!array) throw py::type_error("expected an integer array");
+  return std::vector<T>(array.data(), array.data() + array.size());
+}
+
+// See bert_mtl::UnitRecords; checks every index before the C++ runs.
+py::list UnitRecordsPy(const py::handle& ids, const py::handle& token_splits,
+                       const py::handle& first_token, const py::handle& unit_splits,
+                       const py::handle& example_index, const py::list& names,
+                       const py::list& labels, int max_seq_length, int cls_id,
+                       int sep_id) {
+  bert_mtl::UnitBatch batch;
+  batch.ids = ToVector<int32_t>(ids);
+  batch.token_splits = ToVector<int64_t>(token_splits);
+  batch.first_token = ToVector<int32_t>(first_token);
+  batch.unit_splits = ToVector<int64_t>(unit_splits);
+  batch.example_index = ToVector<int64_t>(example_index);
+  const size_t examples = batch.example_index.size();
+  auto valid_splits = [examples](const std::vector<int64_t>& splits, size_t size) {
+    if (splits.size() != examples + 1 || splits.front() != 0 ||
+        static_cast<size_t>(splits.back()) != size) return false;
+    for (size_t i = 0; i + 1 < splits.size(); ++i) {
+      if (splits[i] > splits[i + 1]) return false;
+    }
+    return true;
+  };
+  if (!valid_splits(batch.token_splits, batch.ids.size()) ||
+      !valid_splits(batch.unit_splits, batch.first_token.size())) {
+    throw py::value_error("unit_records: splits do not match the arrays");
+  }
+  if (max_seq_length < 3) throw py::value_error("max_seq_length must be >= 3");
+  if (names.size() != labels.size()) throw py::value_error("one label array per name");
+  for (size_t p = 0; p < names.size(); ++p) {
+    batch.names.push_back(py::cast<std::string>(names[p]));
+    batch.labels.push_back(labels[p].is_none() ? std::vector<int32_t>()
+                                               : ToVector<int32_t>(labels[p]));
+    if (!batch.labels.back().empty() &&
+        batch.labels.back().size() != batch.first_token.size()) {
+      throw py::value_error("labels of " + batch.names.back() +
+                            " do not match the units");
+    }
+  }
+  std::vector<std::string> records;
+  {
+    py::gil_scoped_release release;
+    records = bert_mtl::UnitRecords(batch, max_seq_length, cls_id, sep_id);
+  }
+  py::list out;
+  for (const std::string& record : records) out.append(py::bytes(record));
+  return out;
+}
+
 PYBIND11_MODULE(_native, m) {
   using bert_mtl::NativeTokenizer;
   m.doc() = "Native core of bert_mtl: WordPiece tokenizer and CRF Viterbi.";
@@ -438,6 +492,11 @@ PYBIND11_MODULE(_native, m) {
         "identical to tfa.text.crf_decode.");
   m.def("serialize_example", &SerializeExamplePy, py::arg("features"),
         "A serialized tf.train.Example from {name: int or float array}.");
+  m.def("unit_records", &UnitRecordsPy, py::arg("ids"), py::arg("token_splits"),
+        py::arg("first_token"), py::arg("unit_splits"), py::arg("example_index"),
+        py::arg("names"), py::arg("labels"), py::arg("max_seq_length"),
+        py::arg("cls_id"), py::arg("sep_id"),
+        "Serialized sequence-labelling records of a batch (one per window).");
   m.def("frame_record",
         [](const py::bytes& data) {
           return py::bytes(bert_mtl::FrameRecord(std::string(data)));

@@ -1,6 +1,8 @@
 #include "example_proto.h"
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 
 namespace bert_mtl {
 namespace {
@@ -89,6 +91,82 @@ std::string SerializeExample(const std::vector<ExampleFeature>& features) {
   std::string out;
   PutBytes(1, map_entries, &out);  // Example.features
   return out;
+}
+
+namespace {
+
+constexpr int64_t kIgnore = -1;
+
+// Token windows [start, end) as bert_mtl.data.features.windows.
+std::vector<std::pair<int64_t, int64_t>> Windows(int64_t num_tokens,
+                                                 int64_t max_tokens) {
+  const int64_t stride = std::max<int64_t>(1, max_tokens / 2);
+  std::vector<std::pair<int64_t, int64_t>> out;
+  if (num_tokens <= max_tokens) {
+    out.emplace_back(0, num_tokens);
+    return out;
+  }
+  for (int64_t start = 0;; start += stride) {
+    const int64_t end = std::min(num_tokens, start + max_tokens);
+    out.emplace_back(start, end);
+    if (end == num_tokens) return out;
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> UnitRecords(const UnitBatch& batch,
+                                     int max_seq_length, int cls_id,
+                                     int sep_id) {
+  std::vector<std::string> records;
+  const size_t examples = batch.example_index.size();
+  const int64_t max_tokens = max_seq_length - 2;
+  std::vector<ExampleFeature> features(4 + 2 * batch.names.size());
+  features[0].name = "input_ids";
+  features[1].name = "segment_ids";
+  features[2].name = "example_index";
+  features[3].name = "window_start";
+  for (size_t p = 0; p < batch.names.size(); ++p) {
+    features[4 + 2 * p].name = batch.names[p] + "_label";
+    features[5 + 2 * p].name = batch.names[p] + "_present";
+  }
+  std::vector<std::vector<int64_t>> token_labels(batch.names.size());
+  for (size_t e = 0; e < examples; ++e) {
+    const int64_t t0 = batch.token_splits[e], t1 = batch.token_splits[e + 1];
+    const int64_t u0 = batch.unit_splits[e], u1 = batch.unit_splits[e + 1];
+    const int64_t n = t1 - t0;
+    for (size_t p = 0; p < batch.names.size(); ++p) {
+      // [CLS] + tokens + [SEP]: labels on units' first tokens only.
+      std::vector<int64_t>& labels = token_labels[p];
+      labels.assign(n + 2, kIgnore);
+      for (int64_t u = u0; u < u1; ++u) {
+        const int32_t position = batch.first_token[u];
+        if (position >= 0 && position < n) {
+          labels[position + 1] = batch.labels[p].empty() ? 0 : batch.labels[p][u];
+        }
+      }
+    }
+    for (const auto& window : Windows(n, max_tokens)) {
+      std::vector<int64_t>& ids = features[0].ints;
+      ids.assign(1, cls_id);
+      ids.insert(ids.end(), batch.ids.begin() + t0 + window.first,
+                 batch.ids.begin() + t0 + window.second);
+      ids.push_back(sep_id);
+      features[1].ints.assign(ids.size(), 0);
+      features[2].ints.assign(1, batch.example_index[e]);
+      features[3].ints.assign(1, window.first);
+      for (size_t p = 0; p < batch.names.size(); ++p) {
+        std::vector<int64_t>& out = features[4 + 2 * p].ints;
+        out.assign(token_labels[p].begin() + window.first,
+                   token_labels[p].begin() + window.second + 2);
+        out.front() = kIgnore;
+        out.back() = kIgnore;
+        features[5 + 2 * p].ints.assign(1, batch.labels[p].empty() ? 0 : 1);
+      }
+      records.push_back(SerializeExample(features));
+    }
+  }
+  return records;
 }
 
 }  // namespace bert_mtl

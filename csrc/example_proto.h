@@ -27,6 +27,26 @@ uint32_t Crc32c(const char* data, size_t size);
 // masked CRC-32C of the data -- byte-identical to tf.io.TFRecordWriter.
 std::string FrameRecord(const std::string& data);
 
+// Sequence-labelling records of a batch of unit-aligned examples, as
+// bert_mtl.data.dataset writes them (one record per window; feature order
+// input_ids, segment_ids, example_index, window_start, then per problem
+// <name>_label and <name>_present).
+struct UnitBatch {
+  std::vector<int32_t> ids;           // all examples' token ids
+  std::vector<int64_t> token_splits;  // [examples + 1]
+  std::vector<int32_t> first_token;   // per unit, -1 without a token
+  std::vector<int64_t> unit_splits;   // [examples + 1]
+  std::vector<int64_t> example_index;
+  std::vector<std::string> names;
+  // Per problem, a label id per unit (same layout as first_token); empty:
+  // unlabelled (prediction: 0 on first tokens, present 0).
+  std::vector<std::vector<int32_t>> labels;
+};
+
+std::vector<std::string> UnitRecords(const UnitBatch& batch,
+                                     int max_seq_length, int cls_id,
+                                     int sep_id);
+
 }  // namespace bert_mtl
 
 #endif  // BERT_MTL_CSRC_EXAMPLE_PROTO_H_

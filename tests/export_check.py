@@ -28,8 +28,17 @@ def main(export_dir, inputs_path, outputs_path):
   model = tf.saved_model.load(export_dir)
   inputs = dict(np.load(inputs_path))
   outputs = {}
+  lengths = inputs["input_mask"].sum(1)
+  serialized = tf.constant([tf.train.Example(features=tf.train.Features(
+      feature={k: tf.train.Feature(int64_list=tf.train.Int64List(
+          value=v[row, :lengths[row]].tolist())) for k, v in inputs.items()})
+                            ).SerializeToString()
+                            for row in range(len(lengths))])
   for name, signature in model.signatures.items():
-    result = signature(**{k: tf.constant(v) for k, v in inputs.items()})
+    if "examples" in signature.structured_input_signature[1]:
+      result = signature(examples=serialized)
+    else:
+      result = signature(**{k: tf.constant(v) for k, v in inputs.items()})
     for key, value in result.items():
       outputs["%s:%s" % (name, key)] = value.numpy()
   np.savez(outputs_path, **outputs)

@@ -252,3 +252,33 @@ def test_pretrain_records_read_like_the_original(tokenizer, tmp_path):
           features.IGNORE).all()
   lengths = batch["input_mask"].sum(1)
   assert batch["input_mask"].shape[1] == lengths.max()
+
+
+@pytest.mark.parametrize("chain_text,split", [("pd98_cws&pd98_pos", "train"),
+                                              ("weibo_ner&weibo_cws",
+                                               "predict")])
+def test_native_records_equal_the_python_path(tokenizer, tmp_path, chain_text,
+                                              split):
+  config = dataset.make_config(tokenizer, data_dir(), 32,
+                               cache_dir=str(tmp_path), max_examples=800)
+  groups = problems.parse(chain_text)
+  encoders = dataset.fit_label_encoders(groups, config)
+  group = dataset.GroupFeatures(groups[0], split, config, encoders)
+  native = list(group.records())
+  group.native_records = False
+  assert native == list(group.records()) and len(native) > 800
+
+
+def test_parallel_writers_write_the_same_records(tokenizer, tmp_path):
+  records = []
+  for processes in (1, 2):
+    config = dataset.make_config(tokenizer, data_dir(), 64,
+                                 cache_dir=str(tmp_path / str(processes)),
+                                 max_examples=2500, num_processes=processes)
+    groups = problems.parse("msra_ner")
+    encoders = dataset.fit_label_encoders(groups, config)
+    shards, meta = dataset.GroupFeatures(groups[0], "train", config,
+                                         encoders).build()
+    assert len(shards) == 4
+    records.append(sorted(r.numpy() for r in tf.data.TFRecordDataset(shards)))
+  assert records[0] == records[1] and len(records[0]) >= 2500

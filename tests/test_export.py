@@ -65,6 +65,13 @@ def test_export_serves_what_the_estimator_predicts(tmp_path):
     problem, output = key.split("/", 1)
     np.testing.assert_allclose(served["%s:%s" % (problem, output)], value,
                                rtol=1e-4, atol=1e-5, err_msg=key)
+    # The tf.Example signatures serve the same thing.
+    np.testing.assert_allclose(
+        served["examples:serving_default:" + key], value, rtol=1e-4,
+        atol=1e-5, err_msg=key)
+    np.testing.assert_allclose(
+        served["examples:%s:%s" % (problem, output)], value, rtol=1e-4,
+        atol=1e-5, err_msg=key)
     compared += 1
   assert compared >= 9
 

@@ -138,6 +138,11 @@ class GroupFeatures(object):
     self.examples = {n: _read(n, split, config) for n in group}
     chain.check_same_inputs(self.group, self.examples)
     first = self.examples[self.group[0]]
+    # Training records are written in a fixed random order: corpora are
+    # often sorted (all positive reviews, then all negative), which a
+    # shuffle buffer alone would not undo.
+    self.order = (np.random.RandomState(0).permutation(len(first))
+                  if split == "train" else np.arange(len(first)))
     self.pretrain = "pretrain" in self.types.values()
     self.units = not self.pretrain and isinstance(first[0].inputs, list)
     for name, problem_type in self.types.items():
@@ -208,28 +213,67 @@ class GroupFeatures(object):
     for name in self.group:
       if self.types[name] == "seq2seq_text":
         ragged = self.config.target_tokenizer.encode_ragged(
-            [e.labels or "" for e in self.examples[name][lo:hi]],
+            [self.examples[name][i].labels or "" for i in
+             self.order[lo:hi]],
             self.config.num_threads)
         out[name] = ragged
     return out
 
-  def _labels(self, index, text_targets, lo):
+  def _labels(self, index, text_targets, position):
+    """Label features of example `index`, the position-th of its chunk."""
     out = {}
     for name in self.group:
-      target = (_row(text_targets[name], index - lo) if name in text_targets
+      target = (_row(text_targets[name], position) if name in text_targets
                 else None)
       out[name] = self.labels_for(name, self.examples[name][index], target)
     return out
 
+  # Sequence-labelling groups are assembled by the extension (identical
+  # records; tests compare both paths).
+  native_records = True
+
+  def _native_unit_records(self, first, lo, hi, chunk=4096):
+    cls_id, sep_id = self._special_ids()
+    for start in range(lo, hi, chunk):
+      indices = self.order[start:min(hi, start + chunk)]
+      alignments = features.align_units(
+          self.config.tokenizer, [first[i].inputs for i in indices],
+          self.config.num_threads)
+      labels = []
+      for name in self.group:
+        examples = self.examples[name]
+        if examples[indices[0]].labels is None:
+          labels.append(None)
+          continue
+        encoder = self.encoders[name]
+        labels.append(np.fromiter(
+            (label for i in indices for label in encoder.encode(
+                examples[i].labels, examples[i].path, examples[i].line)),
+            np.int32))
+      yield from _native.unit_records(
+          np.concatenate([a.ids for a in alignments]),
+          np.concatenate([[0], np.cumsum([len(a.ids) for a in alignments])]),
+          np.concatenate([a.first_token for a in alignments]),
+          np.concatenate([[0], np.cumsum([len(a.first_token)
+                                          for a in alignments])]),
+          indices, self.group, labels, self.config.max_seq_length, cls_id,
+          sep_id)
+
   def _unit_records(self, first, lo, hi):
+    if self.native_records and all(self.types[n] == "seq_tag"
+                                   for n in self.group):
+      yield from self._native_unit_records(first, lo, hi)
+      return
     cls_id, sep_id = self._special_ids()
     alignments = features.align_units(self.config.tokenizer,
-                                      [e.inputs for e in first[lo:hi]],
+                                      [first[i].inputs for i in
+                                       self.order[lo:hi]],
                                       self.config.num_threads)
     text_targets = self._text_targets(lo, hi)
     tagged = [n for n in self.group if self.types[n] == "seq_tag"]
-    for index, alignment in enumerate(alignments, lo):
-      labels = self._labels(index, text_targets, lo)
+    for position, (index, alignment) in enumerate(
+        zip(self.order[lo:hi], alignments)):
+      labels = self._labels(index, text_targets, position)
       # Every problem of the group shares the alignment, hence the windows;
       # a seq2seq target belongs to the whole input, so to the first window.
       spans = features.window_spans(len(alignment.ids),
@@ -265,7 +309,7 @@ class GroupFeatures(object):
   def _text_records(self, first, lo, hi):
     cls_id, sep_id = self._special_ids()
     tokenizer, threads = self.config.tokenizer, self.config.num_threads
-    chunk = first[lo:hi]
+    chunk = [first[i] for i in self.order[lo:hi]]
     ragged_a = tokenizer.encode_ragged(
         [e.inputs if isinstance(e.inputs, str) else
          e.inputs[0] if isinstance(e.inputs, tuple) else " ".join(e.inputs)
@@ -274,12 +318,13 @@ class GroupFeatures(object):
         [e.inputs[1] if isinstance(e.inputs, tuple) else "" for e in chunk],
         threads)
     text_targets = self._text_targets(lo, hi)
-    for index in range(lo, hi):
+    for position, index in enumerate(self.order[lo:hi]):
       input_ids, segment_ids = features.pack(
-          _row(ragged_a, index - lo), self.config.max_seq_length, cls_id,
-          sep_id, _row(ragged_b, index - lo))
+          _row(ragged_a, position), self.config.max_seq_length, cls_id,
+          sep_id, _row(ragged_b, position))
       feature = _base_feature(input_ids, segment_ids, index, 0)
-      for name, value in self._labels(index, text_targets, lo).items():
+      for name, value in self._labels(index, text_targets,
+                                      position).items():
         feature.update(self._label_feature(name, value, True))
       yield _serialize(feature)
 
