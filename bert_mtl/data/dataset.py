@@ -246,10 +246,15 @@ class GroupFeatures(object):
           labels.append(None)
           continue
         encoder = self.encoders[name]
-        labels.append(np.fromiter(
-            (label for i in indices for label in encoder.encode(
-                examples[i].labels, examples[i].path, examples[i].line)),
-            np.int32))
+        try:
+          ids = encoder.ids
+          flat = [ids[label] for i in indices for label in examples[i].labels]
+        except KeyError:  # find the example, for an error naming its line
+          for i in indices:
+            encoder.encode(examples[i].labels, examples[i].path,
+                           examples[i].line)
+          raise
+        labels.append(np.asarray(flat, np.int32))
       yield from _native.unit_records(
           np.concatenate([a.ids for a in alignments]),
           np.concatenate([[0], np.cumsum([len(a.ids) for a in alignments])]),

@@ -14,6 +14,7 @@ context on both sides, as the original run_squad.py does for documents.
 """
 
 import collections
+import itertools
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def align_units(tokenizer, units_list, num_threads=1):
   unit_counts = np.fromiter((len(u) for u in units_list), np.int64,
                             len(units_list))
   unit_splits = np.concatenate([[0], np.cumsum(unit_counts)])
-  lengths = np.fromiter((len(u) for units in units_list for u in units),
+  lengths = np.fromiter(map(len, itertools.chain.from_iterable(units_list)),
                         np.int64, int(unit_splits[-1]))
   text_lengths = np.fromiter(map(len, texts), np.int64, len(texts))
   base = np.concatenate([[0], np.cumsum(text_lengths + 1)])[:-1]
