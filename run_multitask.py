@@ -276,9 +276,18 @@ def main(argv):
   if FLAGS.do_train:
     if not FLAGS.problems:
       raise app.UsageError("--problems is required to train")
-    vocab_file = FLAGS.vocab_file or data_dir_lib.require(
-        "vocab/chinese_vocab.txt", FLAGS.data_dir)
-    options = _options(vocab_file)
+    try:  # every setting is checked here, before any work
+      vocab_file = FLAGS.vocab_file or data_dir_lib.require(
+          "vocab/chinese_vocab.txt", FLAGS.data_dir)
+      if not os.path.exists(vocab_file):
+        raise ValueError("--vocab_file %s does not exist" % vocab_file)
+      if FLAGS.bert_config_file and not os.path.exists(
+          FLAGS.bert_config_file):
+        raise ValueError("--bert_config_file %s does not exist" %
+                         FLAGS.bert_config_file)
+      options = _options(vocab_file)
+    except (ValueError, OSError) as e:
+      raise app.UsageError(str(e)) from None
   _configure_devices()
   from bert_mtl import experiment, serving  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -287,7 +296,10 @@ def main(argv):
     run = experiment.Experiment(FLAGS.output_dir, options, vocab_file)
     run.train(run.num_train_steps())
   else:
-    run = experiment.Experiment(FLAGS.output_dir)
+    try:
+      run = experiment.Experiment(FLAGS.output_dir)
+    except ValueError as e:
+      raise app.UsageError(str(e)) from None
   if FLAGS.do_eval:
     _print_results(run.evaluate())
   if FLAGS.do_predict:

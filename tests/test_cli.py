@@ -1,0 +1,54 @@
+"""run_multitask.py's command line: listing, and bad settings failing
+before any work with one clear message."""
+
+import pytest
+
+from bert_mtl import problems
+from conftest import data_dir
+from run_helpers import base_args, run_multitask, tiny_config
+
+
+def test_list_problems():
+  out = run_multitask(["--list_problems"]).stdout.splitlines()
+  rows = [line.split("\t") for line in out]
+  assert [r[0] for r in rows] == problems.names()
+  assert all(len(r) == 3 and r[1] in ("cls", "multi_cls", "seq_tag",
+                                      "seq2seq_tag", "seq2seq_text",
+                                      "pretrain") for r in rows)
+
+
+def _fails(tmp_path, message, **flags):
+  args = base_args(tmp_path, data_dir(), flags.pop("problems", "msra_ner"),
+                   **flags)
+  process = run_multitask(args + ["--do_train"], check=False)
+  assert process.returncode != 0
+  assert message in process.stderr, process.stderr[-2000:]
+  assert "Traceback" not in process.stderr, process.stderr[-3000:]
+  assert not (tmp_path / "model" / "run.json").exists()  # no work done
+  return process.stderr
+
+
+@pytest.mark.parametrize("flags,message", [
+    ({"problems": "msra_ner|nope"}, "unknown problem 'nope'"),
+    ({"problems": "msra_ner&&weibo_ner"}, "empty"),
+    ({"cpu_replicas": 3}, "not divisible by 3 replicas"),
+    ({"bert_config_file": "/no/such/config.json"},
+     "/no/such/config.json does not exist"),
+    ({"vocab_file": "/no/such/vocab.txt"}, "/no/such/vocab.txt"),
+    ({"loss_weights": "weibo_ner=2"}, "weibo_ner is not in --problems"),
+    ({"max_seq_length": 100}, "exceeds max_position_embeddings"),
+])
+def test_bad_settings_fail_early_and_clearly(tmp_path, flags, message):
+  _fails(tmp_path, message, **flags)
+
+
+def test_config_and_vocab_must_agree(tmp_path):
+  config = tiny_config(tmp_path, vocab_size=30522)
+  _fails(tmp_path, "30522", bert_config_file=config)
+
+
+def test_eval_needs_a_trained_run(tmp_path):
+  process = run_multitask(["--output_dir=%s" % tmp_path, "--do_eval"],
+                          check=False)
+  assert process.returncode != 0 and "run.json" in process.stderr
+  assert "Traceback" not in process.stderr
