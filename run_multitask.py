@@ -85,6 +85,9 @@ flags.DEFINE_list("crf", None, "problem=true|false: CRF per seq_tag problem "
                   "(default true).")
 flags.DEFINE_bool("crf_constraints", False, "Forbid transitions the tagging "
                   "scheme disallows.")
+flags.DEFINE_float("crf_lr_multiplier", None, "Learning-rate factor for "
+                   "every CRF transition matrix (e.g. 100: they start at 0 "
+                   "and learn slowly at BERT's rate).")
 flags.DEFINE_integer("decoder_layers", 2, "seq2seq decoder depth.")
 flags.DEFINE_integer("beam_size", 4, "seq2seq beam size (1: greedy).")
 flags.DEFINE_float("beam_alpha", 0.6, "seq2seq length penalty.")
@@ -184,7 +187,9 @@ def _options(vocab_file):
   if FLAGS.train_batch_size % replicas:
     raise app.UsageError("--train_batch_size %d is not divisible by %d "
                          "replicas" % (FLAGS.train_batch_size, replicas))
-  settings = {"*": {"crf_constraints": FLAGS.crf_constraints,
+  crf_lr = ({"transitions_lr_multiplier": FLAGS.crf_lr_multiplier}
+            if FLAGS.crf_lr_multiplier else {})
+  settings = {"*": {**crf_lr, "crf_constraints": FLAGS.crf_constraints,
                     "decoder_layers": FLAGS.decoder_layers,
                     "beam_size": FLAGS.beam_size,
                     "beam_alpha": FLAGS.beam_alpha}}

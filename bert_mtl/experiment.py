@@ -7,6 +7,7 @@ evaluation, prediction and export need only the output directory.
 
 import json
 import os
+import re
 import shutil
 
 import tensorflow as tf
@@ -173,6 +174,11 @@ class Experiment(object):
         "init_checkpoint": self.options["init_checkpoint"],
         "model_dir": self.output_dir,
         "log_every_steps": self.options["log_every_steps"],
+        "lr_multipliers": {
+            "^%s/transitions$" % re.escape(n):
+                self.head_settings(n)["transitions_lr_multiplier"]
+            for n in self.names
+            if "transitions_lr_multiplier" in self.head_settings(n)},
     }
 
   def strategy(self):

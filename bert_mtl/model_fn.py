@@ -139,7 +139,8 @@ def model_fn(features, labels, mode, params, body_transform=None):
       loss, params["learning_rate"], params["num_train_steps"],
       params.get("num_warmup_steps", 0),
       gradient_accumulation_steps=params.get("gradient_accumulation_steps", 1),
-      loss_scale=params.get("loss_scale"))
+      loss_scale=params.get("loss_scale"),
+      lr_multipliers=params.get("lr_multipliers"))
   logged = dict(("loss/" + k, v) for k, v in losses.items())
   logged["step"] = tf1.train.get_or_create_global_step()
   hooks = [tf1.train.LoggingTensorHook(

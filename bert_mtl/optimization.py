@@ -53,8 +53,11 @@ class AdamWeightDecay(object):
 
   def __init__(self, learning_rate, weight_decay_rate=0.01, beta_1=0.9,
                beta_2=0.999, epsilon=1e-6, exclude_from_weight_decay=None,
-               clip_norm=1.0):
+               clip_norm=1.0, lr_multipliers=None):
     self.learning_rate = learning_rate
+    # {regex over variable names: factor}, e.g. a CRF's transitions.
+    self.lr_multipliers = [(re.compile(pattern), float(factor)) for
+                           pattern, factor in (lr_multipliers or {}).items()]
     self.weight_decay_rate = weight_decay_rate
     self.beta_1 = beta_1
     self.beta_2 = beta_2
@@ -63,6 +66,12 @@ class AdamWeightDecay(object):
         DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY if exclude_from_weight_decay is None
         else exclude_from_weight_decay)
     self.clip_norm = clip_norm
+
+  def _multiplier(self, name):
+    for pattern, factor in self.lr_multipliers:
+      if pattern.search(name):
+        return factor
+    return 1.0
 
   def _do_use_weight_decay(self, param_name):
     if not self.weight_decay_rate:
@@ -86,8 +95,9 @@ class AdamWeightDecay(object):
     """
     decay = self._do_use_weight_decay(variable_name(var))
     grad = tf.convert_to_tensor(grad)
+    lr = tf.cast(self.learning_rate, var.dtype.base_dtype) * self._multiplier(
+        variable_name(var))
     if apply is None:
-      lr = tf.cast(self.learning_rate, var.dtype.base_dtype)
       # var (1 - lr wd) - lr m / (sqrt(v) + eps) is the original's
       # var - lr (m / (sqrt(v) + eps) + wd var): decay in one pass first.
       deps = []
@@ -102,7 +112,6 @@ class AdamWeightDecay(object):
             beta2=tf.constant(self.beta_2), epsilon=tf.constant(self.epsilon),
             grad=grad)
     # The same arithmetic as the fused kernel, so both paths round alike.
-    lr = tf.cast(self.learning_rate, var.dtype.base_dtype)
     next_m = m + (grad - m) * (1.0 - self.beta_1)
     next_v = v + (tf.square(grad) - v) * (1.0 - self.beta_2)
     kept = var * (1.0 - lr * self.weight_decay_rate) if decay else var
@@ -213,7 +222,7 @@ class DynamicLossScale(object):
 def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
                      use_tpu=False, gradient_accumulation_steps=1,
                      loss_scale=None, weight_decay_rate=0.01, clip_norm=1.0,
-                     tvars=None):
+                     tvars=None, lr_multipliers=None):
   """The train op, as the original create_optimizer, replica-correct.
 
   Inside a model_fn under MirroredStrategy (or MultiWorkerMirroredStrategy)
@@ -231,6 +240,7 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
       counts micro-batches, so train for N * num_train_steps steps.
     loss_scale: None, or "dynamic" for float16 training.
     tvars: variables to train (default: all trainable variables).
+    lr_multipliers: {regex over variable names: learning-rate factor}.
 
   Returns:
     the train op (which also increments global_step).
@@ -248,7 +258,8 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
   tf1.summary.scalar("learning_rate", learning_rate)
   optimizer = AdamWeightDecay(learning_rate,
                               weight_decay_rate=weight_decay_rate,
-                              clip_norm=clip_norm)
+                              clip_norm=clip_norm,
+                              lr_multipliers=lr_multipliers)
   tvars = tf1.trainable_variables() if tvars is None else tvars
   scaler = DynamicLossScale() if loss_scale == "dynamic" else None
   if loss_scale not in (None, "dynamic"):

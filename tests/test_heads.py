@@ -247,3 +247,32 @@ def test_cls_label_smoothing_and_multi_cls_weight():
   sig = 1 / (1 + np.exp(-logits))
   per = -(3.0 * labels * np.log(sig) + (1 - labels) * np.log(1 - sig))
   assert weighted == pytest.approx(per.sum(-1).mean(), rel=1e-5)
+
+
+def test_uncertainty_weighting():
+  """Kendall et al.: loss_i * exp(-s_i) + s_i with learned s_i (0 at the
+  start); a problem absent from the batch adds nothing, not even s_i."""
+  params = _params({"a": "cls", "b": "cls"}, {"a": 2, "b": 3})
+  params["uncertainty_weighting"] = True
+  extra = {"a_label": np.array([0, 1, 1, 0], np.int32),
+           "a_present": np.ones([4], np.int32),
+           "b_label": np.array([2, 0, 1, 0], np.int32),
+           "b_present": np.zeros([4], np.int32)}
+
+  names = []
+
+  def build():
+    features = _features(extra=extra)
+    heads, outputs = model_fn.build(features, tf.estimator.ModeKeys.TRAIN,
+                                    params)
+    total, losses = model_fn.total_loss(heads, outputs, features, params)
+    log_variances = [v for v in tf1.global_variables()
+                     if v.name.startswith("uncertainty/")]
+    names.extend(v.name for v in log_variances)
+    return total, losses, tf.gradients(total, log_variances)
+  total, losses, grads = _session_run(build)
+  assert sorted(names) == ["uncertainty/a:0", "uncertainty/b:0"]
+  assert total == pytest.approx(losses["a"])  # s = 0: exp(-s) = 1
+  grad_a, grad_b = grads if names[0].endswith("a:0") else grads[::-1]
+  assert grad_a == pytest.approx(1 - losses["a"])  # d/ds (L e^-s + s)
+  assert grad_b == 0.0

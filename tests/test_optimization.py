@@ -166,3 +166,24 @@ def test_bfloat16_rewrite_runs_matmuls_in_bfloat16_on_cpu():
   assert any("MatMul" in op and t == tf.bfloat16.as_datatype_enum
              for op, t in types)
   assert np.isfinite(last) and last < first
+
+
+def test_learning_rate_multiplier_scales_one_variables_steps():
+  graph = tf.Graph()
+  with graph.as_default():
+    a = tf1.get_variable("head/output", initializer=tf.constant([1.0, -2.0]))
+    b = tf1.get_variable("head/transitions", initializer=tf.constant(
+        [1.0, -2.0]))
+    grad = tf.constant([0.3, -0.7])
+    optimizer = optimization.AdamWeightDecay(
+        1e-3, weight_decay_rate=0.0,
+        lr_multipliers={"^head/transitions$": 10.0})
+    step = optimizer.apply_gradients([(grad, a), (grad, b)])
+    with tf1.Session() as session:
+      session.run(tf1.global_variables_initializer())
+      session.run(step)
+      new_a, new_b = session.run([a, b])
+  delta_a = new_a - np.array([1.0, -2.0])
+  delta_b = new_b - np.array([1.0, -2.0])
+  assert np.abs(delta_a).min() > 0
+  np.testing.assert_allclose(delta_b, 10 * delta_a, rtol=1e-4)
