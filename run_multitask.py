@@ -129,7 +129,7 @@ MAIN_JOB = {"problems": "msra_ner|pd98_cws&pd98_pos|chn_sentiment",
             "output_dir": os.path.join("output", "main_job"),
             "max_seq_length": 64, "train_batch_size": 32,
             "num_train_steps": 1500, "learning_rate": 1e-3,
-            "save_checkpoints_steps": 500}
+            "save_checkpoints_steps": 750}
 EXAMPLE_SENTENCES = ["中国人民银行行长周小川在北京会见了美国财政部长。",
                      "这家酒店的服务很好，房间干净，下次还会再来。",
                      "上海浦东开发与法制建设同步。"]
@@ -299,7 +299,8 @@ def main(argv):
   tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.INFO)
   if options is not None:
     run = experiment.Experiment(FLAGS.output_dir, options, vocab_file)
-    run.train(run.num_train_steps())
+    run.train(run.num_train_steps(), evaluate_during_training=bool(
+        FLAGS.do_eval))
   else:
     try:
       run = experiment.Experiment(FLAGS.output_dir)

@@ -13,7 +13,7 @@ import shutil
 import tensorflow as tf
 
 from bert_mtl import (evaluation, model_fn, modeling, optimization, problems,
-                      progress, tokenization)
+                      progress, serving, tokenization)
 from bert_mtl.data import dataset
 
 tf1 = tf.compat.v1
@@ -258,9 +258,13 @@ class Experiment(object):
     epochs = float(self.options.get("num_train_epochs") or 1.0)
     return max(1, int(records * epochs / self.options["train_batch_size"]))
 
-  def train(self, num_train_steps=None):
+  def train(self, num_train_steps=None, evaluate_during_training=False):
     """Trains to num_train_steps global steps; a rerun resumes from the
-    last checkpoint in output_dir and stops at the same step."""
+    last checkpoint in output_dir and stops at the same step.
+
+    evaluate_during_training: evaluate every new checkpoint on the eval
+      split (train_and_evaluate) and export the one with the lowest loss to
+      <output_dir>/export/best/ (always so for multi-worker runs)."""
     steps = int(num_train_steps or self.num_train_steps())
     self.options["num_train_steps"] = steps
     strategy = self.strategy()
@@ -275,21 +279,26 @@ class Experiment(object):
                                    self.names,
                                    self.options["log_every_steps"])]
     estimator = self.estimator(steps, strategy)
-    if not is_multi_worker():
+    if not (is_multi_worker() or evaluate_during_training):
       estimator.train(input_fn, max_steps=steps, hooks=hooks)
       return
-    # Every worker records a digest of its final variables, so a run can
-    # check that the workers ended identical.
-    task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
-    hooks.append(progress.VariableDigestHook(os.path.join(
-        self.output_dir, "variables-%s-%s.json" % (task.get("type"),
-                                                   task.get("index")))))
+    if is_multi_worker():
+      # Every worker records a digest of its final variables, so a run can
+      # check that the workers ended identical.
+      task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
+      hooks.append(progress.VariableDigestHook(os.path.join(
+          self.output_dir, "variables-%s-%s.json" % (task.get("type"),
+                                                     task.get("index")))))
     eval_fn, _, _ = self.input_fn("eval", False,
                                   self.options["eval_batch_size"])
+    best = tf.estimator.BestExporter(
+        name="best", serving_input_receiver_fn=(
+            serving.serving_input_receiver_fn), exports_to_keep=1)
     tf.estimator.train_and_evaluate(
         estimator, tf.estimator.TrainSpec(input_fn, max_steps=steps,
                                           hooks=hooks),
-        tf.estimator.EvalSpec(eval_fn, steps=None, throttle_secs=0))
+        tf.estimator.EvalSpec(eval_fn, steps=None, throttle_secs=0,
+                              start_delay_secs=0, exporters=[best]))
 
   def evaluate(self, split="eval", write=True):
     """In-graph losses plus sentence-level metrics per problem.

@@ -38,3 +38,7 @@ def test_chain_trains_evaluates_and_predicts(chain, tmp_path):
   assert "device:CPU:1" in process.stderr
   for name in names:
     assert os.path.exists(model / "labels" / (name + ".json"))
+  # --do_eval with --do_train evaluates during training and keeps the
+  # best checkpoint's export.
+  best = list((model / "export" / "best").glob("*/saved_model.pb"))
+  assert len(best) == 1
