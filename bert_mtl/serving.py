@@ -16,7 +16,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import evaluation, problems, tokenization
+from bert_mtl import crf, evaluation, problems, tokenization
 from bert_mtl.data import features
 
 INPUTS = ("input_ids", "input_mask", "segment_ids")
@@ -51,6 +51,9 @@ def manifest(run):
           "name": name, "type": run.types[name],
           "metric": problems.get(name).metric,
           "scheme": problems.get(name).scheme,
+          "crf": bool(run.head_settings(name).get("crf", True)),
+          "crf_constraints": bool(run.head_settings(name).get(
+              "crf_constraints", False)),
           "labels": "labels/%s.json" % name,
       } for name in run.names],
   }
@@ -96,7 +99,7 @@ class Predictor(object):
   `outputs`) can be decoded the same way.
   """
 
-  def __init__(self, export_dir, batch_size=64):
+  def __init__(self, export_dir, batch_size=64, native_viterbi=True):
     assets = os.path.join(export_dir, "assets.extra")
     with open(os.path.join(assets, MANIFEST), encoding="utf-8") as f:
       self.manifest = json.load(f)
@@ -111,6 +114,15 @@ class Predictor(object):
     self.batch_size = batch_size
     self._model = tf.saved_model.load(export_dir)
     self._signature = self._model.signatures["serving_default"]
+    # CRF problems: decode whole texts (all windows' potentials merged)
+    # with the native Viterbi and the exported transition matrix.
+    self._transitions = {}
+    if native_viterbi:
+      variables = {v.name: v for v in self._model.variables}
+      for spec in self.manifest["problems"]:
+        found = variables.get(spec["name"] + "/transitions:0")
+        if spec.get("crf") and found is not None:
+          self._transitions[spec["name"]] = found.numpy()
     vocab = self.tokenizer.vocab
     self._cls, self._sep = vocab["[CLS]"], vocab["[SEP]"]
 
@@ -179,12 +191,16 @@ class Predictor(object):
   def _decode_seq_tag(self, spec, outputs, text, alignment, units, spans,
                       first_row):
     labels = self.labels[spec["name"]]
-    tag_rows = outputs[spec["name"] + "/tag_ids"]
-    per_window = [tag_rows[first_row + k][1:1 + (w.end - w.start)]
-                  for k, w in enumerate(spans)]
     fallback = labels.index("O") if "O" in labels else 0
-    ids = features.merge_window_predictions(alignment, spans, per_window,
-                                            fallback)
+    if spec["name"] in self._transitions:
+      ids = self._viterbi(spec, outputs, alignment, spans, first_row,
+                          fallback)
+    else:
+      tag_rows = outputs[spec["name"] + "/tag_ids"]
+      per_window = [tag_rows[first_row + k][1:1 + (w.end - w.start)]
+                    for k, w in enumerate(spans)]
+      ids = features.merge_window_predictions(alignment, spans, per_window,
+                                              fallback)
     tags = [labels[i] if i >= 0 else labels[fallback] for i in ids]
     tags = tags[:len(units)]
     unit_text = [u for u, _ in units]
@@ -210,6 +226,32 @@ class Predictor(object):
         result["pos"] = list(zip(words, kinds))
       return result
     return {"tags": tags}
+
+  def _viterbi(self, spec, outputs, alignment, spans, first_row, fallback):
+    """Tag ids per unit: each unit's scores from the window where it has
+    the most context, then one Viterbi pass over the whole text."""
+    rows = outputs[spec["name"] + "/potentials"]
+    tagged = [u for u, p in enumerate(alignment.first_token) if p >= 0]
+    potentials = []
+    for unit in tagged:
+      position = alignment.first_token[unit]
+      w = features.best_window(position, spans)
+      potentials.append(rows[first_row + w][position - spans[w].start + 1])
+    ids = [fallback] * len(alignment.first_token)
+    if not tagged:
+      return ids
+    constraints = {}
+    if spec.get("crf_constraints") and spec.get("scheme"):
+      allowed, start, end = crf.scheme_constraints(
+          self.labels[spec["name"]], spec["scheme"])
+      constraints = dict(allowed_transitions=allowed, allowed_start=start,
+                         allowed_end=end)
+    tags, _ = crf.viterbi_decode(
+        np.asarray(potentials, np.float32)[None],
+        self._transitions[spec["name"]], [len(tagged)], **constraints)
+    for unit, tag in zip(tagged, tags[0]):
+      ids[unit] = int(tag)
+    return ids
 
   def _decode_cls(self, spec, outputs, text, alignment, units, spans,
                   first_row):

@@ -98,5 +98,14 @@ def test_predictor_maps_back_to_characters(tmp_path):
     for entity in result["weibo_ner"]["entities"]:
       assert text[entity["start"]:entity["end"]] == entity["text"]
     assert result["chn_sentiment"]["label"] in ("pos", "neg")
+  # Whole-text decoding with the native Viterbi equals the graph's CRF
+  # decode where the text fits one window.
+  graph_decoded = serving.Predictor(export_dir, native_viterbi=False)
+  assert predictor._transitions  # pylint: disable=protected-access
+  short = ["上海浦东开发与法制建设同步。", "我爱北京天安门"]
+  for ours, theirs in zip(predictor.predict(short),
+                          graph_decoded.predict(short)):
+    assert ours["weibo_ner"]["tags"] == theirs["weibo_ner"]["tags"]
+    assert ours["weibo_cws"]["words"] == theirs["weibo_cws"]["words"]
   assert serving.split_units("上海 ABC1,x") == [
       ("上", 0), ("海", 1), ("ABC1", 3), (",", 7), ("x", 8)]

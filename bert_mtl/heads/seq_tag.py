@@ -122,4 +122,9 @@ class SeqTagHead(base.Head):
     return {"token_accuracy": base.mean_metric(correct, weights)}
 
   def predictions(self, outputs):
-    return {"tag_ids": self.decode(outputs)}
+    out = {"tag_ids": self.decode(outputs)}
+    if "transitions" in outputs:
+      # The unary scores too, so a client can decode a whole long text at
+      # once (the Predictor does, with the native Viterbi).
+      out["potentials"] = outputs["logits"]
+    return out
