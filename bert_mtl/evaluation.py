@@ -77,8 +77,7 @@ def decode(group, examples, predictions, encoders, tokenizer, max_seq_length):
       problem_type = types[name]
       if problem_type == "seq_tag":
         alignment = alignments[index]
-        spans = [w for w, _ in features.seq_tag_windows(
-            alignment, None, max_seq_length)]
+        spans = features.window_spans(len(alignment.ids), max_seq_length)
         per_window = [p[name + "/tag_ids"][1:1 + (w.end - w.start)]
                       for p, w in zip(windows, spans)]
         ids = features.merge_window_predictions(

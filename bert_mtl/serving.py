@@ -134,8 +134,7 @@ class Predictor(object):
         self.tokenizer, [[u for u, _ in us] or [" "] for us in units])
     rows, layout = [], []
     for alignment, text_units in zip(alignments, units):
-      spans = [w for w, _ in features.seq_tag_windows(
-          alignment, None, self.max_seq_length)]
+      spans = features.window_spans(len(alignment.ids), self.max_seq_length)
       first_row = len(rows)
       for window in spans:
         rows.append(features.pack(alignment.ids[window.start:window.end],

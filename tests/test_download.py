@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+from bert_mtl.data import cache
 from bert_mtl.problems import download
 from conftest import data_file
 
@@ -25,7 +26,7 @@ def test_download_verifies_and_matches_the_shared_copy(tmp_path):
   # A damaged cached copy is replaced, not trusted.
   with open(path, "wb") as f:
     f.write(b"garbage")
-  assert download.sha256(_ensure_or_skip("vocab/chinese_vocab.txt",
+  assert cache.file_digest(_ensure_or_skip("vocab/chinese_vocab.txt",
                                          tmp_path)) == download.SOURCES[
                                              "vocab/chinese_vocab.txt"][2]
   assert not [n for n in os.listdir(tmp_path) if n.startswith("tmp")]

@@ -55,6 +55,13 @@ class Head(object):
   def build(self, body, features, mode):
     raise NotImplementedError
 
+  def pooled_logits(self, body, mode):
+    """[batch, num_labels] from the pooled output (dropout in TRAIN)."""
+    pooled = maybe_dropout(body.pooled_output, mode,
+                           self.bert_config.hidden_dropout_prob)
+    return dense_logits(pooled, self.num_labels,
+                        self.bert_config.initializer_range)
+
   def loss(self, outputs, features):
     raise NotImplementedError
 

