@@ -110,21 +110,19 @@ flags.DEFINE_list("bucket_boundaries",
                   "16,24,32,40,48,64,80,96,112,128,160,192,256,320,384",
                   "Sequence lengths bounding the padding buckets (empty: "
                   "pad each batch to its longest row).")
+flags.DEFINE_list("eval_on", None, "problem=other pairs: also score a "
+                  "problem's head on another problem's eval data of the same "
+                  "type and labels, e.g. pd98_cws=pku_cws (SIGHAN PKU gold).")
+flags.DEFINE_integer("worker_timeout_secs", 60, "Multi-worker: stop, with a "
+                     "report, when another worker is unreachable this long "
+                     "(a restart of every worker resumes from the last "
+                     "checkpoint).")
 flags.DEFINE_integer("log_every_steps", 50, "Progress log interval.")
 flags.DEFINE_integer("seed", 12345, "Random seed (sampling, init, dropout).")
 flags.DEFINE_enum("small_model", "tiny", ["tiny", "mini", "small"],
                   "Shape of the from-scratch model when no "
                   "--bert_config_file is given.")
 
-# From-scratch shapes for the main job (no pretrained Chinese BERT offline).
-SMALL_MODELS = {
-    "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
-                 intermediate_size=512),
-    "mini": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                 intermediate_size=1024),
-    "small": dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8,
-                  intermediate_size=2048),
-}
 MAIN_JOB = {"problems": "msra_ner|pd98_cws&pd98_pos|chn_sentiment",
             "output_dir": os.path.join("output", "main_job"),
             "max_seq_length": 64, "train_batch_size": 32,
@@ -151,6 +149,23 @@ def _bool(text):
   return text.lower() in ("true", "1")
 
 
+def _eval_on(names):
+  """--eval_on as {problem: other}, checked against the run's problems."""
+  pairs = _pairs(FLAGS.eval_on, str)
+  for name, source in pairs.items():
+    if name not in names:
+      raise app.UsageError("--eval_on: %s is not a problem of this run (%s)"
+                           % (name, ", ".join(names)))
+    try:
+      source_type = problems.get(source).type
+    except ValueError as e:
+      raise app.UsageError("--eval_on: %s" % e) from None
+    if source_type != problems.get(name).type:
+      raise app.UsageError("--eval_on: %s is %s but %s is %s" % (
+          name, problems.get(name).type, source, source_type))
+  return pairs
+
+
 def list_problems():
   for name in problems.names():
     spec = problems.get(name)
@@ -174,7 +189,7 @@ def _options(vocab_file):
     vocab_size = len(tokenization.load_vocab_tokens(vocab_file))
     bert_config = modeling.BertConfig(
         vocab_size, max_position_embeddings=max(128, FLAGS.max_seq_length),
-        **SMALL_MODELS[FLAGS.small_model])
+        **modeling.SMALL_MODELS[FLAGS.small_model])
   bert_config.validate(vocab_file, FLAGS.bert_config_file or "bert_config")
   if FLAGS.max_seq_length > bert_config.max_position_embeddings:
     raise app.UsageError("--max_seq_length %d exceeds max_position_embeddings"
@@ -226,6 +241,8 @@ def _options(vocab_file):
       "bucket_boundaries": [int(b) for b in FLAGS.bucket_boundaries or []],
       "log_every_steps": FLAGS.log_every_steps, "num_gpus": FLAGS.num_gpus,
       "cpu_replicas": FLAGS.cpu_replicas,
+      "eval_on": _eval_on([n for g in groups for n in g]),
+      "worker_timeout_secs": FLAGS.worker_timeout_secs,
       "pretrain": {"dupe_factor": FLAGS.pretrain_dupe_factor,
                    "masked_lm_prob": FLAGS.masked_lm_prob,
                    "max_predictions_per_seq": FLAGS.max_predictions_per_seq,
@@ -274,9 +291,9 @@ def main(argv):
     raise app.UsageError("nothing to do: pass --do_train, --do_eval, "
                          "--do_predict and/or --do_export")
   if FLAGS.do_train:
-    from bert_mtl import experiment  # pylint: disable=g-import-not-at-top
-    if experiment.is_multi_worker():
-      experiment.multi_worker_strategy()  # before TensorFlow runs anything
+    from bert_mtl import cluster  # pylint: disable=g-import-not-at-top
+    if cluster.is_multi_worker():
+      cluster.multi_worker_strategy()  # before TensorFlow runs anything
   options = vocab_file = None
   if FLAGS.do_train:
     if not FLAGS.problems:
@@ -306,6 +323,8 @@ def main(argv):
       run = experiment.Experiment(FLAGS.output_dir)
     except ValueError as e:
       raise app.UsageError(str(e)) from None
+    if FLAGS.eval_on:
+      run.options["eval_on"] = _eval_on(run.names)
   if FLAGS.do_eval:
     _print_results(run.evaluate())
   if FLAGS.do_predict:

@@ -30,10 +30,12 @@ TEST_EXTRAS = [
     "hypothesis",
     "seqeval==1.2.2",
     "safetensors",
+    "matplotlib",  # benchmarks/accuracy.py draws learning curves
 ]
 
 BENCH_EXTRAS = [
     "tokenizers",
+    "matplotlib",
 ]
 
 

@@ -156,5 +156,6 @@ MAIN_METRICS = {"accuracy": "accuracy", "multi_label": "micro_f1",
 
 
 def main_metric(name):
-  """The key of the one number a problem is judged by."""
-  return MAIN_METRICS[problems.get(name).metric]
+  """The key of the one number a problem is judged by ("a@b", a problem
+  scored on another's data, is judged like a)."""
+  return MAIN_METRICS[problems.get(name.split("@")[0]).metric]

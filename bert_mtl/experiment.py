@@ -12,8 +12,8 @@ import shutil
 
 import tensorflow as tf
 
-from bert_mtl import (evaluation, model_fn, modeling, optimization, problems,
-                      progress, serving, tokenization)
+from bert_mtl import (cluster, evaluation, model_fn, modeling, optimization,
+                      problems, progress, serving, tokenization)
 from bert_mtl.data import dataset
 
 tf1 = tf.compat.v1
@@ -35,26 +35,9 @@ DEFAULTS = {
                           192, 256, 320, 384],
     "num_shards": 4, "num_threads": 2, "num_processes": 2,
     "log_every_steps": 50,
-    "pretrain": {}, "num_gpus": 0, "cpu_replicas": 0,
+    "pretrain": {}, "num_gpus": 0, "cpu_replicas": 0, "eval_on": {},
+    "worker_timeout_secs": 60,
 }
-
-
-_MULTI_WORKER = []
-
-
-def is_multi_worker():
-  """True when TF_CONFIG describes a cluster with more than one task."""
-  config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-  return sum(len(v) for v in config.get("cluster", {}).values()) > 1
-
-
-def multi_worker_strategy():
-  """The process's MultiWorkerMirroredStrategy.  Collective ops must be set
-  up before TensorFlow runs anything, so run_multitask.py calls this first."""
-  if not _MULTI_WORKER:
-    _MULTI_WORKER.append(
-        tf.distribute.experimental.MultiWorkerMirroredStrategy())
-  return _MULTI_WORKER[0]
 
 
 def _mkdir(path):
@@ -184,8 +167,8 @@ class Experiment(object):
   def strategy(self):
     """MirroredStrategy over the GPUs or logical CPUs asked for, the
     multi-worker strategy under TF_CONFIG, else None."""
-    if is_multi_worker():
-      return multi_worker_strategy()
+    if cluster.is_multi_worker():
+      return cluster.multi_worker_strategy()
     if self.options["num_gpus"] > 1:
       return tf.distribute.MirroredStrategy(
           ["/gpu:%d" % i for i in range(self.options["num_gpus"])])
@@ -220,11 +203,12 @@ class Experiment(object):
             for g in self.groups]
 
   def input_fn(self, split, training, batch_size, num_replicas=1,
-               groups=None):
+               groups=None, sources=None):
     """(input_fn, [GroupFeatures], [(shards, meta)]) of a split."""
     groups = groups or self.groups
     built_groups = [dataset.GroupFeatures(g, split, self.config,
-                                          self.encoders) for g in groups]
+                                          self.encoders, sources)
+                    for g in groups]
     built = [g.build() for g in built_groups]
     sizes = [meta["count"] for _, meta in built]
     pretrain = self.config.pretrain
@@ -279,16 +263,17 @@ class Experiment(object):
                                    self.names,
                                    self.options["log_every_steps"])]
     estimator = self.estimator(steps, strategy)
-    if not (is_multi_worker() or evaluate_during_training):
+    if not (cluster.is_multi_worker() or evaluate_during_training):
       estimator.train(input_fn, max_steps=steps, hooks=hooks)
       return
-    if is_multi_worker():
+    if cluster.is_multi_worker():
       # Every worker records a digest of its final variables, so a run can
       # check that the workers ended identical.
-      task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
       hooks.append(progress.VariableDigestHook(os.path.join(
-          self.output_dir, "variables-%s-%s.json" % (task.get("type"),
-                                                     task.get("index")))))
+          self.output_dir, "variables-%s.json" %
+          cluster.task_name().replace(" ", "-"))))
+      hooks.append(cluster.WorkerWatchdogHook(
+          self.output_dir, self.options["worker_timeout_secs"]))
     eval_fn, _, _ = self.input_fn("eval", False,
                                   self.options["eval_batch_size"])
     best = tf.estimator.BestExporter(
@@ -300,8 +285,10 @@ class Experiment(object):
         tf.estimator.EvalSpec(eval_fn, steps=None, throttle_secs=0,
                               start_delay_secs=0, exporters=[best]))
 
-  def evaluate(self, split="eval", write=True):
-    """In-graph losses plus sentence-level metrics per problem.
+  def evaluate(self, split="eval", write=True, checkpoint_path=None):
+    """In-graph losses plus sentence-level metrics per problem, and the
+    metrics of each eval_on pair (a problem's head scored on another
+    problem's data) under "<problem>@<other>".
 
     Returns:
       {problem: {metric: value}} (and "_graph": the Estimator's metrics).
@@ -309,7 +296,8 @@ class Experiment(object):
     estimator = self.estimator()
     input_fn, _, _ = self.input_fn(split, False,
                                    self.options["eval_batch_size"])
-    graph_metrics = estimator.evaluate(input_fn)
+    graph_metrics = estimator.evaluate(input_fn,
+                                       checkpoint_path=checkpoint_path)
     results = {"_graph": {k: float(v) for k, v in graph_metrics.items()}}
     for group in self.groups:
       if any(self.types[n] == "pretrain" for n in group):
@@ -318,21 +306,34 @@ class Experiment(object):
                            for k, v in graph_metrics.items()
                            if k.startswith(name + "/")}
         continue
-      decoded, features = self._predict_group(estimator, group, split)
+      decoded, features = self._predict_group(estimator, group, split,
+                                              checkpoint_path=checkpoint_path)
       for name in group:
-        results[name] = evaluation.score(
-            name, features.examples[name], decoded[name], self.encoders[name],
-            self.tokenizer, self.options["max_target_length"])
+        results[name] = self._score(name, features, decoded)
         results[name]["loss"] = float(graph_metrics.get(name + "/loss", 0))
         results[name]["global_step"] = int(graph_metrics["global_step"])
+    for name, source in sorted(self.options["eval_on"].items()):
+      decoded, features = self._predict_group(
+          estimator, [name], split, {name: source}, checkpoint_path)
+      key = "%s@%s" % (name, source)
+      results[key] = self._score(name, features, decoded)
+      results[key]["global_step"] = int(graph_metrics["global_step"])
     if write:
       self._write_eval_results(results, split)
     return results
 
-  def _predict_group(self, estimator, group, split):
+  def _score(self, name, features, decoded):
+    return evaluation.score(
+        name, features.examples[name], decoded[name], self.encoders[name],
+        self.tokenizer, self.options["max_target_length"])
+
+  def _predict_group(self, estimator, group, split, sources=None,
+                     checkpoint_path=None):
     input_fn, (features,), _ = self.input_fn(
-        split, False, self.options["predict_batch_size"], groups=[group])
-    predictions = estimator.predict(input_fn, yield_single_examples=True)
+        split, False, self.options["predict_batch_size"], groups=[group],
+        sources=sources)
+    predictions = estimator.predict(input_fn, yield_single_examples=True,
+                                    checkpoint_path=checkpoint_path)
     decoded = evaluation.decode(group, features.examples, predictions,
                                 self.encoders, self.tokenizer,
                                 self.options["max_seq_length"])
@@ -340,7 +341,7 @@ class Experiment(object):
 
   def _write_eval_results(self, results, split):
     lines = []
-    for name in self.names:
+    for name in [n for n in results if not n.startswith("_")]:
       directory = _mkdir(os.path.join(self.output_dir, split, name))
       with open(os.path.join(directory, "eval_results.txt"), "w",
                 encoding="utf-8") as f:

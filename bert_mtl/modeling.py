@@ -24,6 +24,18 @@ tf1 = tf.compat.v1
 ACTIVATIONS = ("gelu", "gelu_exact", "relu", "tanh", "linear")
 
 
+# Shapes of from-scratch models (no pretrained Chinese BERT is available
+# offline): run_multitask.py --small_model and benchmarks/accuracy.py.
+SMALL_MODELS = {
+    "tiny": dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=512),
+    "mini": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                 intermediate_size=1024),
+    "small": dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8,
+                  intermediate_size=2048),
+}
+
+
 class BertConfig(object):
   """Configuration of a BertModel, read from and written to bert_config.json.
 

@@ -14,6 +14,8 @@ copy once with the same values.
 import re
 
 import tensorflow as tf
+# The multi-worker strategy's extended class has no public name.
+from tensorflow.python.distribute import collective_all_reduce_strategy  # pylint: disable=g-direct-tensorflow-import
 
 tf1 = tf.compat.v1
 
@@ -176,6 +178,13 @@ def _deduplicate(grad):
   return tf.IndexedSlices(values, rows, grad.dense_shape)
 
 
+def _spans_workers(strategy):
+  """True for MultiWorkerMirroredStrategy (collective ops between
+  processes), whatever Estimator's distribute coordinator wrapped it in."""
+  return isinstance(strategy.extended,
+                    collective_all_reduce_strategy.CollectiveAllReduceExtended)
+
+
 def _mean_across_replicas(context, tensors):
   """Each replica's copy of the mean of `tensors` over replicas.
 
@@ -292,6 +301,13 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
   replicas = strategy.num_replicas_in_sync
   context = tf.distribute.get_replica_context()
   if replicas > 1 and context is not None:
+    if _spans_workers(strategy):
+      # TF 2.15 all-gathers IndexedSlices across workers with a cond that
+      # pads unequal lengths, and that path fails with "Shape mismatch in the
+      # collective instance" as soon as two workers' batches hold different
+      # numbers of tokens; reduce dense gradients there (Horovod's
+      # sparse_as_dense).
+      grads = [tf.convert_to_tensor(g) for g in grads]
     grads = _mean_across_replicas(context, grads)
     # The Estimator reports the MEAN of the replicas' losses only when it
     # believes an optimizer scaled the loss; ours averages gradients

@@ -37,6 +37,10 @@ def _fails(tmp_path, message, **flags):
     ({"vocab_file": "/no/such/vocab.txt"}, "/no/such/vocab.txt"),
     ({"loss_weights": "weibo_ner=2"}, "weibo_ner is not in --problems"),
     ({"max_seq_length": 100}, "exceeds max_position_embeddings"),
+    ({"eval_on": "msra_ner=nope"}, "unknown problem 'nope'"),
+    ({"eval_on": "pd98_cws=pku_cws"}, "pd98_cws is not a problem of this run"),
+    ({"eval_on": "msra_ner=chn_sentiment"},
+     "msra_ner is seq_tag but chn_sentiment is cls"),
 ])
 def test_bad_settings_fail_early_and_clearly(tmp_path, flags, message):
   _fails(tmp_path, message, **flags)

@@ -170,6 +170,28 @@ def test_bad_settings(tokenizer, tmp_path):
                           encoders)
 
 
+def test_scoring_a_head_on_another_problems_data(tokenizer, tmp_path):
+  """pd98_cws's head scored on the SIGHAN PKU gold test: the group reads
+  pku_cws's examples under pd98_cws's name and labels, in its own cache
+  entry."""
+  config = dataset.make_config(tokenizer, data_dir(), 32,
+                               cache_dir=str(tmp_path), max_examples=30)
+  encoders = dataset.fit_label_encoders([["pd98_cws"]], config)
+  own = dataset.GroupFeatures(["pd98_cws"], "eval", config, encoders)
+  pku = dataset.GroupFeatures(["pd98_cws"], "eval", config, encoders,
+                              sources={"pd98_cws": "pku_cws"})
+  gold = problems.read("pku_cws", "eval", data_dir())[:30]
+  assert [e.labels for e in pku.examples["pd98_cws"]] == [
+      e.labels for e in gold]
+  assert own.key() != pku.key()
+  shards, meta = pku.build()
+  assert meta["count"] >= 30 and all(os.path.exists(s) for s in shards)
+  with pytest.raises(ValueError, match="pd98_cws .seq_tag. cannot be scored "
+                     "on chn_sentiment .cls."):
+    dataset.GroupFeatures(["pd98_cws"], "eval", config, encoders,
+                          sources={"pd98_cws": "chn_sentiment"})
+
+
 def _records(shards):
   for record in tf.data.TFRecordDataset(shards):
     yield tf.train.Example.FromString(record.numpy()).features.feature

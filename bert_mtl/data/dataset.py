@@ -127,15 +127,27 @@ def _row(ragged, index):
 
 
 class GroupFeatures(object):
-  """Features of one `&` group for one split."""
+  """Features of one `&` group for one split.
 
-  def __init__(self, group, split, config, encoders):
+  sources: {problem: other problem} reads that other problem's examples for
+    it (same type and label set), e.g. {"pd98_cws": "pku_cws"} scores the
+    pd98_cws head on the SIGHAN PKU gold test.
+  """
+
+  def __init__(self, group, split, config, encoders, sources=None):
     self.group = list(group)
     self.split = split
     self.config = config
     self.encoders = encoders
+    self.sources = dict(sources or {})
     self.types = {n: problems.get(n).type for n in group}
-    self.examples = {n: _read(n, split, config) for n in group}
+    for name, source in self.sources.items():
+      if problems.get(source).type != self.types[name]:
+        raise ValueError("%s (%s) cannot be scored on %s (%s): the types "
+                         "differ" % (name, self.types[name], source,
+                                     problems.get(source).type))
+    self.examples = {n: _read(self.sources.get(n, n), split, config)
+                     for n in group}
     chain.check_same_inputs(self.group, self.examples)
     first = self.examples[self.group[0]]
     # Training records are written in a fixed random order: corpora are
@@ -165,7 +177,8 @@ class GroupFeatures(object):
                   for f in ("features.py", "dataset.py", "pretraining.py")]
     return cache.fingerprint(
         cache.FEATURES_VERSION, [cache.file_digest(f) for f in spec_files],
-        self.group, self.split, cache.file_digest(self.config.vocab_file),
+        self.group, self.sources, self.split,
+        cache.file_digest(self.config.vocab_file),
         self.config.do_lower_case, self.config.max_seq_length,
         self.config.max_target_length,
         cache.file_digest(self.config.target_tokenizer.vocab_file),

@@ -345,10 +345,16 @@ def chn_sentiment(split, data_dir):
 # -------------------------------------------------------------- pretrain
 
 
-@problem("zh_pretrain", "pretrain", source="pd98 paragraphs, sentiment reviews")
+MSRA_SENTENCES_PER_DOCUMENT = 8
+
+
+@problem("zh_pretrain", "pretrain",
+         source="pd98 paragraphs, sentiment reviews, MSRA and Weibo text")
 def zh_pretrain(split, data_dir):
-  """Chinese documents for masked LM + next sentence: People's Daily
-  paragraphs (sentences split at 。！？) and reviews, one document each."""
+  """Chinese documents for masked LM + next sentence, from the split's text
+  only (so pretraining never reads a fine-tuning problem's test text):
+  People's Daily paragraphs (sentences split at 。！？), reviews, Weibo posts,
+  and MSRA sentences in runs of 8 (the corpus has no document marks)."""
   document, document_line = [], None
   for path, line, sentence in pd98_sentences(split, data_dir):
     if line != document_line and document:
@@ -362,6 +368,19 @@ def zh_pretrain(split, data_dir):
     path = _path(data_dir, relative)
     for line, text in split_lines(path, split):
       yield Example(split_sentences(text.strip()), None, path, line)
+  for path, line, rows in weibo_sentences(split, data_dir):
+    yield Example(split_sentences("".join(r[0] for r in rows)), None, path,
+                  line)
+  document = []
+  for path, line, chars, _ in msra_sentences(split, data_dir):
+    if not document:
+      document_line = line
+    document.append("".join(chars))
+    if len(document) == MSRA_SENTENCES_PER_DOCUMENT:
+      yield Example(document, None, path, document_line)
+      document = []
+  if document:
+    yield Example(document, None, path, document_line)
 
 
 def split_sentences(text):

@@ -1,0 +1,461 @@
+"""Accuracy on real Chinese benchmarks: single-task vs multi-task vs random
+initialisation, from a small Chinese BERT pretrained here.
+
+Protocol:
+1. Pretrain a small BERT (masked LM + next sentence, the `zh_pretrain`
+   problem: People's Daily, reviews, MSRA and Weibo training text) with the
+   Chinese BERT vocabulary; evaluate masked-LM accuracy at every checkpoint.
+2. Fine-tune from that checkpoint at a fixed budget per problem size: single
+   problems, the same-input chain pd98_cws&pd98_pos&pd98_ner and the mixed
+   chain msra_ner|weibo_ner&weibo_cws|pd98_cws under two sampling
+   strategies. pd98_cws is also scored on the SIGHAN 2005 PKU gold test
+   (`pd98_cws@pku_cws`). Small problems (and chains holding one) run with
+   several seeds.
+3. The single-task runs again from random initialisation, same budget.
+
+    python benchmarks/accuracy.py [--budget cpu] [--parallel 2]
+
+Runs go to <output_dir>/runs/<run>/ with a result.json each; a rerun skips
+finished runs and resumes killed ones from their checkpoints. The table goes
+to benchmarks/results/accuracy.{json,md} and the learning curves to
+benchmarks/results/accuracy.png. `--budget full` is the documented long run
+(a bigger model and 10-20x the steps; hours on a GPU).
+"""
+
+import argparse
+import concurrent.futures
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+RESULTS = os.path.join(REPO, "benchmarks", "results")
+PRETRAIN = "pretrain"
+
+# Steps are per budget; "large" problems have 10k+ training sentences,
+# "small" ones about a thousand (Weibo) or are easy (sentiment).
+BUDGETS = {
+    "quick": dict(model="tiny", max_seq_length=64, batch=16, pretrain_batch=16,
+                  pretrain_steps=40, large=30, small=20, seeds=2,
+                  dupe_factor=1, max_examples=200, learning_rate=1e-3,
+                  pretrain_learning_rate=1e-3),
+    "cpu": dict(model="tiny", max_seq_length=128, batch=32, pretrain_batch=64,
+                pretrain_steps=3000, large=1500, small=600, seeds=3,
+                dupe_factor=2, max_examples=None, learning_rate=5e-4,
+                pretrain_learning_rate=1e-3),
+    "full": dict(model="small", max_seq_length=128, batch=32,
+                 pretrain_batch=256, pretrain_steps=100000, large=20000,
+                 small=3000, seeds=3, dupe_factor=5, max_examples=None,
+                 learning_rate=1e-4, pretrain_learning_rate=5e-4),
+}
+
+# (setting, chain, size, eval_on, sampling, several seeds, learning curve)
+FINE_TUNING = [
+    ("pd98_cws", "pd98_cws", "large", {"pd98_cws": "pku_cws"}, None, False,
+     True),
+    ("pd98_pos", "pd98_pos", "large", {}, None, False, False),
+    ("pd98_ner", "pd98_ner", "large", {}, None, False, False),
+    ("msra_ner", "msra_ner", "large", {}, None, False, False),
+    ("weibo_ner", "weibo_ner", "small", {}, None, True, True),
+    ("weibo_ner&weibo_cws", "weibo_ner&weibo_cws", "small", {}, None, True,
+     False),
+    ("chn_sentiment", "chn_sentiment", "small", {}, None, True, False),
+]
+MULTI_TASK = [
+    ("pd98 cws&pos&ner", "pd98_cws&pd98_pos&pd98_ner", "large",
+     {"pd98_cws": "pku_cws"}, "proportional", False, False),
+    ("mixed proportional", "msra_ner|weibo_ner&weibo_cws|pd98_cws", "large",
+     {"pd98_cws": "pku_cws"}, "proportional", True, False),
+    ("mixed temperature T=2", "msra_ner|weibo_ner&weibo_cws|pd98_cws",
+     "large", {"pd98_cws": "pku_cws"}, "temperature", True, False),
+]
+
+# Published numbers to put ours in context (sources in benchmarks/README.md).
+REFERENCES = {
+    "pd98_cws@pku_cws": "0.950 best SIGHAN 2005 closed track; BERT-Base "
+                        "0.965 (glyce README)",
+    "weibo_ner": "BiLSTM-CRF, no pretraining, ~0.56; BERT-Base 0.673 "
+                 "(glyce README)",
+    "msra_ner": "BERT-Base 0.948 on the standard split (glyce README); ours "
+                "is a different split",
+}
+TARGETS = {"pd98_cws@pku_cws": 0.950, "weibo_ner": 0.67}
+
+
+def run_name(setting, init, seed):
+  safe = "".join(c if c.isalnum() else "_" for c in setting)
+  return "%s-%s-s%d" % (safe, init, seed)
+
+
+def make_jobs(budget, output_dir, data_dir, cache_dir):
+  """Every run of the protocol as a job dict (pretraining first)."""
+  b = BUDGETS[budget]
+  common = dict(budget=budget, data_dir=data_dir, cache_dir=cache_dir,
+                model=b["model"], max_seq_length=b["max_seq_length"],
+                max_examples=b["max_examples"])
+  pretrain_dir = os.path.join(output_dir, "runs", PRETRAIN)
+  jobs = [dict(common, name=PRETRAIN, setting=PRETRAIN, kind="pretrain",
+               chain="zh_pretrain", init="random", seed=0,
+               steps=b["pretrain_steps"], batch=b["pretrain_batch"],
+               learning_rate=b["pretrain_learning_rate"], eval_on={},
+               sampling="proportional", curve=True,
+               dupe_factor=b["dupe_factor"], output_dir=pretrain_dir)]
+  for kind, table in (("single", FINE_TUNING), ("multi", MULTI_TASK)):
+    for setting, chain, size, eval_on, sampling, seeded, curve in table:
+      inits = ("pretrained", "random") if kind == "single" else (
+          "pretrained",)
+      for init in inits:
+        for seed in range(b["seeds"] if seeded else 1):
+          name = run_name(setting, init, seed)
+          jobs.append(dict(
+              common, name=name, setting=setting, kind=kind, chain=chain,
+              init=init, seed=seed, steps=b[size], batch=b["batch"],
+              learning_rate=b["learning_rate"], eval_on=eval_on,
+              sampling=sampling or "proportional",
+              curve=curve and seed == 0, dupe_factor=b["dupe_factor"],
+              init_checkpoint=(pretrain_dir if init == "pretrained"
+                               else None),
+              output_dir=os.path.join(output_dir, "runs", name)))
+  return jobs
+
+
+# ------------------------------------------------------------- one run
+
+def job_options(job, vocab_file):
+  """Experiment settings of one job (the rest are the defaults)."""
+  from bert_mtl import modeling, tokenization  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  bert_config = modeling.BertConfig(
+      len(tokenization.load_vocab_tokens(vocab_file)),
+      max_position_embeddings=max(128, job["max_seq_length"]),
+      **modeling.SMALL_MODELS[job["model"]])
+  init_checkpoint = None
+  if job.get("init_checkpoint"):
+    init_checkpoint = tf.train.latest_checkpoint(job["init_checkpoint"])
+    if not init_checkpoint:
+      raise ValueError("no pretrained checkpoint in %s" %
+                       job["init_checkpoint"])
+  steps = job["steps"]
+  return {
+      "problems": job["chain"], "data_dir": job["data_dir"],
+      "cache_dir": job["cache_dir"], "bert_config": bert_config.to_dict(),
+      "init_checkpoint": init_checkpoint,
+      "max_seq_length": job["max_seq_length"],
+      "max_examples": job["max_examples"], "train_batch_size": job["batch"],
+      "eval_batch_size": 64, "predict_batch_size": 64,
+      "learning_rate": job["learning_rate"], "num_train_steps": steps,
+      # Four checkpoints give the learning curve; keep them all.
+      "save_checkpoints_steps": max(1, steps // 4) if job["curve"] else steps,
+      "keep_checkpoint_max": 8, "sampling": job["sampling"],
+      "seed": 1000 + job["seed"], "eval_on": job["eval_on"],
+      "log_every_steps": max(1, min(200, steps // 5)), "num_processes": 1,
+      "num_threads": 1,
+      "pretrain": {"dupe_factor": job["dupe_factor"], "seed": 12345},
+  }
+
+
+def headline(results):
+  """{problem: its main metric} of Experiment.evaluate's results."""
+  from bert_mtl import evaluation  # pylint: disable=g-import-not-at-top
+  return {name: values.get(evaluation.main_metric(name))
+          for name, values in results.items() if not name.startswith("_")}
+
+
+def run_job(job):
+  """Trains and evaluates one job in this process; writes result.json."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from bert_mtl import data_dir as data_dir_lib, experiment  # pylint: disable=g-import-not-at-top
+  tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.INFO)
+  vocab_file = data_dir_lib.require("vocab/chinese_vocab.txt",
+                                    job["data_dir"])
+  run = experiment.Experiment(job["output_dir"], job_options(job, vocab_file),
+                              vocab_file)
+  start = time.time()
+  run.train(job["steps"])
+  train_seconds = time.time() - start
+  state = tf.train.get_checkpoint_state(job["output_dir"])
+  checkpoints = list(state.all_model_checkpoint_paths)
+  if not job["curve"]:
+    checkpoints = checkpoints[-1:]
+  curve, final = [], None
+  start = time.time()
+  for checkpoint in checkpoints:
+    last = checkpoint == checkpoints[-1]
+    results = run.evaluate(checkpoint_path=checkpoint, write=last)
+    step = int(checkpoint.rsplit("-", 1)[1])
+    curve.append({"step": step, "metrics": headline(results)})
+    if last:
+      final = {k: v for k, v in results.items() if not k.startswith("_")}
+  result = {"job": job, "train_seconds": train_seconds,
+            "eval_seconds": time.time() - start, "curve": curve,
+            "final": final}
+  with open(os.path.join(job["output_dir"], "result.json"), "w",
+            encoding="utf-8") as f:
+    json.dump(result, f, indent=1, sort_keys=True)
+  return result
+
+
+def launch(job, threads, log_dir):
+  """Runs a job in a fresh process with `threads` TensorFlow threads."""
+  path = os.path.join(log_dir, job["name"] + ".job.json")
+  with open(path, "w", encoding="utf-8") as f:
+    json.dump(job, f)
+  env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(threads),
+             TF_NUM_INTEROP_THREADS=str(threads), TF_CPP_MIN_LOG_LEVEL="2")
+  start = time.time()
+  with open(os.path.join(log_dir, job["name"] + ".log"), "w",
+            encoding="utf-8") as log:
+    code = subprocess.call([sys.executable, os.path.abspath(__file__),
+                            "--job", path], stdout=log,
+                           stderr=subprocess.STDOUT, env=env, cwd=REPO)
+  print("%-48s %s in %.0f s" % (job["name"], "done" if code == 0 else
+                                "FAILED (exit %d, log %s)" % (
+                                    code, log.name),
+                                time.time() - start), flush=True)
+  return code
+
+
+def result_of(job):
+  path = os.path.join(job["output_dir"], "result.json")
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  return None
+
+
+def run_all(jobs, parallel, log_dir):
+  """Pretraining in one slot while random-init runs use the others; the
+  runs from the pretrained checkpoint start once it is done."""
+  os.makedirs(log_dir, exist_ok=True)
+  todo = [j for j in jobs if result_of(j) is None]
+  print("%d of %d runs to do" % (len(todo), len(jobs)), flush=True)
+  threads = max(1, (os.cpu_count() or 2) // parallel)
+  failed = []
+  with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
+    pretrain = [j for j in todo if j["kind"] == "pretrain"]
+    first = [j for j in todo if j["kind"] != "pretrain" and
+             j["init"] == "random"]
+    after = [j for j in todo if j.get("init") == "pretrained"]
+    futures = {pool.submit(launch, j, threads, log_dir): j
+               for j in pretrain + first}
+    pretrain_ok = all(f.result() == 0 for f, j in futures.items()
+                      if j["kind"] == "pretrain")
+    if not pretrain_ok:
+      failed.append(PRETRAIN)
+      after = []
+    futures.update({pool.submit(launch, j, threads, log_dir): j
+                    for j in after})
+    failed += [j["name"] for f, j in futures.items() if f.result() != 0]
+  return failed
+
+
+# ----------------------------------------------------------- the table
+
+def mean_std(values):
+  mean = sum(values) / len(values)
+  if len(values) < 2:
+    return mean, 0.0
+  return mean, math.sqrt(sum((v - mean) ** 2 for v in values) /
+                         (len(values) - 1))
+
+
+def records_of(jobs):
+  """One record per problem x setting: metric, values over seeds, mean,
+  sample standard deviation, budget."""
+  from bert_mtl import evaluation  # pylint: disable=g-import-not-at-top
+  grouped = {}
+  for job in jobs:
+    result = result_of(job)
+    if result is None or job["kind"] == "pretrain":
+      continue
+    column = ("single-task" if job["kind"] == "single" else
+              "multi-task: " + job["setting"])
+    if job["init"] == "random":
+      column = "random init"
+    for problem, values in result["final"].items():
+      metric = evaluation.main_metric(problem)
+      key = (problem, column)
+      record = grouped.setdefault(key, {
+          "problem": problem, "setting": column, "chain": job["chain"],
+          "sampling": job["sampling"], "init": job["init"],
+          "metric": metric, "values": [], "seeds": [],
+          "steps": job["steps"], "batch": job["batch"],
+          "max_seq_length": job["max_seq_length"], "model": job["model"],
+          "train_seconds": []})
+      record["values"].append(values[metric])
+      record["seeds"].append(job["seed"])
+      record["train_seconds"].append(round(result["train_seconds"], 1))
+  for record in grouped.values():
+    record["mean"], record["std"] = mean_std(record["values"])
+  return list(grouped.values())
+
+
+def steps_to_target(curve, problem, target):
+  """Steps at which a straight line through (log steps, metric) of the
+  curve's last points reaches target (None: it does not rise)."""
+  points = [(math.log(p["step"]), p["metrics"][problem]) for p in curve
+            if p["step"] > 0 and p["metrics"].get(problem) is not None]
+  points = points[-3:]
+  if len(points) < 2:
+    return None
+  n = len(points)
+  mx = sum(x for x, _ in points) / n
+  my = sum(y for _, y in points) / n
+  sxx = sum((x - mx) ** 2 for x, _ in points)
+  slope = sum((x - mx) * (y - my) for x, y in points) / sxx
+  if slope <= 0:
+    return None
+  return int(math.exp(mx + (target - my) / slope))
+
+
+def curves_of(jobs):
+  """{run name: curve} of the runs that recorded one."""
+  out = {}
+  for job in jobs:
+    result = result_of(job)
+    if result and job["curve"]:
+      out[job["name"]] = result["curve"]
+  return out
+
+
+def fmt(record):
+  if record is None:
+    return "–"
+  if len(record["values"]) > 1:
+    return "%.3f ± %.3f (n=%d)" % (record["mean"], record["std"],
+                                    len(record["values"]))
+  return "%.3f" % record["mean"]
+
+
+def table(records, jobs, budget):
+  """The markdown table of benchmarks/README.md."""
+  columns = ["single-task"] + ["multi-task: " + m[0] for m in MULTI_TASK] + [
+      "random init"]
+  problems = []
+  for record in records:
+    if record["problem"] not in problems:
+      problems.append(record["problem"])
+  by_key = {(r["problem"], r["setting"]): r for r in records}
+  lines = ["| problem | metric | " + " | ".join(columns) + " | reference |",
+           "|---" * (len(columns) + 3) + "|"]
+  for problem in problems:
+    metric = next(r["metric"] for r in records if r["problem"] == problem)
+    cells = [fmt(by_key.get((problem, c))) for c in columns]
+    lines.append("| %s | %s | %s | %s |" % (
+        problem, metric, " | ".join(cells), REFERENCES.get(problem, "")))
+  from bert_mtl import modeling  # pylint: disable=g-import-not-at-top
+  b = BUDGETS[budget]
+  lines.append("")
+  lines.append(
+      "Budget `%s`: model %s (%s), max_seq_length %d, fine-tuning batch %d, "
+      "%d steps (large problems and chains) / %d steps (small problems), "
+      "learning rate %g; pretraining %d steps of %d at learning rate %g, "
+      "dupe_factor %d. Machine: %s, %d CPUs." % (
+          budget, b["model"], json.dumps(modeling.SMALL_MODELS[b["model"]]),
+          b["max_seq_length"], b["batch"], b["large"],
+          b["small"], b["learning_rate"], b["pretrain_steps"],
+          b["pretrain_batch"], b["pretrain_learning_rate"], b["dupe_factor"],
+          platform.processor() or platform.machine(), os.cpu_count() or 0))
+  curves = curves_of(jobs)
+  for problem, target in TARGETS.items():
+    for name, curve in curves.items():
+      if problem not in curve[-1]["metrics"]:
+        continue
+      value = curve[-1]["metrics"][problem]
+      reach = steps_to_target(curve, problem, target)
+      lines.append(
+          "- %s, run %s: %.3f after %d steps (target %.3f); %s" % (
+              problem, name, value, curve[-1]["step"], target,
+              "reached" if value >= target else
+              ("a log-linear fit of the last curve points reaches it near "
+               "%d steps" % reach if reach else "the curve does not rise")))
+  return "\n".join(lines) + "\n"
+
+
+def plot(jobs, path):
+  """Learning curves: masked-LM accuracy of pretraining, then each curve
+  run's main metrics against steps."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  curves = curves_of(jobs)
+  problems = sorted({p for c in curves.values() for point in c
+                     for p in point["metrics"]})
+  fig, axes = plt.subplots(1, max(1, len(problems)),
+                           figsize=(4.2 * max(1, len(problems)), 3.6),
+                           squeeze=False)
+  for axis, problem in zip(axes[0], problems):
+    for name, curve in sorted(curves.items()):
+      points = [(p["step"], p["metrics"][problem]) for p in curve
+                if p["metrics"].get(problem) is not None]
+      if points:
+        axis.plot(*zip(*points), marker="o", label=name)
+    if problem in TARGETS:
+      axis.axhline(TARGETS[problem], color="grey", linestyle="--",
+                   label="target %.2f" % TARGETS[problem])
+    axis.set_title(problem)
+    axis.set_xlabel("training steps")
+    axis.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=90)
+
+
+def report(jobs, budget, results_dir):
+  os.makedirs(results_dir, exist_ok=True)
+  records = records_of(jobs)
+  pretrain = result_of(jobs[0])
+  with open(os.path.join(results_dir, "accuracy.json"), "w",
+            encoding="utf-8") as f:
+    json.dump({"budget": budget, "settings": BUDGETS[budget],
+               "records": records,
+               "pretraining_curve": pretrain and pretrain["curve"],
+               "curves": curves_of(jobs)}, f, indent=1, sort_keys=True)
+  text = table(records, jobs, budget)
+  with open(os.path.join(results_dir, "accuracy.md"), "w",
+            encoding="utf-8") as f:
+    f.write(text)
+  plot(jobs, os.path.join(results_dir, "accuracy.png"))
+  print(text)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+  parser.add_argument("--parallel", type=int, default=2,
+                      help="runs at a time (each gets cpus/parallel "
+                           "TensorFlow threads)")
+  parser.add_argument("--output_dir", default=os.path.join(
+      REPO, "output", "accuracy"))
+  parser.add_argument("--results_dir", default=RESULTS)
+  parser.add_argument("--data_dir", default=None)
+  parser.add_argument("--only", default=None,
+                      help="comma-separated settings to run (pretraining "
+                           "is always run first)")
+  parser.add_argument("--job", default=None, help=argparse.SUPPRESS)
+  args = parser.parse_args()
+  if args.job:
+    with open(args.job, encoding="utf-8") as f:
+      run_job(json.load(f))
+    return
+  from bert_mtl import data_dir as data_dir_lib  # pylint: disable=g-import-not-at-top
+  data_dir = data_dir_lib.resolve(args.data_dir)
+  jobs = make_jobs(args.budget, os.path.abspath(args.output_dir), data_dir,
+                   os.path.join(os.path.abspath(args.output_dir), "cache"))
+  if args.only:
+    wanted = set(args.only.split(","))
+    jobs = [j for j in jobs if j["kind"] == "pretrain" or
+            j["setting"] in wanted]
+  failed = run_all(jobs, args.parallel,
+                   os.path.join(os.path.abspath(args.output_dir), "logs"))
+  report(jobs, args.budget, args.results_dir)
+  if failed:
+    sys.exit("failed runs: %s" % ", ".join(failed))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,96 @@
+"""benchmarks/accuracy.py: the protocol's runs, the statistics of its table,
+and one quick end-to-end run so the benchmark never rots."""
+
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from conftest import data_dir
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "benchmarks"))
+import accuracy  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def test_protocol_runs():
+  jobs = accuracy.make_jobs("cpu", "/out", "/data", "/cache")
+  assert jobs[0]["kind"] == "pretrain" and jobs[0]["chain"] == "zh_pretrain"
+  by_setting = {}
+  for job in jobs[1:]:
+    by_setting.setdefault((job["setting"], job["init"]), []).append(job)
+  # Small problems: three seeds, from the pretrained checkpoint and from
+  # random initialisation, at the same budget.
+  for setting in ("weibo_ner", "weibo_ner&weibo_cws", "chn_sentiment"):
+    pretrained = by_setting[(setting, "pretrained")]
+    random_init = by_setting[(setting, "random")]
+    assert [j["seed"] for j in pretrained] == [0, 1, 2]
+    assert {j["steps"] for j in pretrained} == {j["steps"]
+                                               for j in random_init}
+    assert all(j["init_checkpoint"] == "/out/runs/pretrain"
+               for j in pretrained)
+    assert all(j["init_checkpoint"] is None for j in random_init)
+  # The mixed chain under two sampling strategies, scored on PKU too.
+  mixed = [j for j in jobs if j["chain"] ==
+           "msra_ner|weibo_ner&weibo_cws|pd98_cws"]
+  assert {j["sampling"] for j in mixed} == {"proportional", "temperature"}
+  assert all(j["eval_on"] == {"pd98_cws": "pku_cws"} for j in mixed)
+  assert len({j["output_dir"] for j in jobs}) == len(jobs)
+
+
+def test_mean_and_spread():
+  values = [0.61, 0.58, 0.66]
+  mean, std = accuracy.mean_std(values)
+  assert mean == pytest.approx(statistics.mean(values))
+  assert std == pytest.approx(statistics.stdev(values))
+  assert accuracy.mean_std([0.5]) == (0.5, 0.0)
+
+
+def test_steps_to_target_extrapolates_log_linear_curves():
+  curve = [{"step": 0, "metrics": {"p": 0.1}}] + [
+      {"step": s, "metrics": {"p": 0.5 + 0.1 * math.log(s)}}
+      for s in (100, 200, 400)]
+  # 0.5 + 0.1 log(s) = 0.95  ->  s = e^4.5
+  assert accuracy.steps_to_target(curve, "p", 0.95) == pytest.approx(
+      math.exp(4.5), rel=1e-3)
+  flat = [{"step": s, "metrics": {"p": 0.4}} for s in (100, 200, 300)]
+  assert accuracy.steps_to_target(flat, "p", 0.95) is None
+
+
+def test_quick_run_writes_table_json_and_curves(tmp_path):
+  """The whole protocol at the `quick` budget on one small problem:
+  pretraining, fine-tuning from it and from scratch with two seeds."""
+  root = data_dir()
+  results = tmp_path / "results"
+  process = subprocess.run(
+      [sys.executable, accuracy.__file__, "--budget=quick",
+       "--only=weibo_ner", "--output_dir=%s" % (tmp_path / "out"),
+       "--results_dir=%s" % results, "--data_dir=%s" % root],
+      capture_output=True, text=True, timeout=900,
+      env=dict(os.environ, PYTHONWARNINGS="ignore"))
+  assert process.returncode == 0, process.stdout[-3000:] + process.stderr[
+      -3000:]
+  report = json.loads((results / "accuracy.json").read_text())
+  records = {(r["problem"], r["setting"]): r for r in report["records"]}
+  for setting in ("single-task", "random init"):
+    record = records[("weibo_ner", setting)]
+    assert record["metric"] == "entity_f1"
+    assert record["seeds"] == [0, 1] and len(record["values"]) == 2
+    assert 0.0 <= record["mean"] <= 1.0
+  steps = [p["step"] for p in report["pretraining_curve"]]
+  assert steps[-1] == accuracy.BUDGETS["quick"]["pretrain_steps"]
+  assert all(0.0 <= p["metrics"]["zh_pretrain"] <= 1.0
+             for p in report["pretraining_curve"])
+  assert "| weibo_ner | entity_f1 |" in (results / "accuracy.md").read_text()
+  assert (results / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # A rerun finds every run finished and only rewrites the report.
+  again = subprocess.run(
+      [sys.executable, accuracy.__file__, "--budget=quick",
+       "--only=weibo_ner", "--output_dir=%s" % (tmp_path / "out"),
+       "--results_dir=%s" % results, "--data_dir=%s" % root],
+      capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0 and "0 of 5 runs to do" in again.stdout
