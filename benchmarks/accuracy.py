@@ -361,6 +361,16 @@ def table(records, jobs, budget):
           b["small"], b["learning_rate"], b["pretrain_steps"],
           b["pretrain_batch"], b["pretrain_learning_rate"], b["dupe_factor"],
           platform.processor() or platform.machine(), os.cpu_count() or 0))
+  pretrain = result_of(jobs[0])
+  if pretrain:
+    final = pretrain["final"]["zh_pretrain"]
+    lines.append(
+        "- pretraining (zh_pretrain eval split): masked-LM accuracy %s, "
+        "next-sentence accuracy %.3f after %d steps (%.0f min)" % (
+            " → ".join("%.3f@%d" % (p["metrics"]["zh_pretrain"], p["step"])
+                       for p in pretrain["curve"]),
+            final["next_sentence_accuracy"], pretrain["curve"][-1]["step"],
+            pretrain["train_seconds"] / 60))
   curves = curves_of(jobs)
   for problem, target in TARGETS.items():
     for name, curve in curves.items():

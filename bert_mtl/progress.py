@@ -12,6 +12,8 @@ class ProgressHook(tf1.train.SessionRunHook):
 
     step 200/1000 (20%)  3.1 steps/s  99 examples/s  ETA 4m18s
       loss/msra_ner=0.41 loss/pd98_cws=0.22
+
+  (each problem's loss averaged over the batches since the last line).
   """
 
   def __init__(self, total_steps, batch_size, problem_names, every_steps=50):
@@ -32,6 +34,7 @@ class ProgressHook(tf1.train.SessionRunHook):
           self.losses[name] = op.inputs[1]
           break
     self.last = None
+    self.loss_sums = {}
 
   def before_run(self, run_context):
     return tf1.train.SessionRunArgs({"step": self.global_step,
@@ -40,6 +43,13 @@ class ProgressHook(tf1.train.SessionRunHook):
   def after_run(self, run_context, run_values):
     step = int(run_values.results["step"]) + 1
     now = time.time()
+    # Losses are averaged over the interval: one batch's loss swings widely
+    # (a CRF loss sums over a sentence's tokens). A problem absent from a
+    # batch reports exactly 0 there, and those batches are left out.
+    for name, value in run_values.results["losses"].items():
+      if value != 0.0:
+        total, count = self.loss_sums.get(name, (0.0, 0))
+        self.loss_sums[name] = (total + float(value), count + 1)
     if self.last is None:
       self.last = (step, now)
       return
@@ -50,8 +60,10 @@ class ProgressHook(tf1.train.SessionRunHook):
       return
     rate = (step - last_step) / max(now - last_time, 1e-9)
     remaining = max(0, self.total_steps - step) / max(rate, 1e-9)
-    losses = " ".join("loss/%s=%.4f" % (k, v) for k, v in sorted(
-        run_values.results["losses"].items()))
+    losses = " ".join("loss/%s=%.4f" % (name, total / count)
+                      for name, (total, count) in sorted(
+                          self.loss_sums.items()))
+    self.loss_sums = {}
     tf1.logging.info(
         "step %d/%d (%d%%)  %.2f steps/s  %.1f examples/s  ETA %dm%02ds  %s",
         step, self.total_steps, 100 * step // max(1, self.total_steps), rate,

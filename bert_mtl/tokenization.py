@@ -155,6 +155,13 @@ class FullTokenizer(object):
     """
     return self._native.encode_ragged(list(texts), num_threads)
 
+  def encode_units(self, units_list, num_threads=1):
+    """Pieces of unit lists, each joined by single spaces, and each unit's
+    first piece: see bert_mtl.data.features.encode_units."""
+    return self._native.encode_units(
+        units_list if isinstance(units_list, (list, tuple))
+        else list(units_list), num_threads)
+
   def encode_batch(self, texts, texts_b=None, max_seq_length=128,
                    num_threads=1):
     """Model inputs for a batch of texts or text pairs, as run_classifier.py.

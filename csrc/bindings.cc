@@ -205,6 +205,114 @@ class NativeTokenizer {
     return out;
   }
 
+  // Pieces of unit lists (characters or words), each list tokenized as its
+  // units joined by single spaces: ids [M] and row_splits [N + 1] as in
+  // EncodeRagged, first_token [U] (the index within its row of each unit's
+  // first piece; -1 when the unit has none) and unit_splits [N + 1].
+  py::dict EncodeUnits(const py::object& rows, int num_threads) const {
+    CheckThreads(num_threads);
+    if (!PyList_Check(rows.ptr()) && !PyTuple_Check(rows.ptr())) {
+      throw py::type_error("units must be a list of lists of str");
+    }
+    py::sequence seq = py::reinterpret_borrow<py::sequence>(rows);
+    const size_t n = seq.size();
+    // The joined texts back to back (UCS-4), and every unit's start in its
+    // own text, gathered while holding the GIL.
+    std::vector<char32_t> chars;
+    std::vector<int64_t> text_splits(n + 1, 0), unit_splits(n + 1, 0);
+    std::vector<int64_t> unit_starts;
+    for (size_t i = 0; i < n; ++i) {
+      PyObject* row = PySequence_Fast_GET_ITEM(seq.ptr(), i);
+      if (!PyList_Check(row) && !PyTuple_Check(row)) {
+        throw py::type_error("units[" + std::to_string(i) +
+                             "] must be a list of str, not " +
+                             std::string(Py_TYPE(row)->tp_name));
+      }
+      const Py_ssize_t count = PySequence_Fast_GET_SIZE(row);
+      PyObject** items = PySequence_Fast_ITEMS(row);
+      const size_t text_start = chars.size();
+      for (Py_ssize_t k = 0; k < count; ++k) {
+        PyObject* unit = items[k];
+        if (!PyUnicode_Check(unit)) {
+          throw py::type_error("units[" + std::to_string(i) + "][" +
+                               std::to_string(k) + "] must be str, not " +
+                               std::string(Py_TYPE(unit)->tp_name));
+        }
+        if (PyUnicode_READY(unit) != 0) throw py::error_already_set();
+        if (k > 0) chars.push_back(U' ');
+        unit_starts.push_back(static_cast<int64_t>(chars.size() - text_start));
+        const int kind = PyUnicode_KIND(unit);
+        const void* data = PyUnicode_DATA(unit);
+        const Py_ssize_t length = PyUnicode_GET_LENGTH(unit);
+        for (Py_ssize_t c = 0; c < length; ++c) {
+          chars.push_back(PyUnicode_READ(kind, data, c));
+        }
+      }
+      if (chars.size() - text_start > static_cast<size_t>(INT32_MAX - 1)) {
+        throw py::value_error("units[" + std::to_string(i) +
+                              "] joined is longer than 2**31 - 2 characters");
+      }
+      text_splits[i + 1] = static_cast<int64_t>(chars.size());
+      unit_splits[i + 1] = static_cast<int64_t>(unit_starts.size());
+    }
+    const size_t blocks = (n + kBlock - 1) / kBlock;
+    std::vector<std::vector<int32_t>> ids(blocks);
+    std::vector<int64_t> row_counts(n);
+    py::array_t<int32_t> first_token(
+        static_cast<py::ssize_t>(unit_starts.size()));
+    int32_t* first = first_token.mutable_data();
+    {
+      py::gil_scoped_release release;
+      ParallelBlocks(n, num_threads, kBlock, [&](size_t lo, size_t hi) {
+        Tokenization t;
+        std::vector<int32_t>& block_ids = ids[lo / kBlock];
+        for (size_t i = lo; i < hi; ++i) {
+          t.Clear();
+          TextView view;
+          view.data = chars.data() + text_splits[i];
+          view.kind = 4;
+          view.length = text_splits[i + 1] - text_splits[i];
+          tokenizer_.Tokenize(view, &t);
+          row_counts[i] = static_cast<int64_t>(t.pieces.size());
+          const int64_t u_lo = unit_splits[i], u_hi = unit_splits[i + 1];
+          std::fill(first + u_lo, first + u_hi, -1);
+          // Pieces run in text order: a unit's first piece is the first one
+          // starting at or after the unit's start (and before the next's).
+          int64_t u = u_lo - 1, previous = -1;
+          for (size_t p = 0; p < t.pieces.size(); ++p) {
+            block_ids.push_back(t.pieces[p].id);
+            const int64_t start = t.pieces[p].span_begin;
+            while (u + 1 < u_hi && unit_starts[u + 1] <= start) ++u;
+            if (u >= u_lo && u != previous) {
+              first[u] = static_cast<int32_t>(p);
+              previous = u;
+            }
+          }
+        }
+      });
+    }
+    py::array_t<int64_t> row_splits(static_cast<py::ssize_t>(n + 1));
+    int64_t* rs = row_splits.mutable_data();
+    rs[0] = 0;
+    for (size_t i = 0; i < n; ++i) rs[i + 1] = rs[i] + row_counts[i];
+    py::array_t<int32_t> out_ids(static_cast<py::ssize_t>(rs[n]));
+    int32_t* pi = out_ids.mutable_data();
+    for (size_t b = 0; b < blocks; ++b) {
+      if (ids[b].empty()) continue;
+      std::memcpy(pi + rs[b * kBlock], ids[b].data(),
+                  ids[b].size() * sizeof(int32_t));
+    }
+    py::array_t<int64_t> out_unit_splits(static_cast<py::ssize_t>(n + 1));
+    std::memcpy(out_unit_splits.mutable_data(), unit_splits.data(),
+                (n + 1) * sizeof(int64_t));
+    py::dict out;
+    out["ids"] = out_ids;
+    out["row_splits"] = row_splits;
+    out["first_token"] = first_token;
+    out["unit_splits"] = out_unit_splits;
+    return out;
+  }
+
   // [CLS] a [SEP] (b [SEP]) padded with id 0 to max_seq_length, truncating
   // as run_classifier.py does (longest sequence first, b on ties).
   py::dict EncodeBatch(const py::object& texts, const py::object& texts_b,
@@ -468,6 +576,109 @@ py::list UnitRecordsPy(const py::handle& ids, const py::handle& token_splits,
   return out;
 }
 
+void AppendUtf8(char32_t c, std::string* out) {
+  // Surrogates are written like any other code point, as Python's
+  // encode("utf-8", "surrogatepass") does.
+  if (c < 0x80) {
+    out->push_back(static_cast<char>(c));
+  } else if (c < 0x800) {
+    out->push_back(static_cast<char>(0xC0 | (c >> 6)));
+    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  } else if (c < 0x10000) {
+    out->push_back(static_cast<char>(0xE0 | (c >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  } else {
+    out->push_back(static_cast<char>(0xF0 | (c >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((c >> 12) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | ((c >> 6) & 0x3F)));
+    out->push_back(static_cast<char>(0x80 | (c & 0x3F)));
+  }
+}
+
+void AppendJoined(PyObject* row, const char* what, size_t index,
+                  std::string* out) {
+  if (!PyList_Check(row) && !PyTuple_Check(row)) {
+    throw py::type_error(std::string(what) + "[" + std::to_string(index) +
+                         "] must be a list of str");
+  }
+  const Py_ssize_t count = PySequence_Fast_GET_SIZE(row);
+  PyObject** items = PySequence_Fast_ITEMS(row);
+  for (Py_ssize_t k = 0; k < count; ++k) {
+    if (!PyUnicode_Check(items[k])) {
+      throw py::type_error(std::string(what) + "[" + std::to_string(index) +
+                           "] holds a non-str item");
+    }
+    if (PyUnicode_READY(items[k]) != 0) throw py::error_already_set();
+    if (k > 0) out->push_back('\x1f');
+    const int kind = PyUnicode_KIND(items[k]);
+    const void* data = PyUnicode_DATA(items[k]);
+    const Py_ssize_t length = PyUnicode_GET_LENGTH(items[k]);
+    for (Py_ssize_t c = 0; c < length; ++c) {
+      AppendUtf8(PyUnicode_READ(kind, data, c), out);
+    }
+  }
+}
+
+// The bytes that bert_mtl.data.cache.examples_digest hashes for examples
+// whose inputs and labels are lists of str: per example, the inputs joined
+// by \x1f, \x1e, the labels joined by \x1f, \x1d; UTF-8.
+py::bytes UnitsPayload(const py::handle& inputs, const py::handle& labels) {
+  for (const py::handle& seq : {inputs, labels}) {
+    if (!PyList_Check(seq.ptr()) && !PyTuple_Check(seq.ptr())) {
+      throw py::type_error("inputs and labels must be lists");
+    }
+  }
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(inputs.ptr());
+  if (PySequence_Fast_GET_SIZE(labels.ptr()) != n) {
+    throw py::value_error("inputs and labels differ in length");
+  }
+  PyObject** input_rows = PySequence_Fast_ITEMS(inputs.ptr());
+  PyObject** label_rows = PySequence_Fast_ITEMS(labels.ptr());
+  std::string out;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    AppendJoined(input_rows[i], "inputs", static_cast<size_t>(i), &out);
+    out.push_back('\x1e');
+    AppendJoined(label_rows[i], "labels", static_cast<size_t>(i), &out);
+    out.push_back('\x1d');
+  }
+  return py::bytes(out);
+}
+
+// Label ids of label lists through {label: id}: (int32 [sum of lengths],
+// -1) or, at the first label missing from the map, (None, its row).
+py::tuple LookupLabels(const py::handle& rows, const py::dict& mapping) {
+  if (!PyList_Check(rows.ptr()) && !PyTuple_Check(rows.ptr())) {
+    throw py::type_error("labels must be a list of lists of str");
+  }
+  const Py_ssize_t n = PySequence_Fast_GET_SIZE(rows.ptr());
+  PyObject** row_items = PySequence_Fast_ITEMS(rows.ptr());
+  std::vector<int32_t> out;
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* row = row_items[i];
+    if (!PyList_Check(row) && !PyTuple_Check(row)) {
+      throw py::type_error("labels[" + std::to_string(i) + "] must be a list");
+    }
+    const Py_ssize_t count = PySequence_Fast_GET_SIZE(row);
+    PyObject** items = PySequence_Fast_ITEMS(row);
+    for (Py_ssize_t k = 0; k < count; ++k) {
+      PyObject* id = PyDict_GetItemWithError(mapping.ptr(), items[k]);
+      if (id == nullptr) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        return py::make_tuple(py::none(), i);
+      }
+      const long value = PyLong_AsLong(id);
+      if (value == -1 && PyErr_Occurred()) throw py::error_already_set();
+      out.push_back(static_cast<int32_t>(value));
+    }
+  }
+  py::array_t<int32_t> ids(static_cast<py::ssize_t>(out.size()));
+  if (!out.empty()) {
+    std::memcpy(ids.mutable_data(), out.data(), out.size() * sizeof(int32_t));
+  }
+  return py::make_tuple(ids, -1);
+}
+
 PYBIND11_MODULE(_native, m) {
   using bert_mtl::NativeTokenizer;
   m.doc() = "Native core of bert_mtl: WordPiece tokenizer and CRF Viterbi.";
@@ -480,6 +691,8 @@ PYBIND11_MODULE(_native, m) {
            py::arg("cls_id"), py::arg("sep_id"))
       .def("tokenize", &NativeTokenizer::Tokenize, py::arg("text"))
       .def("encode_ragged", &NativeTokenizer::EncodeRagged, py::arg("texts"),
+           py::arg("num_threads") = 1)
+      .def("encode_units", &NativeTokenizer::EncodeUnits, py::arg("units"),
            py::arg("num_threads") = 1)
       .def("encode_batch", &NativeTokenizer::EncodeBatch, py::arg("texts"),
            py::arg("texts_b") = py::none(), py::arg("max_seq_length") = 128,
@@ -497,6 +710,11 @@ PYBIND11_MODULE(_native, m) {
         py::arg("names"), py::arg("labels"), py::arg("max_seq_length"),
         py::arg("cls_id"), py::arg("sep_id"),
         "Serialized sequence-labelling records of a batch (one per window).");
+  m.def("units_payload", &UnitsPayload, py::arg("inputs"), py::arg("labels"),
+        "The bytes examples_digest hashes for unit-list examples.");
+  m.def("lookup_labels", &LookupLabels, py::arg("labels"), py::arg("mapping"),
+        "(int32 ids of every label, -1), or (None, row) at the first label "
+        "the mapping lacks.");
   m.def("frame_record",
         [](const py::bytes& data) {
           return py::bytes(bert_mtl::FrameRecord(std::string(data)));

@@ -54,6 +54,46 @@ def test_records_round_trip_labels(tokenizer, tmp_path):
   assert seen == 150
 
 
+def _python_digest(examples):
+  """The digest examples_digest must give: per example, inputs and labels
+  joined by \\x1f (JSON for anything else), separated by \\x1e / \\x1d."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import json  # pylint: disable=g-import-not-at-top
+  digest = hashlib.sha256()
+  for e in examples:
+    if isinstance(e.inputs, list) and isinstance(e.labels, list) and all(
+        isinstance(x, str) for x in e.inputs + e.labels):
+      payload = ("\x1f".join(e.inputs) + "\x1e" + "\x1f".join(e.labels) +
+                 "\x1d")
+    else:
+      payload = json.dumps([e.inputs, e.labels], ensure_ascii=False)
+    digest.update(payload.encode("utf-8", "surrogatepass"))
+  return digest.hexdigest()
+
+
+def test_examples_digest(tmp_path):
+  """Unit-list examples are digested natively, others in Python: both give
+  the digest of the plain definition, and any change to inputs or labels
+  changes it."""
+  del tmp_path
+  Example = problems.Example  # pylint: disable=invalid-name
+  for name, split in (("msra_ner", "eval"), ("weibo_ner", "train"),
+                      ("chn_sentiment", "eval"), ("msra_ner", "predict")):
+    examples = problems.read(name, split, data_dir())[:2000]
+    assert cache.examples_digest(examples) == _python_digest(examples)
+  odd = [Example(["a", "\ud800", "\U0001F600", ""], ["x", "é", "", "y"],
+                 None, None), Example([], [], None, None)]
+  assert cache.examples_digest(odd) == _python_digest(odd)
+  mixed = odd + [Example("text", "label", None, None)]
+  assert cache.examples_digest(mixed) == _python_digest(mixed)
+  base = cache.examples_digest(odd)
+  for changed in ([Example(["a", "\ud800", "\U0001F600", ""],
+                           ["x", "é", "", "z"], None, None), odd[1]],
+                  [Example(["a", "\ud800\U0001F600", ""], ["x", "é", "y"],
+                           None, None), odd[1]]):
+    assert cache.examples_digest(changed) != base
+
+
 def test_cache_reused_and_invalidated(tokenizer, tmp_path):
   _, _, [(shards, _)], _ = build_chain(tokenizer, "msra_ner", tmp_path)
   mtime = os.path.getmtime(shards[0])
@@ -190,6 +230,28 @@ def test_scoring_a_head_on_another_problems_data(tokenizer, tmp_path):
                      "on chn_sentiment .cls."):
     dataset.GroupFeatures(["pd98_cws"], "eval", config, encoders,
                           sources={"pd98_cws": "chn_sentiment"})
+
+
+def test_a_label_unseen_in_training_names_its_file_and_line(tokenizer,
+                                                           tmp_path):
+  """The native record path looks labels up in bulk; a label the map lacks
+  is still reported with the example's file and line, and no cache entry
+  is left behind."""
+  config = dataset.make_config(tokenizer, data_dir(), 32,
+                               cache_dir=str(tmp_path), max_examples=300)
+  examples = problems.read("msra_ner", "eval", data_dir())[:300]
+  seen = sorted({l for e in examples for l in e.labels})
+  missing = next(l for l in seen if l.endswith("ORG"))
+  first_bad = next(e for e in examples if missing in e.labels)
+  encoder = problems.LabelEncoder([l for l in seen if l != missing],
+                                  "msra_ner")
+  group = dataset.GroupFeatures(["msra_ner"], "eval", config,
+                                {"msra_ner": encoder})
+  with pytest.raises(problems.DataError, match=r"problem msra_ner, file "
+                     r".*msra_test.txt, line %d: label '%s' was not in the "
+                     "training split" % (first_bad.line, missing)):
+    group.build()
+  assert not os.listdir(tmp_path)
 
 
 def _records(shards):

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bert_mtl import problems, tokenization
 from bert_mtl.data import features
@@ -26,6 +28,56 @@ def test_first_sub_token_carries_the_label(tokenizer):
   assert window == (0, len(al.ids))
   assert labels[al.first_token[0]] == 1 and labels[al.first_token[5]] == 6
   assert (labels == features.IGNORE).sum() == len(al.ids) - 5
+
+
+def _by_spans(tokenizer, units_list):
+  return features._encode_units_from_spans(tokenizer, units_list, 1)  # pylint: disable=protected-access
+
+
+def _assert_same_encoding(native, reference):
+  for key in ("ids", "row_splits", "first_token", "unit_splits"):
+    np.testing.assert_array_equal(native[key], reference[key], err_msg=key)
+
+
+def test_native_unit_encoding_equals_the_span_alignment(tokenizer):
+  """The extension's encode_units equals the alignment through character
+  spans (the path sentencepiece tokenizers take) on every real corpus that
+  has unit lists, and on edge cases."""
+  for name in ("weibo_ner", "msra_ner", "pd98_pos", "pku_cws"):
+    split = "eval" if name == "pku_cws" else "train"
+    units = [e.inputs for e in problems.read(name, split, data_dir())][:3000]
+    _assert_same_encoding(tokenizer.encode_units(units, 2),
+                          _by_spans(tokenizer, units))
+  edge = [[], [""], ["", ""], [" "], ["a b", "c"], ["\ufffd", "x"],
+          ["Hello", "world!", "2013年"], ["\u200b", "", "中"], ["\x00"],
+          ["unaffable", "##", "[UNK]"]]
+  _assert_same_encoding(tokenizer.encode_units(edge),
+                        _by_spans(tokenizer, edge))
+  assert tokenizer.encode_units([])["row_splits"].tolist() == [0]
+  with pytest.raises(TypeError, match=r"units\[1\]\[0\] must be str"):
+    tokenizer.encode_units([["a"], [b"b"]])
+  with pytest.raises(TypeError, match=r"units\[0\] must be a list"):
+    tokenizer.encode_units(["ab"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.text(alphabet=st.sampled_from(
+    list("中文ab1 ,。\ufffd\u3000\t#") + ["\U0001F600"]), max_size=6),
+                         max_size=8), max_size=6))
+def test_native_unit_encoding_on_random_units(tokenizer, units):
+  _assert_same_encoding(tokenizer.encode_units(units),
+                        _by_spans(tokenizer, units))
+
+
+def test_label_lookup(tokenizer):
+  del tokenizer
+  from bert_mtl import _native  # pylint: disable=g-import-not-at-top
+  ids, bad = _native.lookup_labels([["B", "E"], [], ["S"]],
+                                   {"B": 0, "E": 2, "S": 3})
+  assert ids.dtype == np.int32 and ids.tolist() == [0, 2, 3] and bad == -1
+  ids, bad = _native.lookup_labels([["B"], ["S", "X"], ["Y"]],
+                                   {"B": 0, "S": 3})
+  assert ids is None and bad == 1
 
 
 def test_windows_cover_and_stride():

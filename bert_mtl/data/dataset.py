@@ -249,33 +249,29 @@ class GroupFeatures(object):
     cls_id, sep_id = self._special_ids()
     for start in range(lo, hi, chunk):
       indices = self.order[start:min(hi, start + chunk)]
-      alignments = features.align_units(
+      ragged = features.encode_units(
           self.config.tokenizer, [first[i].inputs for i in indices],
           self.config.num_threads)
-      labels = []
-      for name in self.group:
-        examples = self.examples[name]
-        if examples[indices[0]].labels is None:
-          labels.append(None)
-          continue
-        encoder = self.encoders[name]
-        try:
-          ids = encoder.ids
-          flat = [ids[label] for i in indices for label in examples[i].labels]
-        except KeyError:  # find the example, for an error naming its line
-          for i in indices:
-            encoder.encode(examples[i].labels, examples[i].path,
-                           examples[i].line)
-          raise
-        labels.append(np.asarray(flat, np.int32))
+      labels = [self._label_ids(name, indices) for name in self.group]
       yield from _native.unit_records(
-          np.concatenate([a.ids for a in alignments]),
-          np.concatenate([[0], np.cumsum([len(a.ids) for a in alignments])]),
-          np.concatenate([a.first_token for a in alignments]),
-          np.concatenate([[0], np.cumsum([len(a.first_token)
-                                          for a in alignments])]),
-          indices, self.group, labels, self.config.max_seq_length, cls_id,
-          sep_id)
+          ragged["ids"], ragged["row_splits"], ragged["first_token"],
+          ragged["unit_splits"], indices, self.group, labels,
+          self.config.max_seq_length, cls_id, sep_id)
+
+  def _label_ids(self, name, indices):
+    """int32 ids of the unit labels of examples `indices`, concatenated
+    (None when unlabelled)."""
+    examples = self.examples[name]
+    if examples[indices[0]].labels is None:
+      return None
+    encoder = self.encoders[name]
+    ids, bad = _native.lookup_labels([examples[i].labels for i in indices],
+                                     encoder.ids)
+    if ids is None:  # an error naming the file and line of the example
+      example = examples[indices[bad]]
+      encoder.encode(example.labels, example.path, example.line)
+      raise AssertionError("lookup_labels and LabelEncoder disagree")
+    return ids
 
   def _unit_records(self, first, lo, hi):
     if self.native_records and all(self.types[n] == "seq_tag"

@@ -22,21 +22,32 @@ from bert_mtl import tokenization
 
 IGNORE = -1
 
-UnitAlignment = collections.namedtuple(
-    "UnitAlignment", ["ids", "first_token", "text"])
+UnitAlignment = collections.namedtuple("UnitAlignment", ["ids", "first_token"])
 
 
-def align_units(tokenizer, units_list, num_threads=1):
-  """WordPiece ids of unit lists and each unit's first-token position.
+def encode_units(tokenizer, units_list, num_threads=1):
+  """WordPiece ids of unit lists (each list tokenized as its units joined by
+  single spaces) and each unit's first piece, for a whole batch at once.
 
   Args:
-    tokenizer: a FullTokenizer (or anything with encode_ragged).
-    units_list: list of lists of unit strings.
+    tokenizer: a FullTokenizer (native `encode_units`), or anything with
+      encode_ragged (e.g. a sentencepiece tokenizer).
+    units_list: N lists of unit strings (characters or words).
 
   Returns:
-    list of UnitAlignment(ids int32 [n_tokens], first_token int32 [n_units]
-    (-1: the unit has no token), text (the joined string)).
+    dict of numpy arrays: ids int32 [M] and row_splits int64 [N + 1] (the
+    pieces of list i are ids[row_splits[i]:row_splits[i + 1]]), first_token
+    int32 [U] (the index within its list's pieces of each unit's first
+    piece; -1: the unit has none, e.g. only characters BERT deletes) and
+    unit_splits int64 [N + 1].
   """
+  if hasattr(tokenizer, "encode_units"):
+    return tokenizer.encode_units(units_list, num_threads)
+  return _encode_units_from_spans(tokenizer, units_list, num_threads)
+
+
+def _encode_units_from_spans(tokenizer, units_list, num_threads):
+  """encode_units through encode_ragged's character spans."""
   texts = [" ".join(units) for units in units_list]
   ragged = tokenizer.encode_ragged(texts, num_threads=num_threads)
   splits, ids, spans = ragged["row_splits"], ragged["ids"], ragged["spans"]
@@ -63,13 +74,20 @@ def align_units(tokenizer, units_list, num_threads=1):
   # Tokens run in order, so a unit's first token is where the unit changes.
   change = np.flatnonzero(np.diff(unit_of_token, prepend=-1) != 0)
   first[unit_of_token[change]] = change
-  out = []
-  for i, text in enumerate(texts):
-    lo, hi = unit_splits[i], unit_splits[i + 1]
-    local = first[lo:hi]
-    local = np.where(local >= 0, local - splits[i], -1).astype(np.int32)
-    out.append(UnitAlignment(ids[splits[i]:splits[i + 1]], local, text))
-  return out
+  local = np.where(first >= 0, first - splits[unit_text], -1)
+  return {"ids": ids, "row_splits": splits,
+          "first_token": local.astype(np.int32), "unit_splits": unit_splits}
+
+
+def align_units(tokenizer, units_list, num_threads=1):
+  """encode_units as one UnitAlignment(ids int32 [n_tokens], first_token
+  int32 [n_units]) per unit list."""
+  ragged = encode_units(tokenizer, units_list, num_threads)
+  ids, splits = ragged["ids"], ragged["row_splits"]
+  first, unit_splits = ragged["first_token"], ragged["unit_splits"]
+  return [UnitAlignment(ids[splits[i]:splits[i + 1]],
+                        first[unit_splits[i]:unit_splits[i + 1]])
+          for i in range(len(units_list))]
 
 
 Window = collections.namedtuple("Window", ["start", "end"])
