@@ -264,6 +264,16 @@ def mean_std(values):
                          (len(values) - 1))
 
 
+def column_of(job):
+  """The table column of a job: single-task, multi-task: <chain>, or
+  random init (of either)."""
+  single = "&" not in job["chain"] and "|" not in job["chain"]
+  column = "single-task" if single else "multi-task: " + job["setting"]
+  if job["init"] == "random":
+    column = "random init" if single else "random init, " + column
+  return column
+
+
 def records_of(jobs):
   """One record per problem x setting: metric, values over seeds, mean,
   sample standard deviation, budget."""
@@ -273,10 +283,7 @@ def records_of(jobs):
     result = result_of(job)
     if result is None or job["kind"] == "pretrain":
       continue
-    column = ("single-task" if job["kind"] == "single" else
-              "multi-task: " + job["setting"])
-    if job["init"] == "random":
-      column = "random init"
+    column = column_of(job)
     for problem, values in result["final"].items():
       metric = evaluation.main_metric(problem)
       key = (problem, column)
@@ -334,8 +341,12 @@ def fmt(record):
 
 def table(records, jobs, budget):
   """The markdown table of benchmarks/README.md."""
-  columns = ["single-task"] + ["multi-task: " + m[0] for m in MULTI_TASK] + [
-      "random init"]
+  columns = []
+  for job in jobs[1:]:  # in protocol order
+    if column_of(job) not in columns:
+      columns.append(column_of(job))
+  columns = ([c for c in columns if not c.startswith("random")] +
+             [c for c in columns if c.startswith("random")])
   problems = []
   for record in records:
     if record["problem"] not in problems:
@@ -383,7 +394,7 @@ def table(records, jobs, budget):
               problem, name, value, curve[-1]["step"], target,
               "reached" if value >= target else
               ("a log-linear fit of the last curve points reaches it near "
-               "%d steps" % reach if reach else "the curve does not rise")))
+               "%.1g steps" % reach if reach else "the curve does not rise")))
   return "\n".join(lines) + "\n"
 
 
