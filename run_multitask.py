@@ -37,6 +37,12 @@ flags.DEFINE_string("vocab_file", None,
                     "directory).")
 flags.DEFINE_string("init_checkpoint", None,
                     "Original BERT checkpoint to start from.")
+flags.DEFINE_string("original_head", None,
+                    "A cls problem of --problems that takes the classifier "
+                    "head of an --init_checkpoint fine-tuned by "
+                    "google-research/bert's run_classifier.py (root "
+                    "output_weights/output_bias; label ids in the order of "
+                    "the problem's label map, labels/<problem>.json).")
 flags.DEFINE_bool("do_lower_case", True, "Lower-case input (must match the "
                   "checkpoint).")
 flags.DEFINE_integer("max_seq_length", 128, "Tokens per input, [CLS]/[SEP] "
@@ -166,6 +172,35 @@ def _eval_on(names):
   return pairs
 
 
+def _check_original_head(names):
+  """--original_head names a cls problem of the run, and --init_checkpoint
+  holds run_classifier's head."""
+  if not FLAGS.original_head:
+    return
+  if not FLAGS.init_checkpoint:
+    raise app.UsageError("--original_head needs --init_checkpoint")
+  if FLAGS.original_head not in names:
+    raise app.UsageError("--original_head: %s is not a problem of this run "
+                         "(%s)" % (FLAGS.original_head, ", ".join(names)))
+  if problems.get(FLAGS.original_head).type != "cls":
+    raise app.UsageError("--original_head: %s is %s; run_classifier's head "
+                         "loads into a cls problem" % (
+                             FLAGS.original_head,
+                             problems.get(FLAGS.original_head).type))
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from bert_mtl import checkpoint  # pylint: disable=g-import-not-at-top
+  try:
+    stored = dict(tf.train.list_variables(FLAGS.init_checkpoint))
+  except (ValueError, tf.errors.OpError) as e:
+    raise app.UsageError("--init_checkpoint %s cannot be read: %s" % (
+        FLAGS.init_checkpoint, e)) from None
+  lacking = [n for n in checkpoint.ORIGINAL_CLASSIFIER if n not in stored]
+  if lacking:
+    raise app.UsageError("--original_head: %s has no %s (not a checkpoint "
+                         "of run_classifier.py)" % (FLAGS.init_checkpoint,
+                                                    " or ".join(lacking)))
+
+
 def list_problems():
   for name in problems.names():
     spec = problems.get(name)
@@ -198,6 +233,7 @@ def _options(vocab_file):
   if FLAGS.init_checkpoint:
     tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
                                                   FLAGS.init_checkpoint)
+  _check_original_head([n for g in groups for n in g])
   replicas = max(FLAGS.num_gpus, FLAGS.cpu_replicas, 1)
   if FLAGS.train_batch_size % replicas:
     raise app.UsageError("--train_batch_size %d is not divisible by %d "
@@ -219,6 +255,7 @@ def _options(vocab_file):
       "cache_dir": FLAGS.cache_dir, "bert_config": bert_config.to_dict(),
       "do_lower_case": FLAGS.do_lower_case,
       "init_checkpoint": FLAGS.init_checkpoint,
+      "original_head": FLAGS.original_head,
       "max_seq_length": FLAGS.max_seq_length,
       "max_target_length": FLAGS.max_target_length,
       "max_examples": FLAGS.max_examples,
@@ -295,7 +332,12 @@ def main(argv):
     if cluster.is_multi_worker():
       cluster.multi_worker_strategy()  # before TensorFlow runs anything
   options = vocab_file = None
-  if FLAGS.do_train:
+  # A new run that starts from --init_checkpoint may evaluate, predict or
+  # export before (or without) training: step 0 is the checkpoint loaded.
+  from_checkpoint = (not FLAGS.do_train and FLAGS.init_checkpoint and
+                     FLAGS.problems and not os.path.exists(
+                         os.path.join(FLAGS.output_dir, "run.json")))
+  if FLAGS.do_train or from_checkpoint:
     if not FLAGS.problems:
       raise app.UsageError("--problems is required to train")
     try:  # every setting is checked here, before any work
@@ -316,8 +358,11 @@ def main(argv):
   tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.INFO)
   if options is not None:
     run = experiment.Experiment(FLAGS.output_dir, options, vocab_file)
-    run.train(run.num_train_steps(), evaluate_during_training=bool(
-        FLAGS.do_eval))
+    if from_checkpoint:
+      run.initialize()
+    else:
+      run.train(run.num_train_steps(), evaluate_during_training=bool(
+          FLAGS.do_eval))
   else:
     try:
       run = experiment.Experiment(FLAGS.output_dir)

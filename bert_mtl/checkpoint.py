@@ -83,8 +83,13 @@ def init_from_checkpoint(init_checkpoint, tvars=None, extra_map=None,
   ckpt_shapes = dict(tf.train.list_variables(init_checkpoint))
   assignment = {name: name for name in names if name in ckpt_shapes}
   for ckpt_name, graph_name in (extra_map or {}).items():
-    if ckpt_name in ckpt_shapes and graph_name in names:
-      assignment[ckpt_name] = graph_name
+    if ckpt_name not in ckpt_shapes:
+      raise ValueError("%s has no variable %s to load into %s" %
+                       (init_checkpoint, ckpt_name, graph_name))
+    if graph_name not in names:
+      raise ValueError("the model has no variable %s to load %s of %s into" %
+                       (graph_name, ckpt_name, init_checkpoint))
+    assignment[ckpt_name] = graph_name
   for ckpt_name, graph_name in assignment.items():
     want = names[graph_name].shape.as_list()
     if list(ckpt_shapes[ckpt_name]) != want:

@@ -12,8 +12,9 @@ import shutil
 
 import tensorflow as tf
 
-from bert_mtl import (cluster, evaluation, model_fn, modeling, optimization,
-                      problems, progress, serving, tokenization)
+from bert_mtl import (checkpoint, cluster, evaluation, model_fn, modeling,
+                      optimization, problems, progress, serving,
+                      tokenization)
 from bert_mtl.data import dataset
 
 tf1 = tf.compat.v1
@@ -23,6 +24,7 @@ RUN_FILE = "run.json"
 DEFAULTS = {
     "problems": None, "data_dir": None, "cache_dir": None,
     "bert_config": None, "do_lower_case": True, "init_checkpoint": None,
+    "original_head": None,
     "max_seq_length": 128, "max_target_length": 32, "max_examples": None,
     "train_batch_size": 32, "eval_batch_size": 32, "predict_batch_size": 32,
     "learning_rate": 5e-5, "num_train_steps": 1000, "warmup_proportion": 0.1,
@@ -155,6 +157,9 @@ class Experiment(object):
         "loss_scale": ("dynamic" if self.options["mixed_precision"] ==
                        "float16" else None),
         "init_checkpoint": self.options["init_checkpoint"],
+        "init_checkpoint_map": (checkpoint.original_head_map(
+            checkpoint.ORIGINAL_CLASSIFIER, self.options["original_head"])
+                                if self.options["original_head"] else None),
         "model_dir": self.output_dir,
         "log_every_steps": self.options["log_every_steps"],
         "lr_multipliers": {
@@ -241,6 +246,33 @@ class Experiment(object):
     records = sum(g.build()[1]["count"] for g in self.group_features("train"))
     epochs = float(self.options.get("num_train_epochs") or 1.0)
     return max(1, int(records * epochs / self.options["train_batch_size"]))
+
+  def initialize(self):
+    """Saves step 0 of a new run: model.ckpt-0 holds every variable
+    training has, with the init_checkpoint's weights where it has them
+    (an original fine-tuned head included, see `original_head`), new heads
+    at their initializers and zero optimizer slots.  Evaluation,
+    prediction and export then run on the checkpoint as it was loaded, and
+    training starts from it.  Does nothing when output_dir has a
+    checkpoint."""
+    if tf.train.latest_checkpoint(self.output_dir):
+      return
+    steps = self.num_train_steps()
+    self.options["num_train_steps"] = steps
+    input_fn, _, _ = self.input_fn("train", True,
+                                   self.options["train_batch_size"])
+    self.save()
+    params = self.params(steps)
+    with tf.Graph().as_default():
+      tf1.set_random_seed(self.options["seed"])
+      features = tf1.data.make_one_shot_iterator(input_fn()).get_next()
+      model_fn.make_model_fn(self.body_transform)(
+          features, None, tf.estimator.ModeKeys.TRAIN, params)
+      saver = tf1.train.Saver(max_to_keep=self.options["keep_checkpoint_max"])
+      with tf1.Session() as session:
+        session.run(tf1.global_variables_initializer())
+        saver.save(session, os.path.join(self.output_dir, "model.ckpt"),
+                   global_step=0)
 
   def train(self, num_train_steps=None, evaluate_during_training=False):
     """Trains to num_train_steps global steps; a rerun resumes from the

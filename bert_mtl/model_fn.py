@@ -7,7 +7,9 @@ Params (a JSON-serialisable dict, saved with the model):
   loss_weights: {name: weight} (default 1); uncertainty_weighting: bool
     (Kendall et al. 2018: loss_i * exp(-s_i) + s_i with a learned s_i).
   learning_rate, num_train_steps, num_warmup_steps,
-  gradient_accumulation_steps, loss_scale, init_checkpoint, model_dir.
+  gradient_accumulation_steps, loss_scale, init_checkpoint, model_dir;
+  init_checkpoint_map: {checkpoint name: graph name} loaded besides the
+    exact-name matches (an original fine-tuned head into a problem's).
 
 The body and every head are built identically in TRAIN, EVAL and PREDICT
 (seq2seq heads add a decoding loop outside TRAIN, with no new variables),
@@ -131,8 +133,9 @@ def model_fn(features, labels, mode, params, body_transform=None):
                                       eval_metric_ops=metrics)
 
   if params.get("init_checkpoint"):
-    checkpoint.init_from_checkpoint(params["init_checkpoint"],
-                                    model_dir=params.get("model_dir"))
+    checkpoint.init_from_checkpoint(
+        params["init_checkpoint"], extra_map=params.get("init_checkpoint_map"),
+        model_dir=params.get("model_dir"))
   for name, value in losses.items():
     tf1.summary.scalar("loss/" + name, value)
   train_op = optimization.create_optimizer(

@@ -6,6 +6,7 @@ checkpoints of the original load unchanged and code written against the
 original `BertModel` runs unchanged.
 """
 
+import collections
 import copy
 import json
 import math
@@ -13,8 +14,6 @@ import re
 
 import numpy as np
 import tensorflow as tf
-
-from bert_mtl import tokenization
 
 tf1 = tf.compat.v1
 
@@ -113,6 +112,7 @@ class BertConfig(object):
       if not 0.0 <= value < 1.0:
         fail("%s must be in [0, 1), got %r" % (name, value))
     if vocab_file is not None:
+      from bert_mtl import tokenization  # pylint: disable=g-import-not-at-top
       vocab_lines = len(tokenization.load_vocab_tokens(vocab_file))
       if vocab_lines != self.vocab_size:
         fail("vocab_size is %d but %s has %d lines; ids past the embedding "
@@ -178,6 +178,7 @@ class BertModel(object):
             use_one_hot_embeddings=use_one_hot_embeddings)
         self.embedding_output = embedding_postprocessor(
             input_tensor=self.embedding_output,
+            use_token_type=True,
             token_type_ids=token_type_ids,
             token_type_vocab_size=config.type_vocab_size,
             initializer_range=config.initializer_range,
@@ -265,15 +266,16 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint):
   """Maps checkpoint names to the trainable variables of the same name.
 
   Returns:
-    (assignment_map {name: name}, initialized_variable_names {name, name:0}).
+    (assignment_map OrderedDict {name: name}, initialized_variable_names
+     OrderedDict {name: 1, name + ":0": 1}), as the original.
   """
-  name_to_variable = {}
+  name_to_variable = collections.OrderedDict()
   for var in tvars:
     m = re.match("^(.*):\\d+$", var.name)
     name = m.group(1) if m else var.name
     name_to_variable[name] = var
-  assignment_map = {}
-  initialized_variable_names = {}
+  assignment_map = collections.OrderedDict()
+  initialized_variable_names = collections.OrderedDict()
   for name, _ in tf.train.list_variables(init_checkpoint):
     if name not in name_to_variable:
       continue
@@ -319,12 +321,16 @@ def embedding_lookup(input_ids, vocab_size, embedding_size=128,
   """Word embeddings.
 
   Args:
-    input_ids: int32 [batch_size, seq_length].
+    input_ids: int32 [batch_size, seq_length], or [batch_size, seq_length,
+      num_inputs] (then the num_inputs vectors are concatenated).
 
   Returns:
-    (float [batch_size, seq_length, embedding_size],
-     the table [vocab_size, embedding_size]).
+    (float [batch_size, seq_length, num_inputs * embedding_size] (num_inputs
+     is 1 for 2D ids), the table [vocab_size, embedding_size]).
   """
+  # As the original: 2D ids are read as [batch_size, seq_length, 1].
+  if input_ids.shape.ndims == 2:
+    input_ids = tf.expand_dims(input_ids, axis=[-1])
   embedding_table = tf1.get_variable(
       name=word_embedding_name, shape=[vocab_size, embedding_size],
       initializer=create_initializer(initializer_range))
@@ -335,13 +341,14 @@ def embedding_lookup(input_ids, vocab_size, embedding_size=128,
   else:
     output = tf.gather(embedding_table, input_ids)
   shape = get_shape_list(input_ids)
-  output = tf.reshape(output, shape + [embedding_size])
+  output = tf.reshape(output, shape[0:-1] + [shape[-1] * embedding_size])
   return output, embedding_table
 
 
-def embedding_postprocessor(input_tensor, token_type_ids,
-                            token_type_vocab_size=16,
+def embedding_postprocessor(input_tensor, use_token_type=False,
+                            token_type_ids=None, token_type_vocab_size=16,
                             token_type_embedding_name="token_type_embeddings",
+                            use_position_embeddings=True,
                             position_embedding_name="position_embeddings",
                             initializer_range=0.02,
                             max_position_embeddings=512, dropout_prob=0.1):
@@ -349,33 +356,44 @@ def embedding_postprocessor(input_tensor, token_type_ids,
 
   Args:
     input_tensor: float [batch_size, seq_length, width].
-    token_type_ids: int32 [batch_size, seq_length].
+    use_token_type: add token-type embeddings of `token_type_ids`.
+    token_type_ids: int32 [batch_size, seq_length] (with use_token_type).
+    use_position_embeddings: add the first seq_length position vectors.
 
   Returns:
     float [batch_size, seq_length, width].
+
+  Raises:
+    ValueError: use_token_type without token_type_ids.
   """
   batch_size, seq_length, width = get_shape_list(input_tensor, expected_rank=3)
   output = input_tensor
-  token_type_table = tf1.get_variable(
-      name=token_type_embedding_name, shape=[token_type_vocab_size, width],
-      initializer=create_initializer(initializer_range))
-  # One-hot matmul: faster than a gather for a tiny vocabulary.
-  flat_token_type_ids = tf.reshape(token_type_ids, [-1])
-  one_hot_ids = tf.one_hot(flat_token_type_ids, depth=token_type_vocab_size)
-  token_type_embeddings = tf.matmul(one_hot_ids, token_type_table)
-  output += tf.reshape(token_type_embeddings, [batch_size, seq_length, width])
+  if use_token_type:
+    if token_type_ids is None:
+      raise ValueError("`token_type_ids` must be specified if "
+                       "`use_token_type` is True.")
+    token_type_table = tf1.get_variable(
+        name=token_type_embedding_name, shape=[token_type_vocab_size, width],
+        initializer=create_initializer(initializer_range))
+    # One-hot matmul: faster than a gather for a tiny vocabulary.
+    flat_token_type_ids = tf.reshape(token_type_ids, [-1])
+    one_hot_ids = tf.one_hot(flat_token_type_ids, depth=token_type_vocab_size)
+    token_type_embeddings = tf.matmul(one_hot_ids, token_type_table)
+    output += tf.reshape(token_type_embeddings,
+                         [batch_size, seq_length, width])
 
-  full_position_embeddings = tf1.get_variable(
-      name=position_embedding_name, shape=[max_position_embeddings, width],
-      initializer=create_initializer(initializer_range))
-  if not isinstance(seq_length, int):
-    with tf.control_dependencies([tf1.assert_less_equal(
-        seq_length, max_position_embeddings,
-        message="sequence longer than max_position_embeddings")]):
-      seq_length = tf.identity(seq_length)
-  position_embeddings = tf.slice(full_position_embeddings, [0, 0],
-                                 [seq_length, -1])
-  output += tf.expand_dims(position_embeddings, 0)
+  if use_position_embeddings:
+    full_position_embeddings = tf1.get_variable(
+        name=position_embedding_name, shape=[max_position_embeddings, width],
+        initializer=create_initializer(initializer_range))
+    if not isinstance(seq_length, int):
+      with tf.control_dependencies([tf1.assert_less_equal(
+          seq_length, max_position_embeddings,
+          message="sequence longer than max_position_embeddings")]):
+        seq_length = tf.identity(seq_length)
+    position_embeddings = tf.slice(full_position_embeddings, [0, 0],
+                                   [seq_length, -1])
+    output += tf.expand_dims(position_embeddings, 0)
   return layer_norm_and_dropout(output, dropout_prob)
 
 
@@ -417,6 +435,9 @@ def attention_layer(from_tensor, to_tensor, attention_mask=None,
   """
   from_shape = get_shape_list(from_tensor, expected_rank=[2, 3])
   to_shape = get_shape_list(to_tensor, expected_rank=[2, 3])
+  if len(from_shape) != len(to_shape):
+    raise ValueError(
+        "The rank of `from_tensor` must match the rank of `to_tensor`.")
   if len(from_shape) == 3:
     batch_size, from_seq_length = from_shape[0], from_shape[1]
     to_seq_length = to_shape[1]
@@ -530,17 +551,37 @@ def transformer_model(input_tensor, attention_mask=None, hidden_size=768,
 
 def get_shape_list(tensor, expected_rank=None, name=None):
   """Dimensions of `tensor`: python ints where static, scalar Tensors where
-  dynamic."""
+  dynamic (a tf.shape op is made only when some dimension is dynamic, so a
+  fully static graph has no unused ops).
+
+  Raises:
+    ValueError: expected_rank is given and the rank differs.
+  """
+  if name is None and not tf.executing_eagerly():
+    name = tensor.name
   if expected_rank is not None:
     assert_rank(tensor, expected_rank, name)
   shape = tensor.shape.as_list()
+  non_static = [i for i, dim in enumerate(shape) if dim is None]
+  if not non_static:
+    return shape
   dynamic = tf.shape(tensor)
-  return [dim if dim is not None else dynamic[i] for i, dim in enumerate(shape)]
+  for index in non_static:
+    shape[index] = dynamic[index]
+  return shape
 
 
 def reshape_to_matrix(input_tensor):
-  """[..., width] -> [-1, width]."""
-  if input_tensor.shape.ndims == 2:
+  """[..., width] -> [-1, width] (a rank-2 tensor is returned as is).
+
+  Raises:
+    ValueError: input_tensor has rank < 2.
+  """
+  ndims = input_tensor.shape.ndims
+  if ndims < 2:
+    raise ValueError("Input tensor must have at least rank 2. Shape = %s" %
+                     (input_tensor.shape,))
+  if ndims == 2:
     return input_tensor
   return tf.reshape(input_tensor, [-1, input_tensor.shape[-1]])
 

@@ -46,28 +46,43 @@ def learning_rate_schedule(init_lr, num_train_steps, num_warmup_steps, step):
   return tf.where(step_int < num_warmup_steps, warmup, decayed)
 
 
-class AdamWeightDecay(object):
+def _is_resource(var):
+  """Resource variables (TF2 and every strategy's copies) take the fused
+  kernel; reference variables (tf.compat.v1.disable_v2_behavior()) have no
+  handle and are updated with the same arithmetic in plain ops."""
+  try:
+    return var.handle is not None
+  except AttributeError:
+    return False
+
+
+class AdamWeightDecayOptimizer(tf1.train.Optimizer):
   """The original AdamWeightDecayOptimizer, replica-correct.
 
-  Call `minimize` (or `apply_gradients` with per-replica gradients) inside a
-  model_fn, with or without a distribution strategy.
+  Same constructor, defaults and slots (`<var>/adam_m`, `<var>/adam_v`,
+  created at the root scope) as google-research/bert's; `apply_gradients`
+  updates with Adam without bias correction plus decoupled weight decay
+  and, like the original, does not touch `global_step` (create_optimizer
+  increments it).  Unlike the original, under a distribution strategy the
+  replicas' gradients are averaged first and every copy of a variable gets
+  the same single update (the original let the copies diverge).
+
+  Extension (keyword only): lr_multipliers {regex over variable names:
+  learning-rate factor}, e.g. for a CRF's transitions.
   """
 
-  def __init__(self, learning_rate, weight_decay_rate=0.01, beta_1=0.9,
+  def __init__(self, learning_rate, weight_decay_rate=0.0, beta_1=0.9,
                beta_2=0.999, epsilon=1e-6, exclude_from_weight_decay=None,
-               clip_norm=1.0, lr_multipliers=None):
+               name="AdamWeightDecayOptimizer", *, lr_multipliers=None):
+    super(AdamWeightDecayOptimizer, self).__init__(False, name)
     self.learning_rate = learning_rate
-    # {regex over variable names: factor}, e.g. a CRF's transitions.
-    self.lr_multipliers = [(re.compile(pattern), float(factor)) for
-                           pattern, factor in (lr_multipliers or {}).items()]
     self.weight_decay_rate = weight_decay_rate
     self.beta_1 = beta_1
     self.beta_2 = beta_2
     self.epsilon = epsilon
-    self.exclude_from_weight_decay = (
-        DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY if exclude_from_weight_decay is None
-        else exclude_from_weight_decay)
-    self.clip_norm = clip_norm
+    self.exclude_from_weight_decay = exclude_from_weight_decay
+    self.lr_multipliers = [(re.compile(pattern), float(factor)) for
+                           pattern, factor in (lr_multipliers or {}).items()]
 
   def _multiplier(self, name):
     for pattern, factor in self.lr_multipliers:
@@ -76,10 +91,21 @@ class AdamWeightDecay(object):
     return 1.0
 
   def _do_use_weight_decay(self, param_name):
+    """Whether to use L2 weight decay for `param_name`."""
     if not self.weight_decay_rate:
       return False
-    return not any(re.search(r, param_name)
-                   for r in self.exclude_from_weight_decay)
+    if self.exclude_from_weight_decay:
+      for r in self.exclude_from_weight_decay:
+        if re.search(r, param_name) is not None:
+          return False
+    return True
+
+  def _get_variable_name(self, param_name):
+    """The variable name from the tensor name (without ":0")."""
+    m = re.match("^(.*):\\d+$", param_name)
+    if m is not None:
+      param_name = m.group(1)
+    return param_name
 
   def _slot(self, var, suffix):
     return tf1.get_variable(
@@ -99,7 +125,7 @@ class AdamWeightDecay(object):
     grad = tf.convert_to_tensor(grad)
     lr = tf.cast(self.learning_rate, var.dtype.base_dtype) * self._multiplier(
         variable_name(var))
-    if apply is None:
+    if apply is None and _is_resource(var):
       # var (1 - lr wd) - lr m / (sqrt(v) + eps) is the original's
       # var - lr (m / (sqrt(v) + eps) + wd var): decay in one pass first.
       deps = []
@@ -118,15 +144,33 @@ class AdamWeightDecay(object):
     next_v = v + (tf.square(grad) - v) * (1.0 - self.beta_2)
     kept = var * (1.0 - lr * self.weight_decay_rate) if decay else var
     next_param = kept - (next_m * lr) / (tf.sqrt(next_v) + self.epsilon)
-    next_param = tf.where(apply, next_param, var)
-    next_m = tf.where(apply, next_m, m)
-    next_v = tf.where(apply, next_v, v)
+    if apply is not None:
+      next_param = tf.where(apply, next_param, var)
+      next_m = tf.where(apply, next_m, m)
+      next_v = tf.where(apply, next_v, v)
     return tf.group(var.assign(next_param), m.assign(next_m),
                     v.assign(next_v))
 
-  def apply_gradients(self, grads_and_vars, global_step=None, apply=None):
-    """Updates variables with gradients that every replica holds identically
-    (already averaged and clipped), once per variable copy.
+  def apply_gradients(self, grads_and_vars, global_step=None, name=None):
+    """The original call: updates every variable with a gradient (None
+    gradients are skipped) and returns the grouped op, named `name`.
+    `global_step` is accepted and, as in the original, not incremented.
+
+    Inside a replica context with several replicas, the gradients are
+    averaged across replicas before the update.
+    """
+    del global_step  # the original ignores it too
+    grads_and_vars = [(g, v) for g, v in grads_and_vars if g is not None]
+    context = tf.distribute.get_replica_context()
+    if (context is not None and
+        tf.distribute.get_strategy().num_replicas_in_sync > 1):
+      grads = _mean_across_replicas(context, [g for g, _ in grads_and_vars])
+      grads_and_vars = list(zip(grads, [v for _, v in grads_and_vars]))
+    return tf.group(self.update(grads_and_vars), name=name)
+
+  def update(self, grads_and_vars, global_step=None, apply=None):
+    """Applies gradients that every replica holds identically (already
+    averaged and clipped), once per variable copy.
 
     Args:
       grads_and_vars: list of (gradient, variable); IndexedSlices are
@@ -136,7 +180,7 @@ class AdamWeightDecay(object):
         boundaries, non-finite fp16 gradients) but still counts the step.
 
     Returns:
-      the train op.
+      the update op.
     """
     slots = [(self._slot(v, "adam_m"), self._slot(v, "adam_v"))
              for _, v in grads_and_vars]
@@ -265,10 +309,10 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
   learning_rate = learning_rate_schedule(init_lr, num_train_steps,
                                          num_warmup_steps, update_step)
   tf1.summary.scalar("learning_rate", learning_rate)
-  optimizer = AdamWeightDecay(learning_rate,
-                              weight_decay_rate=weight_decay_rate,
-                              clip_norm=clip_norm,
-                              lr_multipliers=lr_multipliers)
+  optimizer = AdamWeightDecayOptimizer(
+      learning_rate, weight_decay_rate=weight_decay_rate,
+      exclude_from_weight_decay=list(DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY),
+      lr_multipliers=lr_multipliers)
   tvars = tf1.trainable_variables() if tvars is None else tvars
   scaler = DynamicLossScale() if loss_scale == "dynamic" else None
   if loss_scale not in (None, "dynamic"):
@@ -322,8 +366,8 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
   grads = [_deduplicate(g) for g in grads]
   (grads, global_norm) = tf.clip_by_global_norm(grads, clip_norm=clip_norm)
   tf1.summary.scalar("global_gradient_norm", global_norm)
-  train_op = optimizer.apply_gradients(list(zip(grads, tvars)), global_step,
-                                       apply=apply)
+  train_op = optimizer.update(list(zip(grads, tvars)), global_step,
+                              apply=apply)
   ops = [train_op, reset]
   if scaler:
     context = tf.distribute.get_replica_context()

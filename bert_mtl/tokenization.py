@@ -1,10 +1,15 @@
 """Tokenizers with the interface of google-research/bert's tokenization.py.
 
-`FullTokenizer` is a drop-in replacement for the original (same tokens, same
-ids, same vocabulary quirks) backed by the native extension, plus batch APIs
-that return padded id arrays and, for every token, the span of input
-characters it came from.  `SentencePieceTokenizer` offers the same interface
-over a sentencepiece `.model` file.
+Every public name of the original module is here with its signature and
+behaviour (`FullTokenizer`, `BasicTokenizer`, `WordpieceTokenizer`,
+`load_vocab`, `convert_to_unicode`, `printable_text`, `whitespace_tokenize`,
+`convert_by_vocab`, `convert_tokens_to_ids`, `convert_ids_to_tokens`,
+`validate_case_matches_checkpoint` and the `_is_whitespace` / `_is_control` /
+`_is_punctuation` helpers).  The three tokenizers run in the native
+extension and give the original's tokens byte for byte; `FullTokenizer`
+adds batch APIs that return padded id arrays and, for every token, the span
+of input characters it came from.  `SentencePieceTokenizer` offers the same
+interface over a sentencepiece `.model` file.
 """
 
 import collections
@@ -27,13 +32,68 @@ SEP_TOKEN = "[SEP]"
 MAX_INPUT_CHARS_PER_WORD = _native.max_input_chars_per_word
 
 
+class UnsupportedStringType(TypeError, ValueError):
+  """Text that is neither str nor bytes.  The original raised ValueError;
+  a TypeError is what Python code expects; this is both."""
+
+
 def convert_to_unicode(text):
   """Returns `text` as str; bytes are UTF-8 with invalid bytes dropped."""
   if isinstance(text, str):
     return text
   if isinstance(text, bytes):
     return text.decode("utf-8", "ignore")
-  raise TypeError("text must be str or bytes, not %s" % type(text).__name__)
+  raise UnsupportedStringType(
+      "Unsupported string type: text must be str or bytes, not %s" %
+      type(text).__name__)
+
+
+def printable_text(text):
+  """`text` as str for printing or logging (Python 3: convert_to_unicode)."""
+  return convert_to_unicode(text)
+
+
+def whitespace_tokenize(text):
+  """Python's whitespace split of the stripped text."""
+  text = text.strip()
+  if not text:
+    return []
+  return text.split()
+
+
+def _is_whitespace(char):
+  """Space, TAB, LF, CR or category Zs (what BasicTokenizer turns into a
+  single space)."""
+  if char in (" ", "\t", "\n", "\r"):
+    return True
+  return unicodedata.category(char) == "Zs"
+
+
+def _is_control(char):
+  """Categories Cc and Cf, except TAB, LF and CR (deleted by
+  BasicTokenizer)."""
+  if char in ("\t", "\n", "\r"):
+    return False
+  return unicodedata.category(char) in ("Cc", "Cf")
+
+
+def _is_punctuation(char):
+  """Every non-alphanumeric ASCII printable, or any category P*."""
+  cp = ord(char)
+  if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+    return True
+  return unicodedata.category(char).startswith("P")
+
+
+def _is_chinese_char_code(cp):
+  """The CJK Unified Ideographs blocks the original isolates (not kana,
+  Hangul, CJK punctuation or full-width forms)."""
+  return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+
+
+_CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF),
+               (0x2A700, 0x2B73F), (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF),
+               (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 
 
 def _read_bytes(path):
@@ -79,7 +139,16 @@ def load_vocab(vocab_file):
 
 
 def convert_by_vocab(vocab, items):
+  """[vocab[item] for item in items]: a KeyError for an unknown item."""
   return [vocab[item] for item in items]
+
+
+def convert_tokens_to_ids(vocab, tokens):
+  return convert_by_vocab(vocab, tokens)
+
+
+def convert_ids_to_tokens(inv_vocab, ids):
+  return convert_by_vocab(inv_vocab, ids)
 
 
 def validate_case_matches_checkpoint(do_lower_case, init_checkpoint):
@@ -117,8 +186,91 @@ def validate_case_matches_checkpoint(do_lower_case, init_checkpoint):
                   opposite_flag))
 
 
+class BasicTokenizer(object):
+  """The original BasicTokenizer: cleaning, CJK isolation, whitespace split,
+  lower-casing with NFD accent removal (do_lower_case), punctuation split.
+
+  `tokenize` runs in the native extension; the original's private steps
+  (`_clean_text`, `_tokenize_chinese_chars`, `_run_strip_accents`,
+  `_run_split_on_punc`, `_is_chinese_char`) are kept, in Python, for code
+  that calls them.
+  """
+
+  def __init__(self, do_lower_case=True):
+    self.do_lower_case = do_lower_case
+    self._native = _native.NativeTokenizer([UNK_TOKEN], bool(do_lower_case),
+                                           0, -1, -1)
+
+  def tokenize(self, text):
+    """Basic tokens of `text` (str, or bytes decoded as UTF-8)."""
+    return self._native.basic_tokenize(convert_to_unicode(text))
+
+  def _run_strip_accents(self, text):
+    text = unicodedata.normalize("NFD", text)
+    return "".join(c for c in text if unicodedata.category(c) != "Mn")
+
+  def _run_split_on_punc(self, text):
+    output, start_new_word = [], True
+    for char in text:
+      if _is_punctuation(char):
+        output.append([char])
+        start_new_word = True
+      else:
+        if start_new_word:
+          output.append([])
+        start_new_word = False
+        output[-1].append(char)
+    return ["".join(x) for x in output]
+
+  def _tokenize_chinese_chars(self, text):
+    return "".join(" %s " % c if self._is_chinese_char(ord(c)) else c
+                   for c in text)
+
+  def _is_chinese_char(self, cp):
+    return _is_chinese_char_code(cp)
+
+  def _clean_text(self, text):
+    output = []
+    for char in text:
+      cp = ord(char)
+      if cp == 0 or cp == 0xFFFD or _is_control(char):
+        continue
+      output.append(" " if _is_whitespace(char) else char)
+    return "".join(output)
+
+
+class WordpieceTokenizer(object):
+  """The original WordpieceTokenizer: greedy longest-match-first over each
+  whitespace-separated token; a token with an unmatched position, or longer
+  than max_input_chars_per_word code points, becomes `unk_token`.
+
+  Runs in the native extension.  `vocab` is any mapping (or collection) of
+  tokens, as the original only tests membership.
+  """
+
+  def __init__(self, vocab, unk_token=UNK_TOKEN,
+               max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD):
+    self.vocab = vocab
+    self.unk_token = unk_token
+    self.max_input_chars_per_word = max_input_chars_per_word
+    tokens = list(vocab)
+    if unk_token not in vocab:
+      tokens.append(unk_token)
+    self._native = _native.NativeTokenizer(tokens, False,
+                                           tokens.index(unk_token), -1, -1)
+
+  def tokenize(self, text):
+    """WordPieces of `text`, which has passed BasicTokenizer already."""
+    words = whitespace_tokenize(convert_to_unicode(text))
+    pieces = self._native.wordpiece_tokenize(words,
+                                             self.max_input_chars_per_word)
+    return [self.unk_token if p is None else p for p in pieces]
+
+
 class FullTokenizer(object):
-  """BasicTokenizer + WordPiece, identical to the original FullTokenizer."""
+  """BasicTokenizer + WordPiece, identical to the original FullTokenizer
+  (and to `wordpiece_tokenizer.tokenize` over `basic_tokenizer.tokenize`,
+  done here in one native pass)."""
 
   def __init__(self, vocab_file, do_lower_case=True):
     self.vocab_file = vocab_file
@@ -134,6 +286,21 @@ class FullTokenizer(object):
     self._native = _native.NativeTokenizer(
         tokens, self.do_lower_case, self.vocab[UNK_TOKEN],
         self.vocab.get(CLS_TOKEN, -1), self.vocab.get(SEP_TOKEN, -1))
+    self._basic_tokenizer = None
+    self._wordpiece_tokenizer = None
+
+  # Built on first use: most callers only tokenize through the fused path.
+  @property
+  def basic_tokenizer(self):
+    if self._basic_tokenizer is None:
+      self._basic_tokenizer = BasicTokenizer(do_lower_case=self.do_lower_case)
+    return self._basic_tokenizer
+
+  @property
+  def wordpiece_tokenizer(self):
+    if self._wordpiece_tokenizer is None:
+      self._wordpiece_tokenizer = WordpieceTokenizer(vocab=self.vocab)
+    return self._wordpiece_tokenizer
 
   def tokenize(self, text):
     """WordPiece tokens of `text` (str, or bytes decoded as UTF-8)."""

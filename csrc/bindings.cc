@@ -154,6 +154,44 @@ class NativeTokenizer {
     return out;
   }
 
+  // The original BasicTokenizer.tokenize: cleaned, CJK-split,
+  // (lower-cased and accent-stripped,) punctuation-split tokens.
+  py::list BasicTokenize(py::handle text) const {
+    std::vector<py::object> owners;
+    const TextView view = ViewOf(text, "text", 0, &owners);
+    Tokenization t;
+    {
+      py::gil_scoped_release release;
+      tokenizer_.Tokenize(view, &t, /*basic_only=*/true);
+    }
+    py::list out(t.pieces.size());
+    for (size_t i = 0; i < t.pieces.size(); ++i) {
+      out[i] = FromU32(PieceText(t, t.pieces[i]));
+    }
+    return out;
+  }
+
+  // The original WordpieceTokenizer over whitespace-split `words`: their
+  // pieces in order, None for a word that became the unknown token.
+  py::list WordpieceTokenize(const py::object& words,
+                             int32_t max_input_chars) const {
+    TextBatch batch = CollectTexts(words, "words");
+    Tokenization t;
+    {
+      py::gil_scoped_release release;
+      for (const TextView& view : batch.views) {
+        tokenizer_.Wordpiece(view, max_input_chars, &t);
+      }
+    }
+    py::list out(t.pieces.size());
+    for (size_t i = 0; i < t.pieces.size(); ++i) {
+      const Piece& p = t.pieces[i];
+      out[i] = p.unknown ? py::object(py::none())
+                         : py::object(FromU32(PieceText(t, p)));
+    }
+    return out;
+  }
+
   // Pieces of every text, concatenated: ids [M], spans [M, 2] (code point
   // offsets into the text), row_splits [N + 1].
   py::dict EncodeRagged(const py::object& texts, int num_threads) const {
@@ -690,6 +728,9 @@ PYBIND11_MODULE(_native, m) {
            py::arg("tokens"), py::arg("do_lower_case"), py::arg("unk_id"),
            py::arg("cls_id"), py::arg("sep_id"))
       .def("tokenize", &NativeTokenizer::Tokenize, py::arg("text"))
+      .def("basic_tokenize", &NativeTokenizer::BasicTokenize, py::arg("text"))
+      .def("wordpiece_tokenize", &NativeTokenizer::WordpieceTokenize,
+           py::arg("words"), py::arg("max_input_chars_per_word"))
       .def("encode_ragged", &NativeTokenizer::EncodeRagged, py::arg("texts"),
            py::arg("num_threads") = 1)
       .def("encode_units", &NativeTokenizer::EncodeUnits, py::arg("units"),

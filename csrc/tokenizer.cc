@@ -168,12 +168,13 @@ WordpieceTokenizer::WordpieceTokenizer(
     int32_t unk_id)
     : vocab_(vocab_tokens), do_lower_case_(do_lower_case), unk_id_(unk_id) {}
 
-void WordpieceTokenizer::Tokenize(const TextView& text,
-                                  Tokenization* out) const {
+void WordpieceTokenizer::Tokenize(const TextView& text, Tokenization* out,
+                                  bool basic_only) const {
   // BasicTokenizer: clean (drop NUL, U+FFFD and controls; whitespace splits),
   // isolate CJK characters, split on Python whitespace.  Each word is then
   // normalised and punctuation-split on its own, as the original does.
   Scratch s;
+  s.basic_only = basic_only;
   auto flush = [&]() {
     if (!s.word.empty()) {
       TokenizeWord(&s, out);
@@ -269,22 +270,56 @@ void WordpieceTokenizer::TokenizeWord(Scratch* s, Tokenization* out) const {
     const uint8_t flags = Record((*w)[k]).flags;
     if (flags & (unicode::kPunct | unicode::kPySpace)) {
       if (k > start) {
-        AppendWordpieces(w->data() + start, w_src->data() + start, k - start,
-                         out);
+        AppendToken(*s, w->data() + start, w_src->data() + start, k - start,
+                    out);
       }
       if (flags & unicode::kPunct) {
-        AppendWordpieces(w->data() + k, w_src->data() + k, 1, out);
+        AppendToken(*s, w->data() + k, w_src->data() + k, 1, out);
       }
       start = k + 1;
     }
   }
   if (n > start) {
-    AppendWordpieces(w->data() + start, w_src->data() + start, n - start, out);
+    AppendToken(*s, w->data() + start, w_src->data() + start, n - start, out);
   }
+}
+
+void WordpieceTokenizer::AppendToken(const Scratch& scratch,
+                                     const char32_t* chars, const int32_t* src,
+                                     int32_t n, Tokenization* out) const {
+  if (!scratch.basic_only) {
+    AppendWordpieces(chars, src, n, kMaxInputCharsPerWord, out);
+    return;
+  }
+  Piece p;
+  p.id = -1;
+  p.continuation = false;
+  p.unknown = false;
+  p.chars_begin = static_cast<int32_t>(out->chars.size());
+  out->chars.insert(out->chars.end(), chars, chars + n);
+  p.chars_end = static_cast<int32_t>(out->chars.size());
+  p.span_begin = *std::min_element(src, src + n);
+  p.span_end = *std::max_element(src, src + n) + 1;
+  out->pieces.push_back(p);
+}
+
+void WordpieceTokenizer::Wordpiece(const TextView& text,
+                                   int32_t max_input_chars,
+                                   Tokenization* out) const {
+  std::vector<char32_t> chars(static_cast<size_t>(text.length));
+  std::vector<int32_t> src(static_cast<size_t>(text.length));
+  for (int64_t i = 0; i < text.length; ++i) {
+    chars[i] = text.At(i);
+    src[i] = static_cast<int32_t>(i);
+  }
+  if (chars.empty()) return;
+  AppendWordpieces(chars.data(), src.data(),
+                   static_cast<int32_t>(chars.size()), max_input_chars, out);
 }
 
 void WordpieceTokenizer::AppendWordpieces(const char32_t* chars,
                                           const int32_t* src, int32_t n,
+                                          int32_t max_input_chars,
                                           Tokenization* out) const {
   const int32_t base = static_cast<int32_t>(out->chars.size());
   out->chars.insert(out->chars.end(), chars, chars + n);
@@ -298,7 +333,7 @@ void WordpieceTokenizer::AppendWordpieces(const char32_t* chars,
     p->span_end = hi + 1;
   };
   const size_t first_piece = out->pieces.size();
-  if (n <= kMaxInputCharsPerWord) {
+  if (n <= max_input_chars) {
     int32_t start = 0;
     while (start < n) {
       const bool cont = start > 0;

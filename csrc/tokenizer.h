@@ -85,8 +85,19 @@ class WordpieceTokenizer {
   WordpieceTokenizer(const std::vector<std::u32string>& vocab_tokens,
                      bool do_lower_case, int32_t unk_id);
 
-  // Appends the pieces of `text` to `out` (which is not cleared).
-  void Tokenize(const TextView& text, Tokenization* out) const;
+  // Appends the pieces of `text` to `out` (which is not cleared).  With
+  // `basic_only` each piece is a whole BasicTokenizer token (id -1), as the
+  // original BasicTokenizer.tokenize returns them.
+  void Tokenize(const TextView& text, Tokenization* out,
+                bool basic_only = false) const;
+
+  // WordPiece alone (the original WordpieceTokenizer on one
+  // whitespace-free token): greedy longest-match-first over `text` as it
+  // is, no cleaning or normalisation; a token longer than
+  // `max_input_chars` code points, or with a position that matches
+  // nothing, is one unknown piece.
+  void Wordpiece(const TextView& text, int32_t max_input_chars,
+                 Tokenization* out) const;
 
   bool do_lower_case() const { return do_lower_case_; }
   int32_t unk_id() const { return unk_id_; }
@@ -95,6 +106,7 @@ class WordpieceTokenizer {
  private:
   // Reusable buffers of one Tokenize call.
   struct Scratch {
+    bool basic_only = false;
     std::vector<char32_t> word, lowered, decomposed, normalised;
     std::vector<int32_t> word_src, lowered_src, decomposed_src,
         normalised_src;
@@ -103,8 +115,11 @@ class WordpieceTokenizer {
   // index of every character in scratch->word_src) and appends the
   // WordPieces of its punctuation-split basic tokens.
   void TokenizeWord(Scratch* scratch, Tokenization* out) const;
+  // Appends one basic token: its WordPieces, or itself with basic_only.
+  void AppendToken(const Scratch& scratch, const char32_t* chars,
+                   const int32_t* src, int32_t n, Tokenization* out) const;
   void AppendWordpieces(const char32_t* chars, const int32_t* src, int32_t n,
-                        Tokenization* out) const;
+                        int32_t max_input_chars, Tokenization* out) const;
 
   Vocab vocab_;
   bool do_lower_case_;

@@ -175,7 +175,7 @@ def test_learning_rate_multiplier_scales_one_variables_steps():
     b = tf1.get_variable("head/transitions", initializer=tf.constant(
         [1.0, -2.0]))
     grad = tf.constant([0.3, -0.7])
-    optimizer = optimization.AdamWeightDecay(
+    optimizer = optimization.AdamWeightDecayOptimizer(
         1e-3, weight_decay_rate=0.0,
         lr_multipliers={"^head/transitions$": 10.0})
     step = optimizer.apply_gradients([(grad, a), (grad, b)])

@@ -56,11 +56,23 @@ class Head(object):
     raise NotImplementedError
 
   def pooled_logits(self, body, mode):
-    """[batch, num_labels] from the pooled output (dropout in TRAIN)."""
+    """[batch, num_labels] from the pooled output (dropout in TRAIN).
+
+    The variables are run_classifier.py's, `output_weights` [num_labels,
+    hidden] (used transposed) and `output_bias` [num_labels], under the
+    problem's scope, so an original fine-tuned classifier loads into the
+    head by a plain rename (checkpoint.ORIGINAL_CLASSIFIER).
+    """
     pooled = maybe_dropout(body.pooled_output, mode,
                            self.bert_config.hidden_dropout_prob)
-    return dense_logits(pooled, self.num_labels,
-                        self.bert_config.initializer_range)
+    hidden = pooled.shape[-1]
+    weights = tf1.get_variable(
+        "output_weights", [self.num_labels, hidden],
+        initializer=tf1.truncated_normal_initializer(
+            stddev=self.bert_config.initializer_range))
+    bias = tf1.get_variable("output_bias", [self.num_labels],
+                            initializer=tf1.zeros_initializer())
+    return tf.nn.bias_add(tf.matmul(pooled, weights, transpose_b=True), bias)
 
   def loss(self, outputs, features):
     raise NotImplementedError
