@@ -327,6 +327,8 @@ def main(argv):
               FLAGS.do_export)):
     raise app.UsageError("nothing to do: pass --do_train, --do_eval, "
                          "--do_predict and/or --do_export")
+  if FLAGS.original_head and not FLAGS.init_checkpoint:
+    raise app.UsageError("--original_head needs --init_checkpoint")
   if FLAGS.do_train:
     from bert_mtl import cluster  # pylint: disable=g-import-not-at-top
     if cluster.is_multi_worker():

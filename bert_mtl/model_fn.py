@@ -124,9 +124,10 @@ def model_fn(features, labels, mode, params, body_transform=None):
     metrics = {}
     for head in heads:
       present = tf.cast(features[head.name + "_present"], tf.float32)
+      # Each batch's mean weighted by its rows with the problem: the mean
+      # over the split's rows however the batches were cut (buckets).
       metrics[head.name + "/loss"] = tf1.metrics.mean(
-          losses[head.name], weights=tf.cast(tf.reduce_sum(present) > 0,
-                                             tf.float32))
+          losses[head.name], weights=tf.reduce_sum(present))
       for key, op in head.metrics(outputs[head.name], features).items():
         metrics["%s/%s" % (head.name, key)] = op
     return tf.estimator.EstimatorSpec(mode, loss=loss,
