@@ -174,3 +174,110 @@ def test_original_head_errors(corpus, trained_v2, tmp_path):
     assert process.returncode != 0
     assert message in process.stderr, process.stderr[-2000:]
   assert not os.path.exists(tmp_path / "out" / "run.json")
+
+
+# ------------------------------------ pre-training and feature extraction
+
+
+def _run(script, *args, expect_ok=True):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONWARNINGS="ignore")
+  process = subprocess.run(
+      [sys.executable, os.path.join(REPO, "examples", "migrating", script)] +
+      list(args), env=env, capture_output=True, text=True, timeout=600,
+      check=False)
+  if expect_ok:
+    assert process.returncode == 0, process.stderr[-5000:]
+  return process
+
+
+def _pretraining_records(corpus, path, max_seq_length, max_predictions):
+  """What create_pretraining_data.py writes, from real reviews (documents
+  of 4 reviews), through bert_mtl's reimplementation of it."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from bert_mtl.data import pretraining  # pylint: disable=g-import-not-at-top
+  tokenizer = tokenization.FullTokenizer(corpus["vocab"])
+  reviews = corpus["texts"]["pos"] + corpus["texts"]["neg"]
+  documents = [[tokenizer.tokenize(r) for r in reviews[i:i + 4]]
+               for i in range(0, len(reviews), 4)]
+  instances = pretraining.create_instances(
+      documents, list(tokenizer.vocab), max_seq_length, dupe_factor=2,
+      max_predictions_per_seq=max_predictions)
+  with tf.io.TFRecordWriter(path) as writer:
+    for instance in instances:
+      features = pretraining.instance_features(
+          instance, tokenizer.vocab, max_seq_length, max_predictions)
+      feature = {
+          name: (tf.train.Feature(float_list=tf.train.FloatList(
+              value=values)) if values.dtype.kind == "f" else
+                 tf.train.Feature(int64_list=tf.train.Int64List(
+                     value=values)))
+          for name, values in features.items()}
+      writer.write(tf.train.Example(features=tf.train.Features(
+          feature=feature)).SerializeToString())
+  return len(instances)
+
+
+def test_original_pretraining_and_feature_extraction(corpus):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  import numpy_bert  # pylint: disable=g-import-not-at-top
+  from bert_mtl import modeling  # pylint: disable=g-import-not-at-top
+  root = corpus["root"]
+  records = str(root / "pretrain.tfrecord")
+  assert _pretraining_records(corpus, records, MAX_SEQ_LENGTH, 5) > 100
+  output_dir = str(root / "pretrain")
+  # TF1 behaviour, from scratch: 20 steps, then 5 eval batches.
+  _run("run_pretraining.py", "--input_file=" + records,
+       "--bert_config_file=" + corpus["config"], "--output_dir=" + output_dir,
+       "--max_seq_length=%d" % MAX_SEQ_LENGTH, "--max_predictions_per_seq=5",
+       "--do_train", "--do_eval", "--train_batch_size=8",
+       "--eval_batch_size=8", "--learning_rate=1e-3", "--num_train_steps=20",
+       "--num_warmup_steps=2", "--max_eval_steps=5", "--disable_v2_behavior")
+  with open(os.path.join(output_dir, "eval_results.txt")) as f:
+    results = dict(line.strip().split(" = ") for line in f)
+  assert sorted(results) == ["global_step", "loss", "masked_lm_accuracy",
+                             "masked_lm_loss", "next_sentence_accuracy",
+                             "next_sentence_loss"]
+  assert int(results["global_step"]) == 20
+  checkpoint = os.path.join(output_dir, "model.ckpt-20")
+  stored = dict(tf.train.list_variables(checkpoint))
+  assert stored["cls/predictions/output_bias"] == [21128]
+  assert stored["cls/seq_relationship/output_weights"] == [2, 32]
+  assert "bert/encoder/layer_1/output/dense/kernel/adam_m" in stored
+
+  # Features of that checkpoint (TF2 behaviour) against a numpy forward
+  # pass with its weights.
+  lines = ["这家酒店的服务很好", "房间干净 ||| 下次还会再来", "Héllo WORLD!!"]
+  input_file = root / "input.txt"
+  input_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+  output_file = str(root / "features.jsonl")
+  _run("extract_features.py", "--input_file=%s" % input_file,
+       "--output_file=" + output_file, "--vocab_file=" + corpus["vocab"],
+       "--bert_config_file=" + corpus["config"],
+       "--init_checkpoint=" + checkpoint, "--layers=-1,-2",
+       "--max_seq_length=16", "--batch_size=2")
+  with open(output_file, encoding="utf-8") as f:
+    outputs = [json.loads(line) for line in f]
+  assert [o["linex_index"] for o in outputs] == [0, 1, 2]
+  tokenizer = tokenization.FullTokenizer(corpus["vocab"])
+  assert [t["token"] for t in outputs[1]["features"]] == (
+      ["[CLS]"] + tokenizer.tokenize("房间干净") + ["[SEP]"] +
+      tokenizer.tokenize("下次还会再来") + ["[SEP]"])
+  assert [t["token"] for t in outputs[2]["features"]] == [
+      "[CLS]", "hello", "world", "!", "!", "[SEP]"]
+  reader = tf.train.load_checkpoint(checkpoint)
+  weights = {name: reader.get_tensor(name) for name in stored}
+  config = modeling.BertConfig.from_json_file(corpus["config"])
+  for output, line in zip(outputs, lines):
+    a, _, b = line.partition(" ||| ")
+    encoded = tokenizer.encode_batch([a], [b] if b else None,
+                                     max_seq_length=16)
+    layers, _ = numpy_bert.forward(weights, config, encoded["input_ids"],
+                                   encoded["input_mask"],
+                                   encoded["segment_ids"])
+    n = len(output["features"])
+    for which, layer in ((0, layers[-1]), (1, layers[-2])):
+      got = np.array([t["layers"][which]["values"]
+                      for t in output["features"]])
+      assert [t["layers"][which]["index"] for t in output["features"]] == [
+          [-1, -2][which]] * n
+      np.testing.assert_allclose(got, layer[0, :n], atol=2e-5)
