@@ -172,6 +172,54 @@ def _eval_on(names):
   return pairs
 
 
+def _check_numbers(num_groups):
+  """Numeric settings that make no sense, named by their flag."""
+  def need(ok, flag, what):
+    if not ok:
+      raise app.UsageError("--%s=%s: %s" % (flag, FLAGS[flag].value, what))
+  need(FLAGS.learning_rate > 0, "learning_rate", "must be > 0")
+  need(FLAGS.num_train_steps is None or FLAGS.num_train_steps >= 1,
+       "num_train_steps", "must be >= 1 (or left out for "
+       "--num_train_epochs)")
+  need(FLAGS.num_train_epochs > 0, "num_train_epochs", "must be > 0")
+  need(0 <= FLAGS.warmup_proportion < 1, "warmup_proportion",
+       "must be in [0, 1)")
+  need(FLAGS.max_seq_length >= 3, "max_seq_length",
+       "must be >= 3 ([CLS], [SEP] and one token)")
+  for flag in ("train_batch_size", "eval_batch_size", "predict_batch_size",
+               "save_checkpoints_steps", "gradient_accumulation_steps",
+               "log_every_steps", "max_target_length"):
+    need(FLAGS[flag].value >= 1, flag, "must be >= 1")
+  need(FLAGS.max_examples is None or FLAGS.max_examples >= 1,
+       "max_examples", "must be >= 1")
+  need(FLAGS.cpu_replicas >= 0 and FLAGS.num_gpus >= 0,
+       "cpu_replicas" if FLAGS.cpu_replicas < 0 else "num_gpus",
+       "must be >= 0")
+  for value in FLAGS.loss_weights or []:
+    try:
+      weight = float(value.partition("=")[2])
+    except ValueError:
+      weight = None
+    need(weight is not None and weight >= 0, "loss_weights",
+         "%r: weights must be numbers >= 0" % value)
+  if FLAGS.sampling == "weights":
+    try:
+      weights = [float(w) for w in FLAGS.sampling_weights or []]
+    except ValueError:
+      weights = []
+    need(len(weights) == num_groups and min(weights) >= 0 and
+         sum(weights) > 0, "sampling_weights",
+         "--sampling=weights needs one weight >= 0 per '|' group (%d), "
+         "not all 0" % num_groups)
+  elif FLAGS.sampling_weights:
+    need(False, "sampling_weights", "is used only with --sampling=weights")
+  if FLAGS.init_checkpoint:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    need(tf.io.gfile.exists(FLAGS.init_checkpoint + ".index") or
+         tf.io.gfile.exists(FLAGS.init_checkpoint), "init_checkpoint",
+         "no such checkpoint (give the prefix, e.g. .../bert_model.ckpt)")
+
+
 def _check_original_head(names):
   """--original_head names a cls problem of the run, and --init_checkpoint
   holds run_classifier's head."""
@@ -218,6 +266,7 @@ def _options(vocab_file):
   from bert_mtl import modeling  # pylint: disable=g-import-not-at-top
   chain = FLAGS.problems
   groups = problems.parse(chain)  # unknown names fail here, with the list
+  _check_numbers(len(groups))
   if FLAGS.bert_config_file:
     bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
   else:
@@ -310,7 +359,70 @@ def _print_results(results):
                   if k != key and isinstance(v, float))))
 
 
+# Flags an eval / predict / export command may give for a saved run: where
+# the data is now, and a quicker subset.  The rest is the run's own.
+RUN_OVERRIDES = ("data_dir", "cache_dir", "max_examples")
+RUN_FIXED_FLAGS = ("problems", "max_seq_length", "do_lower_case",
+                   "max_target_length")
+
+
+def _saved_run_overrides(record):
+  """{option: value} of the override flags given, checked; a flag that the
+  saved run fixes and this command changes is an error naming it."""
+  from bert_mtl import experiment  # pylint: disable=g-import-not-at-top
+  options = experiment.effective_options(record)
+  for name in RUN_FIXED_FLAGS:
+    if not FLAGS[name].present:
+      continue
+    if name in options and options[name] != FLAGS[name].value:
+      raise app.UsageError(
+          "--%s=%s: the run in %s was trained with %s=%s; evaluation, "
+          "prediction and export use the run's own (train into a new "
+          "--output_dir for other settings)" % (
+              name, FLAGS[name].value, FLAGS.output_dir, name,
+              options[name]))
+    if name not in options:
+      raise app.UsageError(
+          "--%s: evaluation, prediction and export of %s use the run's "
+          "saved %s" % (name, FLAGS.output_dir, name.replace("_file", "")))
+  from bert_mtl import modeling  # pylint: disable=g-import-not-at-top
+  saved_vocab = os.path.join(FLAGS.output_dir, "vocab.txt")
+  if FLAGS.vocab_file and (tokenization.load_vocab_tokens(FLAGS.vocab_file) !=
+                           tokenization.load_vocab_tokens(saved_vocab)):
+    raise app.UsageError("--vocab_file=%s differs from the run's %s" % (
+        FLAGS.vocab_file, saved_vocab))
+  if FLAGS.bert_config_file and (modeling.BertConfig.from_json_file(
+      FLAGS.bert_config_file).to_dict() != options["bert_config"]):
+    raise app.UsageError("--bert_config_file=%s differs from the run's "
+                         "bert_config.json" % FLAGS.bert_config_file)
+  overrides = {name: FLAGS[name].value for name in RUN_OVERRIDES
+               if FLAGS[name].present}
+  if "data_dir" in overrides:
+    overrides["data_dir"] = data_dir_lib.resolve(overrides["data_dir"])
+  if "max_examples" in overrides and overrides["max_examples"] < 1:
+    raise app.UsageError("--max_examples=%s: must be >= 1" %
+                         overrides["max_examples"])
+  return overrides
+
+
 def main(argv):
+  """Runs the command; the project's own errors become one line on stderr
+  (with the traceback only at --verbosity=1 or more)."""
+  from bert_mtl import checkpoint, experiment  # pylint: disable=g-import-not-at-top
+  from bert_mtl.problems.errors import DataError  # pylint: disable=g-import-not-at-top
+  try:
+    _main(argv)
+  except (app.UsageError, DataError, experiment.RunDirectoryError,
+          checkpoint.CheckpointError) as e:
+    if FLAGS.verbosity >= 1:
+      raise
+    sys.stderr.write("run_multitask.py: error: %s\n" % e)
+    if isinstance(e, app.UsageError):
+      sys.stderr.write("(run_multitask.py --helpfull lists every flag)\n")
+    sys.exit(2 if isinstance(e, app.UsageError) else 1)
+
+
+def _main(argv):
   del argv
   if FLAGS.list_problems:
     list_problems()
@@ -366,10 +478,12 @@ def main(argv):
       run.train(run.num_train_steps(), evaluate_during_training=bool(
           FLAGS.do_eval))
   else:
-    try:
-      run = experiment.Experiment(FLAGS.output_dir)
-    except ValueError as e:
-      raise app.UsageError(str(e)) from None
+    record = experiment.load_run_record(FLAGS.output_dir)
+    if record is None:
+      raise app.UsageError("%s has no run.json: train a model there first "
+                           "(--do_train)" % FLAGS.output_dir)
+    run = experiment.Experiment(FLAGS.output_dir,
+                                overrides=_saved_run_overrides(record))
     if FLAGS.eval_on:
       run.options["eval_on"] = _eval_on(run.names)
   if FLAGS.do_eval:

@@ -35,6 +35,19 @@ TRAINING_ONLY_NAMES = ("global_step", "beta1_power", "beta2_power",
                        "loss_scale", "good_steps")
 
 
+def latest_step(model_dir):
+  """global_step of model_dir's latest checkpoint, or None."""
+  latest = tf.train.latest_checkpoint(model_dir)
+  if latest is None:
+    return None
+  m = re.search(r"-(\d+)$", latest)
+  return int(m.group(1)) if m else None
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that does not fit the model (names the variable)."""
+
+
 def _name(var):
   m = re.match("^(.*):\\d+$", var.name)
   return m.group(1) if m else var.name
@@ -84,16 +97,16 @@ def init_from_checkpoint(init_checkpoint, tvars=None, extra_map=None,
   assignment = {name: name for name in names if name in ckpt_shapes}
   for ckpt_name, graph_name in (extra_map or {}).items():
     if ckpt_name not in ckpt_shapes:
-      raise ValueError("%s has no variable %s to load into %s" %
+      raise CheckpointError("%s has no variable %s to load into %s" %
                        (init_checkpoint, ckpt_name, graph_name))
     if graph_name not in names:
-      raise ValueError("the model has no variable %s to load %s of %s into" %
+      raise CheckpointError("the model has no variable %s to load %s of %s into" %
                        (graph_name, ckpt_name, init_checkpoint))
     assignment[ckpt_name] = graph_name
   for ckpt_name, graph_name in assignment.items():
     want = names[graph_name].shape.as_list()
     if list(ckpt_shapes[ckpt_name]) != want:
-      raise ValueError(
+      raise CheckpointError(
           "%s has shape %s in %s but the model's %s is %s (wrong "
           "bert_config.json, vocab or number of labels?)" %
           (ckpt_name, ckpt_shapes[ckpt_name], init_checkpoint, graph_name,

@@ -9,11 +9,12 @@ import json
 import os
 import re
 import shutil
+import time
 
 import tensorflow as tf
 
-from bert_mtl import (checkpoint, cluster, evaluation, model_fn, modeling,
-                      optimization, problems, progress, serving,
+from bert_mtl import (checkpoint, cluster, evaluation, files, model_fn,
+                      modeling, optimization, problems, progress, serving,
                       tokenization)
 from bert_mtl.data import dataset
 
@@ -42,6 +43,60 @@ DEFAULTS = {
 }
 
 
+# Settings that change what a run's checkpoints mean: a later command in
+# the same output_dir must keep them.  Everything else (steps, learning
+# rate, data location, logging, devices) may change on resume and is
+# recorded in run.json's history.
+FIXED_SETTINGS = ("problems", "bert_config", "do_lower_case", "max_seq_length",
+                  "max_target_length", "settings", "pretrain",
+                  "uncertainty_weighting", "gradient_accumulation_steps",
+                  "mixed_precision")
+HISTORY = "history"
+
+
+class RunDirectoryError(ValueError):
+  """A command that would change the meaning of an existing run."""
+
+
+def _differences(saved, asked, prefix=""):
+  """["key: X there, Y asked"] for the keys whose values differ."""
+  out = []
+  for key in sorted(set(saved) | set(asked)):
+    there, here = saved.get(key), asked.get(key)
+    if there == here:
+      continue
+    if isinstance(there, dict) and isinstance(here, dict):
+      out.extend(_differences(there, here, prefix + key + "."))
+    else:
+      out.append("%s%s: %s there, %s asked" % (prefix, key, json.dumps(
+          there, ensure_ascii=False), json.dumps(here, ensure_ascii=False)))
+  return out
+
+
+def load_run_record(output_dir):
+  """run.json of output_dir as saved (None when there is none)."""
+  path = os.path.join(output_dir, RUN_FILE)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, encoding="utf-8") as f:
+      record = json.load(f)
+  except (OSError, ValueError) as e:
+    raise RunDirectoryError("%s cannot be read (%s)" % (path, e)) from None
+  if not isinstance(record, dict) or "problems" not in record:
+    raise RunDirectoryError("%s is not a bert_mtl run record" % path)
+  return record
+
+
+def effective_options(record):
+  """The settings in force: the first run's, updated by each later
+  command's recorded changes."""
+  options = {k: v for k, v in record.items() if k != HISTORY}
+  for entry in record.get(HISTORY, []):
+    options.update(entry.get("changed", {}))
+  return options
+
+
 def _mkdir(path):
   os.makedirs(path, exist_ok=True)
   return path
@@ -60,25 +115,35 @@ class Experiment(object):
   """
 
   def __init__(self, output_dir, options=None, vocab_file=None,
-               body_transform=None):
+               body_transform=None, overrides=None):
     self.output_dir = output_dir
     self.body_transform = body_transform
-    run_file = os.path.join(output_dir, RUN_FILE)
+    # Everything is checked before anything in output_dir is written.
+    self._record = load_run_record(output_dir)
+    self._asked = options is not None
     if options is None:
-      if not os.path.exists(run_file):
+      if self._record is None:
         raise ValueError("%s has no %s: train a model there first" %
                          (output_dir, RUN_FILE))
-      with open(run_file, encoding="utf-8") as f:
-        options = json.load(f)
+      options = effective_options(self._record)
+    elif self._record is not None:
+      self._check_compatible(effective_options(self._record), options,
+                             vocab_file)
+    elif tf.train.latest_checkpoint(output_dir):
+      raise RunDirectoryError(
+          "%s holds checkpoints but no %s: it is not a bert_mtl run; use a "
+          "new --output_dir" % (output_dir, RUN_FILE))
     self.options = dict(DEFAULTS, **options)
+    self.options.update(overrides or {})
     self.groups = problems.parse(self.options["problems"])
     self.names = [n for g in self.groups for n in g]
     self.types = {n: problems.get(n).type for n in self.names}
     _mkdir(output_dir)
     saved_vocab = os.path.join(output_dir, "vocab.txt")
     if vocab_file and os.path.abspath(vocab_file) != os.path.abspath(
-        saved_vocab):
-      shutil.copyfile(vocab_file, saved_vocab)
+        saved_vocab) and not os.path.exists(saved_vocab):
+      shutil.copyfile(vocab_file, saved_vocab + ".tmp")
+      os.replace(saved_vocab + ".tmp", saved_vocab)
     if not os.path.exists(saved_vocab):
       raise ValueError("no vocab_file given and none saved in %s" %
                        output_dir)
@@ -98,12 +163,48 @@ class Experiment(object):
 
   # ------------------------------------------------------------ saved state
 
+  def _check_compatible(self, saved, asked, vocab_file):
+    """Raises RunDirectoryError when `asked` would change what the run in
+    output_dir means (FIXED_SETTINGS, or another vocabulary)."""
+    saved = dict(DEFAULTS, **saved)
+    asked = dict(DEFAULTS, **asked)
+    problems_found = _differences({k: saved[k] for k in FIXED_SETTINGS},
+                                  {k: asked[k] for k in FIXED_SETTINGS})
+    saved_vocab = os.path.join(self.output_dir, "vocab.txt")
+    if (vocab_file and os.path.exists(saved_vocab) and
+        tokenization.load_vocab_tokens(vocab_file) !=
+        tokenization.load_vocab_tokens(saved_vocab)):
+      problems_found.append("vocab: %s there, %s asked (other tokens)" % (
+          saved_vocab, vocab_file))
+    if problems_found:
+      raise RunDirectoryError(
+          "%s already holds a run with other settings (%s): %s. These "
+          "change what its checkpoints mean, so nothing was written; use a "
+          "new --output_dir, or repeat the run's settings to resume it" % (
+              self.output_dir, RUN_FILE, "; ".join(problems_found)))
+
+  def _run_record(self):
+    """run.json: the first run's settings and each later command's
+    changes (what it asked for that differed), oldest first."""
+    if self._record is None:
+      self._record = dict(self.options, **{HISTORY: []})
+      return self._record
+    if not self._asked:  # eval / predict / export of a saved run
+      return self._record
+    saved = dict(DEFAULTS, **effective_options(self._record))
+    changed = {k: v for k, v in self.options.items() if saved.get(k) != v}
+    if changed:
+      self._record = dict(self._record, **{HISTORY: list(
+          self._record.get(HISTORY, [])) + [{
+              "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "changed": changed}]})
+    return self._record
+
   def save(self):
-    with open(os.path.join(self.output_dir, RUN_FILE), "w",
-              encoding="utf-8") as f:
-      json.dump(self.options, f, ensure_ascii=False, indent=1, sort_keys=True)
-    self.bert_config.to_json_file(
-        os.path.join(self.output_dir, "bert_config.json"))
+    files.atomic_write(os.path.join(self.output_dir, RUN_FILE), json.dumps(
+        self._run_record(), ensure_ascii=False, indent=1, sort_keys=True))
+    files.atomic_write(os.path.join(self.output_dir, "bert_config.json"),
+                       self.bert_config.to_json_string())
     labels_dir = _mkdir(os.path.join(self.output_dir, "labels"))
     for name, encoder in self.encoders.items():
       encoder.save(os.path.join(labels_dir, name + ".json"))
@@ -287,6 +388,11 @@ class Experiment(object):
     replicas = self.num_replicas(strategy)
     input_fn, _, built = self.input_fn(
         "train", True, self.options["train_batch_size"], replicas)
+    # --eval_on pairs are built (and their labels checked) before training,
+    # not found wrong after it.
+    for name, source in sorted(self.options["eval_on"].items()):
+      self.input_fn("eval", False, self.options["eval_batch_size"],
+                    groups=[[name]], sources={name: source})
     self.save()
     for group, (_, meta) in zip(self.groups, built):
       tf1.logging.info("train group %s: %d records", "&".join(group),
@@ -294,6 +400,11 @@ class Experiment(object):
     hooks = [progress.ProgressHook(steps, self.options["train_batch_size"],
                                    self.names,
                                    self.options["log_every_steps"])]
+    done = checkpoint.latest_step(self.output_dir)
+    if done is not None and done >= steps:
+      tf1.logging.warning(
+          "%s already holds step %d of %d: nothing to train (give a larger "
+          "--num_train_steps to train on)", self.output_dir, done, steps)
     estimator = self.estimator(steps, strategy)
     if not (cluster.is_multi_worker() or evaluate_during_training):
       estimator.train(input_fn, max_steps=steps, hooks=hooks)

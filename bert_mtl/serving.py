@@ -87,6 +87,54 @@ def split_units(text):
   return [(m.group(0), m.start()) for m in _UNIT.finditer(text)]
 
 
+def resolve_export(export_dir):
+  """A SavedModel directory: export_dir itself, or, for a parent such as
+  <output_dir>/export, its newest timestamped export."""
+  if os.path.exists(os.path.join(export_dir, "saved_model.pb")):
+    return export_dir
+  if os.path.isdir(export_dir):
+    stamps = [d for d in os.listdir(export_dir) if d.isdigit() and
+              os.path.exists(os.path.join(export_dir, d, "saved_model.pb"))]
+    if stamps:
+      return os.path.join(export_dir, max(stamps, key=int))
+  raise FileNotFoundError(
+      "%s is not a SavedModel directory (no saved_model.pb) and holds no "
+      "timestamped export" % export_dir)
+
+
+def check_texts(texts):
+  """`texts` as a list of str: bytes decoded as UTF-8 with invalid bytes
+  dropped (as tokenization.convert_to_unicode); a bare string, another
+  type, or a lone surrogate (not encodable Unicode text) is an error."""
+  if isinstance(texts, (str, bytes)):
+    raise TypeError("predict takes a list of texts, got a single %s: pass "
+                    "[text]" % type(texts).__name__)
+  try:
+    items = list(texts)
+  except TypeError:
+    raise TypeError("predict takes a list of texts, not %s" %
+                    type(texts).__name__) from None
+  out = []
+  for index, text in enumerate(items):
+    if isinstance(text, bytes):
+      text = text.decode("utf-8", "ignore")
+    elif not isinstance(text, str):
+      raise TypeError("texts[%d] must be str or bytes, not %s" %
+                      (index, type(text).__name__))
+    surrogate = _LONE_SURROGATE.search(text)
+    if surrogate:
+      raise ValueError(
+          "texts[%d] holds a lone surrogate U+%04X at character %d: not "
+          "Unicode text (decode the source with errors='replace', or pass "
+          "its UTF-8 bytes)" % (index, ord(surrogate.group(0)),
+                                surrogate.start()))
+    out.append(text)
+  return out
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 class Predictor(object):
   """Raw text in, structured results out, from an exported SavedModel.
 
@@ -100,6 +148,7 @@ class Predictor(object):
   """
 
   def __init__(self, export_dir, batch_size=64, native_viterbi=True):
+    export_dir = resolve_export(export_dir)
     assets = os.path.join(export_dir, "assets.extra")
     with open(os.path.join(assets, MANIFEST), encoding="utf-8") as f:
       self.manifest = json.load(f)
@@ -129,6 +178,7 @@ class Predictor(object):
   def encode(self, texts):
     """(rows, layout): model input rows (one per window) and what decode
     needs to map them back."""
+    texts = check_texts(texts)
     units = [split_units(t) for t in texts]
     alignments = features.align_units(
         self.tokenizer, [[u for u, _ in us] or [" "] for us in units])
@@ -170,6 +220,9 @@ class Predictor(object):
             for k, v in outputs.items()}
 
   def predict(self, texts):
+    """One result per text of `texts`, a list (or other sequence) of str or
+    bytes (UTF-8, invalid bytes dropped, as FullTokenizer reads them)."""
+    texts = check_texts(texts)
     rows, layout = self.encode(texts)
     return self.decode(texts, layout, self.run(rows))
 
@@ -231,10 +284,10 @@ class Predictor(object):
     the most context, then one Viterbi pass over the whole text."""
     rows = outputs[spec["name"] + "/potentials"]
     tagged = [u for u, p in enumerate(alignment.first_token) if p >= 0]
+    positions = [alignment.first_token[unit] for unit in tagged]
     potentials = []
-    for unit in tagged:
-      position = alignment.first_token[unit]
-      w = features.best_window(position, spans)
+    for position, w in zip(positions,
+                           features.best_windows(positions, spans)):
       potentials.append(rows[first_row + w][position - spans[w].start + 1])
     ids = [fallback] * len(alignment.first_token)
     if not tagged:

@@ -28,13 +28,21 @@ def build_chain(tokenizer, chain_text, tmp, split="train", max_examples=150,
   return groups, encoders, built, config
 
 
+def used_examples(tokenizer, group, split, max_examples, sources=None):
+  """The examples a group's features are built from under max_examples
+  (the seeded subset every GroupFeatures of that group reads)."""
+  config = dataset.make_config(tokenizer, data_dir(),
+                               max_examples=max_examples)
+  return dataset.read_examples(group, split, config, sources or {})
+
+
 def test_records_round_trip_labels(tokenizer, tmp_path):
   groups, encoders, built, _ = build_chain(tokenizer, "weibo_ner&weibo_cws",
                                            tmp_path, max_seq_length=512)
   (shards, meta), = built
   assert meta["count"] == 150  # one window each at 512
-  examples = problems.read("weibo_ner", "train", data_dir())[:150]
-  cws = problems.read("weibo_cws", "train", data_dir())[:150]
+  used = used_examples(tokenizer, ["weibo_ner", "weibo_cws"], "train", 150)
+  examples, cws = used["weibo_ner"], used["weibo_cws"]
   alignments = features.align_units(tokenizer, [e.inputs for e in examples])
   seen = 0
   for record in tf.data.TFRecordDataset(shards):
@@ -220,7 +228,8 @@ def test_scoring_a_head_on_another_problems_data(tokenizer, tmp_path):
   own = dataset.GroupFeatures(["pd98_cws"], "eval", config, encoders)
   pku = dataset.GroupFeatures(["pd98_cws"], "eval", config, encoders,
                               sources={"pd98_cws": "pku_cws"})
-  gold = problems.read("pku_cws", "eval", data_dir())[:30]
+  gold = used_examples(tokenizer, ["pd98_cws"], "eval", 30,
+                       {"pd98_cws": "pku_cws"})["pd98_cws"]
   assert [e.labels for e in pku.examples["pd98_cws"]] == [
       e.labels for e in gold]
   assert own.key() != pku.key()
@@ -239,7 +248,7 @@ def test_a_label_unseen_in_training_names_its_file_and_line(tokenizer,
   is left behind."""
   config = dataset.make_config(tokenizer, data_dir(), 32,
                                cache_dir=str(tmp_path), max_examples=300)
-  examples = problems.read("msra_ner", "eval", data_dir())[:300]
+  examples = used_examples(tokenizer, ["msra_ner"], "eval", 300)["msra_ner"]
   seen = sorted({l for e in examples for l in e.labels})
   missing = next(l for l in seen if l.endswith("ORG"))
   first_bad = next(e for e in examples if missing in e.labels)
@@ -267,7 +276,8 @@ def test_seq2seq_targets(tokenizer, tmp_path):
            for g in groups]
   tags = encoders["pd98_pos_seq"]
   assert tags.labels[:3] == ["[PAD]", "[BOS]", "[EOS]"]
-  pos_examples = problems.read("pd98_pos_seq", "train", data_dir())[:60]
+  pos_examples = used_examples(tokenizer, ["pd98_pos_seq"], "train",
+                               60)["pd98_pos_seq"]
   for parsed in _records(built[0][0]):
     index = parsed["example_index"].int64_list.value[0]
     start = parsed["window_start"].int64_list.value[0]
@@ -278,7 +288,8 @@ def test_seq2seq_targets(tokenizer, tmp_path):
       continue
     want = tags.encode(pos_examples[index].labels)[:7] + [2]
     assert (label, present) == (want, 1)
-  ner_examples = problems.read("msra_entities_text", "train", data_dir())[:60]
+  ner_examples = used_examples(tokenizer, ["msra_entities_text"], "train",
+                               60)["msra_entities_text"]
   for parsed in _records(built[1][0]):
     index = parsed["example_index"].int64_list.value[0]
     label = list(parsed["msra_entities_text_label"].int64_list.value)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from conftest import data_dir
@@ -109,3 +110,23 @@ def test_predictor_maps_back_to_characters(tmp_path):
     assert ours["weibo_cws"]["words"] == theirs["weibo_cws"]["words"]
   assert serving.split_units("上海 ABC1,x") == [
       ("上", 0), ("海", 1), ("ABC1", 3), (",", 7), ("x", 8)]
+  # Inputs: a list of str or bytes (UTF-8, invalid bytes dropped as
+  # FullTokenizer drops them); anything else is one clear error.
+  assert predictor.predict([b"\xe4\xb8\x8a\xff\xe6\xb5\xb7"]) == (
+      predictor.predict(["上海"]))
+  with pytest.raises(TypeError, match="got a single str: pass"):
+    predictor.predict("北京上海")
+  with pytest.raises(TypeError, match=r"texts\[1\] must be str or bytes, "
+                     "not NoneType"):
+    predictor.predict(["好", None])
+  with pytest.raises(TypeError, match=r"texts\[0\] must be str or bytes, "
+                     "not int"):
+    predictor.predict([3])
+  with pytest.raises(ValueError, match=r"texts\[0\] holds a lone surrogate "
+                     "U\\+D800 at character 1"):
+    predictor.predict(["a\ud800b"])
+  # The export's parent directory resolves to its newest export.
+  parent = serving.Predictor(str(tmp_path / "model" / "export"))
+  assert parent.predict(short) == predictor.predict(short)
+  with pytest.raises(FileNotFoundError, match="no saved_model.pb"):
+    serving.Predictor(str(tmp_path))

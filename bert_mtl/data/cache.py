@@ -5,7 +5,9 @@ readers and feature builders, the examples themselves (inputs and labels,
 so any change to a data file shows), the vocabulary, casing, sequence length,
 label maps and problem set.  A cache directory is written under a temporary
 name and renamed when complete, so a run killed mid-write leaves nothing
-that a later run would trust.
+that a later run would trust; meta.json records each shard's size and
+sha256, and an entry is used only when its shards still match them (a
+damaged entry is reported with its path and rebuilt).
 """
 
 import hashlib
@@ -13,6 +15,8 @@ import json
 import os
 import shutil
 import uuid
+
+from absl import logging
 
 from bert_mtl import _native
 
@@ -63,20 +67,52 @@ def examples_digest(examples):
   return digest.hexdigest()
 
 
-def cached_shards(cache_dir, name, key):
-  """(shard paths, meta dict) of a complete cache entry, or None."""
-  directory = os.path.join(cache_dir, "%s-%s" % (name, key[:16]))
+def entry_directory(cache_dir, name, key):
+  return os.path.join(cache_dir, "%s-%s" % (name, key[:16]))
+
+
+def _damage(directory, key):
+  """Why the entry in `directory` cannot be trusted (None if it can), and
+  its meta dict."""
   meta_path = os.path.join(directory, META)
-  if not os.path.exists(meta_path):
+  try:
+    with open(meta_path, encoding="utf-8") as f:
+      meta = json.load(f)
+  except (OSError, ValueError) as e:
+    return "%s is unreadable (%s)" % (meta_path, e), None
+  if not isinstance(meta, dict) or meta.get("key") != key:
+    return "%s belongs to another key" % meta_path, None
+  checks = meta.get("shard_checks")
+  if not isinstance(checks, list) or len(checks) != len(meta.get("shards",
+                                                                  ())):
+    return "%s lists no size and checksum for its shards" % meta_path, None
+  for shard, (size, digest) in zip(meta["shards"], checks):
+    path = os.path.join(directory, shard)
+    if not os.path.exists(path):
+      return "%s is missing" % path, None
+    if os.path.getsize(path) != size:
+      return "%s has %d bytes, %d were written" % (
+          path, os.path.getsize(path), size), None
+    if file_digest(path) != digest:
+      return "%s does not match the checksum it was written with" % path, None
+  return None, meta
+
+
+def cached_shards(cache_dir, name, key):
+  """(shard paths, meta dict) of a complete, intact cache entry, or None.
+
+  An entry whose meta.json or shards are damaged (unreadable, truncated,
+  emptied, overwritten) is reported with its path and left for the caller
+  to rebuild; it is never trained on."""
+  directory = entry_directory(cache_dir, name, key)
+  if not os.path.exists(directory):
     return None
-  with open(meta_path, encoding="utf-8") as f:
-    meta = json.load(f)
-  if meta.get("key") != key:
+  reason, meta = _damage(directory, key)
+  if reason is not None:
+    logging.warning("feature cache entry %s is damaged: %s; rebuilding it",
+                    directory, reason)
     return None
-  shards = [os.path.join(directory, s) for s in meta["shards"]]
-  if not all(os.path.exists(s) for s in shards):
-    return None
-  return shards, meta
+  return [os.path.join(directory, s) for s in meta["shards"]], meta
 
 
 class ShardWriter(object):
@@ -109,12 +145,15 @@ def write_entry(cache_dir, name, key, write, extra_meta=None):
     write: write(temporary_directory) -> (shard file names, record count);
       it writes the shards into the directory it is given.
   """
-  directory = os.path.join(cache_dir, "%s-%s" % (name, key[:16]))
+  directory = entry_directory(cache_dir, name, key)
   temporary = "%s.tmp-%s" % (directory, uuid.uuid4().hex[:8])
   os.makedirs(temporary)
   try:
     names, count = write(temporary)
-    meta = dict(extra_meta or {}, key=key, shards=names, count=count)
+    checks = [(os.path.getsize(os.path.join(temporary, n)),
+               file_digest(os.path.join(temporary, n))) for n in names]
+    meta = dict(extra_meta or {}, key=key, shards=names, count=count,
+                shard_checks=checks)
     with open(os.path.join(temporary, META), "w", encoding="utf-8") as f:
       json.dump(meta, f, ensure_ascii=False, indent=1)
     try:

@@ -13,6 +13,7 @@ original feature names), which the parser trims back to their real length.
 
 import collections
 import os
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -72,9 +73,57 @@ def decoder_special_ids(encoder):
   return ids["[PAD]"], ids["[CLS]"], ids["[SEP]"]
 
 
-def _read(name, split, config):
-  examples = problems.read(name, split, config.data_dir)
-  return examples[:config.max_examples] if config.max_examples else examples
+def subset(examples, max_examples, seed, stratify=False):
+  """At most max_examples of `examples`, drawn at random (seeded) and kept
+  in their file order; with `stratify` (classification), each label keeps
+  its share (largest remainders, at least one example of each label while
+  max_examples allows).  Corpora are often sorted by label, so a prefix
+  would see one class only."""
+  if not max_examples or len(examples) <= max_examples:
+    return examples
+  rng = np.random.RandomState(seed)
+  if not stratify:
+    chosen = rng.choice(len(examples), max_examples, replace=False)
+    return [examples[i] for i in sorted(chosen)]
+  by_label = collections.OrderedDict()
+  for index, example in enumerate(examples):
+    by_label.setdefault(example.labels, []).append(index)
+  labels = sorted(by_label, key=str)
+  shares = np.array([len(by_label[l]) for l in labels], np.float64)
+  exact = shares * max_examples / len(examples)
+  counts = np.floor(exact).astype(int)
+  counts = np.maximum(counts, np.minimum(1, max_examples // len(labels)))
+  for k in np.argsort(-(exact - np.floor(exact)), kind="stable"):
+    if counts.sum() >= max_examples:
+      break
+    counts[k] += 1
+  while counts.sum() > max_examples:  # the minimum of one overshot
+    counts[int(np.argmax(counts))] -= 1
+  chosen = []
+  for label, count in zip(labels, counts):
+    chosen.extend(rng.choice(by_label[label], int(count), replace=False))
+  return [examples[i] for i in sorted(chosen)]
+
+
+def read_examples(group, split, config, sources):
+  """{problem: examples} of an `&` group, the same subset of each under
+  max_examples (stratified when every problem of the group is `cls`)."""
+  examples = {n: problems.read(sources.get(n, n), split, config.data_dir)
+              for n in group}
+  if not config.max_examples:
+    return examples
+  first = examples[group[0]]
+  stratify = all(problems.get(n).type == "cls" for n in group)
+  seed = zlib.crc32(("%s/%s" % ("&".join(group), split)).encode("utf-8"))
+  chosen = subset(list(range(len(first))) if not stratify else first,
+                  config.max_examples, seed, stratify)
+  if stratify:
+    keep = {id(e) for e in chosen}
+    indices = [i for i, e in enumerate(first) if id(e) in keep]
+  else:
+    indices = chosen
+  return {n: [e[i] for i in indices] if len(e) == len(first) else
+          subset(e, config.max_examples, seed) for n, e in examples.items()}
 
 
 def fit_label_encoders(groups, config):
@@ -102,7 +151,31 @@ def fit_label_encoders(groups, config):
       label_lists = [e.labels for e in examples]
     reserved = TAG_SPECIALS if spec.type == "seq2seq_tag" else ()
     encoders[name] = problems.LabelEncoder.fit(label_lists, name, reserved)
+    _check_labels(name, spec, examples, encoders[name].labels)
   return encoders
+
+
+def _check_labels(name, spec, examples, labels):
+  """A training split whose labels cannot train the problem is a
+  DataError naming the file (and line): a classifier with one class, or
+  tags outside the problem's declared scheme."""
+  if spec.type == "cls" and len(labels) < 2:
+    paths = sorted({e.path for e in examples if e.path})
+    raise problems.DataError(
+        "every training example has label %r; a classifier needs at least "
+        "two classes (is a corpus file empty or missing?)" % labels[0],
+        name, ", ".join(paths))
+  if spec.type != "seq_tag" or not spec.scheme:
+    return
+  misfit = problems.scheme_misfit(labels, spec.scheme)
+  if misfit is None:
+    return
+  label, reason = misfit
+  example = next(e for e in examples if label in e.labels)
+  raise problems.DataError(
+      "label %r does not fit the %s tagging scheme: %s" % (
+          label, spec.scheme, reason), name, example.path,
+      example.line_of(list(example.labels).index(label)))
 
 
 def _int_feature(values):
@@ -146,8 +219,7 @@ class GroupFeatures(object):
         raise ValueError("%s (%s) cannot be scored on %s (%s): the types "
                          "differ" % (name, self.types[name], source,
                                      problems.get(source).type))
-    self.examples = {n: _read(self.sources.get(n, n), split, config)
-                     for n in group}
+    self.examples = read_examples(self.group, split, config, self.sources)
     chain.check_same_inputs(self.group, self.examples)
     first = self.examples[self.group[0]]
     # Training records are written in a fixed random order: corpora are
@@ -204,7 +276,8 @@ class GroupFeatures(object):
                                     example.line)
       _, _, eos = decoder_special_ids(encoder)
       return list(target_ids[:self.config.max_target_length - 1]) + [eos]
-    return encoder.encode(example.labels, example.path, example.line)
+    return encoder.encode(example.labels, example.path, example.line,
+                          example)
 
   def records(self, lo=0, hi=None):
     """Serialized tf.train.Examples, one per window of examples lo..hi-1."""
@@ -269,7 +342,8 @@ class GroupFeatures(object):
                                      encoder.ids)
     if ids is None:  # an error naming the file and line of the example
       example = examples[indices[bad]]
-      encoder.encode(example.labels, example.path, example.line)
+      encoder.encode(example.labels, example.path, example.line,
+                     example)
       raise AssertionError("lookup_labels and LabelEncoder disagree")
     return ids
 

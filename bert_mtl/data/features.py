@@ -13,6 +13,7 @@ back by taking each unit's label from the window where it has the most
 context on both sides, as the original run_squad.py does for documents.
 """
 
+import bisect
 import collections
 import itertools
 
@@ -110,16 +111,33 @@ def windows(num_tokens, max_tokens, stride):
     start += stride
 
 
-def best_window(position, spans):
-  """Index of the window giving token `position` the most context (the
-  smaller of its left and right context, ties to the earlier window)."""
-  best, best_score = None, None
-  for index, (start, end) in enumerate(spans):
-    if start <= position < end:
-      score = min(position - start, end - 1 - position)
-      if best_score is None or score > best_score:
+def best_windows(positions, spans):
+  """For each token position, the index of the window giving it the most
+  context (the smaller of its left and right context, ties to the earlier
+  window); None for a position no window covers.
+
+  Linear in len(positions) + len(spans): windows are sorted by start (and
+  so by end), as window_spans makes them, and only the few that overlap a
+  position are scored.
+  """
+  starts = [start for start, _ in spans]
+  out = []
+  for position in positions:
+    best, best_score = None, None
+    index = bisect.bisect_right(starts, position) - 1
+    while index >= 0 and spans[index].end > position:
+      score = min(position - spans[index].start,
+                  spans[index].end - 1 - position)
+      if best_score is None or score >= best_score:
         best, best_score = index, score
-  return best
+      index -= 1
+    out.append(best)
+  return out
+
+
+def best_window(position, spans):
+  """best_windows of one position."""
+  return best_windows([position], spans)[0]
 
 
 def window_spans(num_tokens, max_seq_length, stride=None):
@@ -173,11 +191,11 @@ def merge_window_predictions(alignment, spans, window_predictions,
     int list, exactly one prediction per unit.
   """
   out = []
-  for position in alignment.first_token:
+  chosen = best_windows(alignment.first_token, spans)
+  for position, w in zip(alignment.first_token, chosen):
     if position < 0:
       out.append(fallback)
       continue
-    w = best_window(position, spans)
     out.append(int(window_predictions[w][position - spans[w].start]))
   return out
 

@@ -18,9 +18,15 @@ SENTENCE_END = "。！？"
 
 def lines_of(path):
   """(1-based line number, text without CR/LF) of a UTF-8 file; invalid
-  UTF-8 is a DataError naming the line."""
+  UTF-8 is a DataError naming the line, and an empty file is a DataError
+  naming the file.  A UTF-8 byte-order mark at the start is dropped (it is
+  not text: left in, it would become a unit of the first sentence)."""
   with open(path, "rb") as f:
     data = f.read()
+  if data.startswith(b"\xef\xbb\xbf"):
+    data = data[3:]
+  if not data.strip():
+    raise DataError("the file is empty", path=path)
   for number, raw in enumerate(data.split(b"\n"), start=1):
     try:
       text = raw.decode("utf-8")
@@ -104,6 +110,8 @@ WEIBO_FILES = {"train": "weibo_ner/weiboNER_2nd_conll.train",
 
 def _weibo_row(text):
   token, tag = text.split("\t")
+  if not tag:
+    raise ValueError("expected CHAR<digits><TAB>TAG, the tag is empty")
   chars = token.rstrip("0123456789")
   if not chars:  # the character is itself a digit: "20" is "2", position 0
     chars = token[:1]
@@ -123,7 +131,7 @@ def weibo_sentences(split, data_dir):
 def weibo_ner(split, data_dir):
   """Weibo NER, all 8 types (PER/LOC/ORG/GPE x NAM/NOM)."""
   for path, line, rows in weibo_sentences(split, data_dir):
-    yield Example([r[0] for r in rows], [r[2] for r in rows], path, line)
+    yield Example([r[0] for r in rows], [r[2] for r in rows], path, line, 1)
 
 
 @problem("weibo_ner_nam", "seq_tag", source=WEIBO_FILES["train"],
@@ -132,7 +140,7 @@ def weibo_ner_nam(split, data_dir):
   """Weibo NER, named mentions only (the original project's definition)."""
   for path, line, rows in weibo_sentences(split, data_dir):
     tags = [r[2] if r[2].endswith(".NAM") else "O" for r in rows]
-    yield Example([r[0] for r in rows], tags, path, line)
+    yield Example([r[0] for r in rows], tags, path, line, 1)
 
 
 @problem("weibo_cws", "seq_tag", source=WEIBO_FILES["train"], scheme="BMES",
@@ -149,7 +157,7 @@ def weibo_cws(split, data_dir):
         tags.append("S" if ends else "B")
       else:
         tags.append("E" if ends else "M")
-    yield Example([r[0] for r in rows], tags, path, line)
+    yield Example([r[0] for r in rows], tags, path, line, 1)
 
 
 # ------------------------------------------------------------------ MSRA
@@ -161,7 +169,7 @@ MSRA_FILES = {"train": "msra_ner/msra_train.txt",
 
 def _msra_row(text):
   char, tag = text.split(" ")
-  if not char:
+  if not char or not tag:
     raise ValueError("expected CHAR<space>TAG")
   return char, tag
 
@@ -194,7 +202,7 @@ def bmes_entities(tags):
 def msra_ner(split, data_dir):
   """MSRA NER (PER/LOC/ORG, BMES)."""
   for path, line, chars, tags in msra_sentences(split, data_dir):
-    yield Example(chars, tags, path, line)
+    yield Example(chars, tags, path, line, 1)
 
 
 @problem("msra_entity_types", "multi_cls", source=MSRA_FILES["train"])

@@ -16,13 +16,21 @@ SPLITS = ("train", "eval", "predict")
 
 
 class Example(collections.namedtuple(
-    "Example", ["inputs", "labels", "path", "line"])):
+    "Example", ["inputs", "labels", "path", "line", "line_step"])):
   """One example: inputs (text, text pair, list of units, or a document),
-  labels in the type's form, and where it came from (file, 1-based line)."""
+  labels in the type's form, and where it came from (file, 1-based line).
+  line_step 1 says unit k stands on line `line + k` (one-token-a-line
+  files), so an error about one label can name its own line."""
   __slots__ = ()
 
-  def __new__(cls, inputs, labels, path=None, line=None):
-    return super().__new__(cls, inputs, labels, path, line)
+  def __new__(cls, inputs, labels, path=None, line=None, line_step=None):
+    return super().__new__(cls, inputs, labels, path, line, line_step)
+
+  def line_of(self, unit):
+    """The line of unit `unit` (the example's line when not known)."""
+    if self.line is None or not self.line_step:
+      return self.line
+    return self.line + unit * self.line_step
 
 
 Problem = collections.namedtuple(
