@@ -11,7 +11,6 @@ are MSRA test sentences joined together.
 """
 
 import argparse
-import glob
 import os
 import shutil
 import tempfile
@@ -19,12 +18,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bert_mtl import experiment, modeling, problems, serving  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bert_mtl import modeling, problems, serving  # pylint: disable=g-import-not-at-top,wrong-import-position
 from bert_mtl.data import features  # pylint: disable=g-import-not-at-top,wrong-import-position
-from common import data_dir, data_file  # pylint: disable=g-import-not-at-top,wrong-import-position
-from predict import TimedSignature  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-CHAIN = "msra_ner|pd98_cws&pd98_pos|chn_sentiment"
+from common import data_dir  # pylint: disable=g-import-not-at-top,wrong-import-position
+from predict import CHAIN, TimedSignature, export_base_model  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def quadratic_best_window(position, spans):
@@ -41,15 +38,7 @@ def quadratic_best_window(position, spans):
 def export_tiny_model(work):
   config = dict(vocab_size=21128, max_position_embeddings=128,
                 type_vocab_size=2, **modeling.SMALL_MODELS["tiny"])
-  options = dict(experiment.DEFAULTS, problems=CHAIN, data_dir=data_dir(),
-                 cache_dir=os.path.join(work, "cache"), bert_config=config,
-                 max_seq_length=128, max_examples=64, train_batch_size=2,
-                 num_train_steps=1)
-  run = experiment.Experiment(os.path.join(work, "model"), options,
-                              data_file("vocab/chinese_vocab.txt"))
-  run.train(1)
-  serving.export(run, os.path.join(work, "export"))
-  return glob.glob(os.path.join(work, "export", "*"))[0]
+  return export_base_model(work, 128, config)
 
 
 def main():

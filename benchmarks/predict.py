@@ -49,9 +49,12 @@ class _Eager(object):
     return self.value
 
 
-def export_base_model(work, max_seq_length):
+def export_base_model(work, max_seq_length, bert_config=None):
+  """An export of CHAIN after one training step (BERT-Base shape unless
+  bert_config says otherwise)."""
   options = dict(experiment.DEFAULTS, problems=CHAIN, data_dir=data_dir(),
-                 cache_dir=os.path.join(work, "cache"), bert_config=BASE,
+                 cache_dir=os.path.join(work, "cache"),
+                 bert_config=bert_config or BASE,
                  max_seq_length=max_seq_length, max_examples=64,
                  train_batch_size=2, num_train_steps=1)
   run = experiment.Experiment(os.path.join(work, "model"), options,

@@ -283,12 +283,12 @@ class Predictor(object):
     """Tag ids per unit: each unit's scores from the window where it has
     the most context, then one Viterbi pass over the whole text."""
     rows = outputs[spec["name"] + "/potentials"]
-    tagged = [u for u, p in enumerate(alignment.first_token) if p >= 0]
-    positions = [alignment.first_token[unit] for unit in tagged]
-    potentials = []
-    for position, w in zip(positions,
-                           features.best_windows(positions, spans)):
-      potentials.append(rows[first_row + w][position - spans[w].start + 1])
+    first_token = np.asarray(alignment.first_token)
+    tagged = np.flatnonzero(first_token >= 0).tolist()
+    # +1: the potentials rows start with [CLS].
+    potentials = features.gather_from_windows(
+        first_token[tagged], spans, rows[first_row:first_row + len(spans)],
+        offset=1)
     ids = [fallback] * len(alignment.first_token)
     if not tagged:
       return ids

@@ -24,6 +24,7 @@ def _fails(tmp_path, message, **flags):
   assert process.returncode != 0
   assert message in process.stderr, process.stderr[-2000:]
   assert "Traceback" not in process.stderr, process.stderr[-3000:]
+  assert "--bucket_boundaries" not in process.stderr  # no flag help dump
   assert not (tmp_path / "model" / "run.json").exists()  # no work done
   return process.stderr
 
@@ -41,6 +42,17 @@ def _fails(tmp_path, message, **flags):
     ({"eval_on": "pd98_cws=pku_cws"}, "pd98_cws is not a problem of this run"),
     ({"eval_on": "msra_ner=chn_sentiment"},
      "msra_ner is seq_tag but chn_sentiment is cls"),
+    ({"learning_rate": -1}, "--learning_rate=-1.0: must be > 0"),
+    ({"loss_weights": "msra_ner=-2"}, "--loss_weights=['msra_ner=-2']: "
+     "'msra_ner=-2': weights must be numbers >= 0"),
+    ({"num_train_steps": 0}, "--num_train_steps=0: must be >= 1"),
+    ({"num_train_steps": -1}, "--num_train_steps=-1: must be >= 1"),
+    ({"max_seq_length": 2}, "--max_seq_length=2: must be >= 3"),
+    ({"train_batch_size": 0}, "--train_batch_size=0: must be >= 1"),
+    ({"problems": "msra_ner|chn_sentiment", "sampling": "weights"},
+     "--sampling=weights needs one weight >= 0 per '|' group (2)"),
+    ({"init_checkpoint": "/no/such/bert_model.ckpt"},
+     "--init_checkpoint=/no/such/bert_model.ckpt: no such checkpoint"),
 ])
 def test_bad_settings_fail_early_and_clearly(tmp_path, flags, message):
   _fails(tmp_path, message, **flags)

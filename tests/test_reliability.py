@@ -200,15 +200,17 @@ def test_a_damaged_cache_entry_is_reported_and_rebuilt(tmp_path, damage,
 # ------------------------------------------------------- long texts
 
 
-def test_window_choice_is_the_quadratic_definition(tmp_path):
+def test_window_choice_is_the_definition(tmp_path):
   def reference(position, spans):
-    best, best_score = None, None
-    for index, (start, end) in enumerate(spans):
-      if start <= position < end:
-        score = min(position - start, end - 1 - position)
-        if best_score is None or score > best_score:
-          best, best_score = index, score
-    return best
+    """The covering window with the most context on its shorter side,
+    the earliest among equals."""
+    covering = [i for i, (start, end) in enumerate(spans)
+                if start <= position < end]
+    if not covering:
+      return None
+    return max(covering, key=lambda i: (min(position - spans[i].start,
+                                             spans[i].end - 1 - position),
+                                         -i))
   rng = random.Random(0)
   for _ in range(300):
     n = rng.randint(0, 300)

@@ -13,7 +13,6 @@ back by taking each unit's label from the window where it has the most
 context on both sides, as the original run_squad.py does for documents.
 """
 
-import bisect
 import collections
 import itertools
 
@@ -116,23 +115,47 @@ def best_windows(positions, spans):
   context (the smaller of its left and right context, ties to the earlier
   window); None for a position no window covers.
 
-  Linear in len(positions) + len(spans): windows are sorted by start (and
-  so by end), as window_spans makes them, and only the few that overlap a
-  position are scored.
+  Linear in len(positions) + len(spans), vectorised: windows are sorted by
+  start (and so by end), as window_spans makes them, so the windows
+  covering a position are a short contiguous run, scored from its last
+  window backwards.
   """
-  starts = [start for start, _ in spans]
-  out = []
-  for position in positions:
-    best, best_score = None, None
-    index = bisect.bisect_right(starts, position) - 1
-    while index >= 0 and spans[index].end > position:
-      score = min(position - spans[index].start,
-                  spans[index].end - 1 - position)
-      if best_score is None or score >= best_score:
-        best, best_score = index, score
-      index -= 1
-    out.append(best)
-  return out
+  positions = np.asarray(positions, np.int64).reshape(-1)
+  if not len(spans) or not len(positions):
+    return [None] * len(positions)
+  starts = np.asarray([s for s, _ in spans], np.int64)
+  ends = np.asarray([e for _, e in spans], np.int64)
+  last = np.searchsorted(starts, positions, side="right") - 1
+  first = np.searchsorted(ends, positions, side="right")
+  best = np.full(len(positions), -1, np.int64)
+  best_score = np.full(len(positions), -1, np.int64)
+  for back in range(int(np.max(last - first, initial=-1)) + 1):
+    index = last - back
+    valid = index >= first
+    clipped = np.clip(index, 0, len(spans) - 1)
+    score = np.minimum(positions - starts[clipped],
+                       ends[clipped] - 1 - positions)
+    better = valid & (score >= best_score)
+    best = np.where(better, index, best)
+    best_score = np.where(better, score, best_score)
+  return [None if b < 0 else b for b in best.tolist()]
+
+
+def gather_from_windows(positions, spans, per_window, offset=0):
+  """Each position's row of `per_window` (per window, an array indexed by
+  token position within the window, plus `offset`) from its best window,
+  stacked: [len(positions), ...].  One slice per window, not per token."""
+  positions = np.asarray(positions, np.int64).reshape(-1)
+  if not len(positions):
+    return np.zeros((0,) + np.shape(per_window[0])[1:])
+  chosen = np.asarray(best_windows(positions, spans), np.int64)
+  cuts = np.flatnonzero(np.diff(chosen)) + 1
+  pieces = []
+  for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(positions)]):
+    w = chosen[lo]
+    local = positions[lo:hi] - spans[w].start + offset
+    pieces.append(np.asarray(per_window[w])[local])
+  return np.concatenate(pieces)
 
 
 def best_window(position, spans):
@@ -190,14 +213,13 @@ def merge_window_predictions(alignment, spans, window_predictions,
   Returns:
     int list, exactly one prediction per unit.
   """
-  out = []
-  chosen = best_windows(alignment.first_token, spans)
-  for position, w in zip(alignment.first_token, chosen):
-    if position < 0:
-      out.append(fallback)
-      continue
-    out.append(int(window_predictions[w][position - spans[w].start]))
-  return out
+  first_token = np.asarray(alignment.first_token, np.int64)
+  out = np.full(len(first_token), fallback, np.int64)
+  has_token = first_token >= 0
+  if has_token.any():
+    out[has_token] = gather_from_windows(first_token[has_token], spans,
+                                         window_predictions)
+  return out.tolist()
 
 
 def pack(ids_a, max_seq_length, cls_id, sep_id, ids_b=None):
