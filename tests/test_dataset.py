@@ -120,7 +120,7 @@ def test_cache_reused_and_invalidated(tokenizer, tmp_path):
   assert copied == shards  # same content, same key
   text = (root / "msra_ner/msra_train.txt").read_bytes()
   (root / "msra_ner/msra_train.txt").write_bytes(
-      text.replace("当 O".encode(), "当 B-LOC".encode(), 1))
+      text.replace("当 O".encode(), "当 B-LOC".encode()))  # in the subset
   _, _, [(changed, _)], _ = build_chain(tokenizer, "msra_ner", tmp_path,
                                         root=str(root))
   assert changed != shards
@@ -258,7 +258,8 @@ def test_a_label_unseen_in_training_names_its_file_and_line(tokenizer,
                                 {"msra_ner": encoder})
   with pytest.raises(problems.DataError, match=r"problem msra_ner, file "
                      r".*msra_test.txt, line %d: label '%s' was not in the "
-                     "training split" % (first_bad.line, missing)):
+                     "training split" % (first_bad.line_of(
+                         first_bad.labels.index(missing)), missing)):
     group.build()
   assert not os.listdir(tmp_path)
 

@@ -18,14 +18,14 @@ SENTENCE_END = "。！？"
 
 def lines_of(path):
   """(1-based line number, text without CR/LF) of a UTF-8 file; invalid
-  UTF-8 is a DataError naming the line, and an empty file is a DataError
-  naming the file.  A UTF-8 byte-order mark at the start is dropped (it is
+  UTF-8 is a DataError naming the line, and an empty (0-byte) file is a
+  DataError naming the file.  A UTF-8 byte-order mark at the start is dropped (it is
   not text: left in, it would become a unit of the first sentence)."""
   with open(path, "rb") as f:
     data = f.read()
   if data.startswith(b"\xef\xbb\xbf"):
     data = data[3:]
-  if not data.strip():
+  if not data:
     raise DataError("the file is empty", path=path)
   for number, raw in enumerate(data.split(b"\n"), start=1):
     try:
