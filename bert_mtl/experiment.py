@@ -8,7 +8,6 @@ evaluation, prediction and export need only the output directory.
 import json
 import os
 import re
-import shutil
 import time
 
 import tensorflow as tf
@@ -142,8 +141,7 @@ class Experiment(object):
     saved_vocab = os.path.join(output_dir, "vocab.txt")
     if vocab_file and os.path.abspath(vocab_file) != os.path.abspath(
         saved_vocab) and not os.path.exists(saved_vocab):
-      shutil.copyfile(vocab_file, saved_vocab + ".tmp")
-      os.replace(saved_vocab + ".tmp", saved_vocab)
+      files.atomic_copy(vocab_file, saved_vocab)
     if not os.path.exists(saved_vocab):
       raise ValueError("no vocab_file given and none saved in %s" %
                        output_dir)

@@ -16,7 +16,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import crf, evaluation, problems, tokenization
+from bert_mtl import crf, evaluation, files, problems, tokenization
 from bert_mtl.data import features
 
 INPUTS = ("input_ids", "input_mask", "segment_ids")
@@ -64,8 +64,8 @@ def export(run, export_dir):
   SavedModel directory."""
   estimator = run.estimator()
   manifest_path = os.path.join(run.output_dir, MANIFEST)
-  with open(manifest_path, "w", encoding="utf-8") as f:
-    json.dump(manifest(run), f, ensure_ascii=False, indent=1)
+  files.atomic_write(manifest_path, json.dumps(manifest(run),
+                                               ensure_ascii=False, indent=1))
   run.save()
   assets = {MANIFEST: manifest_path,
             "vocab.txt": os.path.join(run.output_dir, "vocab.txt")}

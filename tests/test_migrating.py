@@ -163,7 +163,7 @@ def test_original_head_errors(corpus, trained_v2, tmp_path):
        "msra_ner is seq_tag; run_classifier's head loads into a cls problem"),
       (["--problems=chn_sentiment", "--original_head=chn_sentiment",
         "--init_checkpoint=" + str(tmp_path / "missing.ckpt")],
-       "cannot be read"),
+       "missing.ckpt: no such checkpoint"),
       (["--problems=chn_sentiment", "--original_head=chn_sentiment",
         "--init_checkpoint=" + _checkpoint_without_head(tmp_path)],
        "has no output_weights or output_bias (not a checkpoint of "

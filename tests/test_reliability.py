@@ -44,7 +44,6 @@ def test_an_empty_corpus_file_is_an_error_naming_it(tmp_path):
       root / "sentiment" / "neg.txt")
 
 
-@problems.problem("test_one_class", "cls", source="sentiment/pos.txt")
 def _one_class(split, data_dir):
   """The reviews of pos.txt only, as a cls problem: one class."""
   path = os.path.join(data_dir, "sentiment", "pos.txt")
@@ -52,7 +51,12 @@ def _one_class(split, data_dir):
     yield problems.Example(text.strip(), "pos", path, line)
 
 
-def test_a_one_class_training_split_is_an_error(tmp_path):
+def test_a_one_class_training_split_is_an_error(tmp_path, monkeypatch):
+  from bert_mtl.problems import registry  # pylint: disable=g-import-not-at-top
+  # Registered for this test only (the registry is process-wide).
+  monkeypatch.setitem(registry._PROBLEMS, "test_one_class", registry.Problem(  # pylint: disable=protected-access
+      "test_one_class", "cls", _one_class, "sentiment/pos.txt", None,
+      "accuracy"))
   root = _copy(tmp_path, "sentiment/pos.txt")
   with pytest.raises(problems.DataError) as error:
     _fit("test_one_class", root)
