@@ -192,6 +192,22 @@ def _check_numbers(num_groups):
     need(FLAGS[flag].value >= 1, flag, "must be >= 1")
   need(FLAGS.max_examples is None or FLAGS.max_examples >= 1,
        "max_examples", "must be >= 1")
+  for flag in ("beam_size", "decoder_layers", "max_predictions_per_seq",
+               "pretrain_dupe_factor", "worker_timeout_secs"):
+    need(FLAGS[flag].value >= 1, flag, "must be >= 1")
+  need(0 < FLAGS.masked_lm_prob < 1, "masked_lm_prob", "must be in (0, 1)")
+  need(0 <= FLAGS.short_seq_prob <= 1, "short_seq_prob", "must be in [0, 1]")
+  need(FLAGS.beam_alpha >= 0, "beam_alpha", "must be >= 0")
+  need(FLAGS.sampling_temperature > 0, "sampling_temperature", "must be > 0")
+  need(FLAGS.crf_lr_multiplier is None or FLAGS.crf_lr_multiplier > 0,
+       "crf_lr_multiplier", "must be > 0")
+  try:
+    buckets = [int(b) for b in FLAGS.bucket_boundaries or []]
+  except ValueError:
+    buckets = None
+  need(buckets is not None and all(b >= 1 for b in buckets) and
+       buckets == sorted(set(buckets)), "bucket_boundaries",
+       "must be increasing positive integers")
   need(FLAGS.cpu_replicas >= 0 and FLAGS.num_gpus >= 0,
        "cpu_replicas" if FLAGS.cpu_replicas < 0 else "num_gpus",
        "must be >= 0")

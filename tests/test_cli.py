@@ -24,7 +24,7 @@ def _fails(tmp_path, message, **flags):
   assert process.returncode != 0
   assert message in process.stderr, process.stderr[-2000:]
   assert "Traceback" not in process.stderr, process.stderr[-3000:]
-  assert "--bucket_boundaries" not in process.stderr  # no flag help dump
+  assert "bounding the padding buckets" not in process.stderr  # no flag help
   assert not (tmp_path / "model" / "run.json").exists()  # no work done
   return process.stderr
 
@@ -51,6 +51,9 @@ def _fails(tmp_path, message, **flags):
     ({"train_batch_size": 0}, "--train_batch_size=0: must be >= 1"),
     ({"problems": "msra_ner|chn_sentiment", "sampling": "weights"},
      "--sampling=weights needs one weight >= 0 per '|' group (2)"),
+    ({"bucket_boundaries": "32,16"}, "--bucket_boundaries=['32', '16']: "
+     "must be increasing positive integers"),
+    ({"masked_lm_prob": 1.5}, "--masked_lm_prob=1.5: must be in (0, 1)"),
     ({"init_checkpoint": "/no/such/bert_model.ckpt"},
      "--init_checkpoint=/no/such/bert_model.ckpt: no such checkpoint"),
 ])

@@ -263,7 +263,7 @@ def _one_line_error(process, message):
   ours = [l for l in process.stderr.splitlines()
           if l.startswith("run_multitask.py: error: ")]
   assert len(ours) == 1 and message in ours[0], process.stderr[-3000:]
-  assert "--bucket_boundaries" not in process.stderr  # no flag help dump
+  assert "bounding the padding buckets" not in process.stderr  # no flag help
 
 
 def test_a_rerun_never_damages_the_run_directory(tmp_path):
