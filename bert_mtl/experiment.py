@@ -285,7 +285,8 @@ class Experiment(object):
   def num_replicas(self, strategy):
     return strategy.num_replicas_in_sync if strategy else 1
 
-  def estimator(self, num_train_steps=None, strategy=None):
+  def estimator(self, num_train_steps=None, strategy=None,
+                predict_problems=None):
     session_config = optimization.mixed_precision_session_config(
         self.options["mixed_precision"])
     session_config.allow_soft_placement = True
@@ -296,9 +297,12 @@ class Experiment(object):
         log_step_count_steps=self.options["log_every_steps"],
         session_config=session_config, train_distribute=strategy,
         eval_distribute=strategy)
+    params = self.params(num_train_steps)
+    if predict_problems:
+      params["predict_problems"] = list(predict_problems)
     return tf.estimator.Estimator(
         model_fn.make_model_fn(self.body_transform), config=run_config,
-        params=self.params(num_train_steps))
+        params=params)
 
   # ------------------------------------------------------------------- data
 
@@ -447,7 +451,7 @@ class Experiment(object):
                            for k, v in graph_metrics.items()
                            if k.startswith(name + "/")}
         continue
-      decoded, features = self._predict_group(estimator, group, split,
+      decoded, features = self._predict_group(group, split,
                                               checkpoint_path=checkpoint_path)
       for name in group:
         results[name] = self._score(name, features, decoded)
@@ -455,7 +459,7 @@ class Experiment(object):
         results[name]["global_step"] = int(graph_metrics["global_step"])
     for name, source in sorted(self.options["eval_on"].items()):
       decoded, features = self._predict_group(
-          estimator, [name], split, {name: source}, checkpoint_path)
+          [name], split, {name: source}, checkpoint_path)
       key = "%s@%s" % (name, source)
       results[key] = self._score(name, features, decoded)
       results[key]["global_step"] = int(graph_metrics["global_step"])
@@ -468,13 +472,14 @@ class Experiment(object):
         name, features.examples[name], decoded[name], self.encoders[name],
         self.tokenizer, self.options["max_target_length"])
 
-  def _predict_group(self, estimator, group, split, sources=None,
-                     checkpoint_path=None):
+  def _predict_group(self, group, split, sources=None, checkpoint_path=None):
+    """Decoded predictions of one group's split, by an Estimator that
+    builds only that group's heads."""
     input_fn, (features,), _ = self.input_fn(
         split, False, self.options["predict_batch_size"], groups=[group],
         sources=sources)
-    predictions = estimator.predict(input_fn, yield_single_examples=True,
-                                    checkpoint_path=checkpoint_path)
+    predictions = self.estimator(predict_problems=group).predict(
+        input_fn, yield_single_examples=True, checkpoint_path=checkpoint_path)
     decoded = evaluation.decode(group, features.examples, predictions,
                                 self.encoders, self.tokenizer,
                                 self.options["max_seq_length"])
@@ -496,13 +501,12 @@ class Experiment(object):
   def predict(self, split="predict"):
     """Writes predictions/<problem>.jsonl (input, prediction and, when the
     split has them, gold labels); returns {problem: [result]}."""
-    estimator = self.estimator()
     out = {}
     directory = _mkdir(os.path.join(self.output_dir, "predictions"))
     for group in self.groups:
       if any(self.types[n] == "pretrain" for n in group):
         continue
-      decoded, features = self._predict_group(estimator, group, split)
+      decoded, features = self._predict_group(group, split)
       for name in group:
         out[name] = decoded[name]
         with open(os.path.join(directory, name + ".jsonl"), "w",

@@ -10,6 +10,8 @@ Params (a JSON-serialisable dict, saved with the model):
   gradient_accumulation_steps, loss_scale, init_checkpoint, model_dir;
   init_checkpoint_map: {checkpoint name: graph name} loaded besides the
     exact-name matches (an original fine-tuned head into a problem's).
+  predict_problems: in PREDICT, build only these problems' heads (the
+    export leaves it out and serves every head).
 
 The body and every head are built identically in TRAIN, EVAL and PREDICT
 (seq2seq heads add a decoding loop outside TRAIN, with no new variables),
@@ -42,6 +44,11 @@ def build(features, mode, params, body_transform=None):
   and the heads (e.g. an extra layer over the sequence output).
   """
   config, heads = build_heads(params)
+  if mode == ModeKeys.PREDICT and params.get("predict_problems"):
+    # A group's prediction pass runs that group's heads only (beam search
+    # of a seq2seq problem is not run over every other group's rows).
+    wanted = set(params["predict_problems"])
+    heads = [h for h in heads if h.name in wanted]
   input_ids = features["input_ids"]
   model = modeling.BertModel(
       config, mode == ModeKeys.TRAIN, input_ids,

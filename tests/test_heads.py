@@ -220,6 +220,36 @@ def test_predict_builds_without_labels_and_restores_from_train():
              names[tf.estimator.ModeKeys.TRAIN])
 
 
+def test_a_groups_predict_pass_builds_only_its_heads():
+  """predict_problems restricts PREDICT to a group's heads: no beam search
+  (gen's while loop) in the pass of a group without gen, and
+  the group's variables are named as in the full model."""
+  params = _params({"ner": "seq_tag", "gen": "seq2seq_text", "c": "cls"},
+                   {"ner": 3, "gen": 50, "c": 2},
+                   {"gen": {"bos_id": 1, "eos_id": 2, "decoder_layers": 1,
+                            "share_embeddings": True, "beam_size": 2,
+                            "max_decode_length": 4}})
+  built = {}
+  for restrict in (None, ["ner", "c"], ["gen"]):
+    graph = tf.Graph()
+    with graph.as_default():
+      spec = model_fn.model_fn(
+          _features(), None, tf.estimator.ModeKeys.PREDICT,
+          dict(params, predict_problems=restrict))
+      built[tuple(restrict or ())] = (
+          sorted(k for k in spec.predictions if "/" in k),
+          {v.op.name for v in tf1.global_variables()},
+          any(op.name.startswith("gen/") and "while" in op.name
+              for op in graph.get_operations()))
+  every_key, every_var, every_loop = built[()]
+  keys, variables, loop = built[("ner", "c")]
+  assert keys == [k for k in every_key if k.split("/")[0] in ("ner", "c")]
+  assert variables < every_var and not loop and every_loop
+  assert not any(v.startswith("gen/") for v in variables)
+  keys, _, loop = built[("gen",)]
+  assert keys == ["gen/ids", "gen/scores"] and loop
+
+
 def test_cls_label_smoothing_and_multi_cls_weight():
   from bert_mtl.heads import cls, multi_cls  # pylint: disable=g-import-not-at-top
   logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]], np.float32)
