@@ -40,7 +40,8 @@ BENCH_EXTRAS = [
 
 
 class BuildExtWithTables(build_ext):
-  """Generates csrc/unicode_tables.h with this Python, then compiles."""
+  """Generates csrc/unicode_tables.h with this Python and source_digest.h,
+  then compiles."""
 
   def run(self):
     gen_dir = os.path.join(self.build_temp, "generated")
@@ -49,6 +50,16 @@ class BuildExtWithTables(build_ext):
     subprocess.check_call([sys.executable,
                            os.path.join(HERE, "csrc", "gen_unicode_tables.py"),
                            header])
+    # The digest of every native source (and of the tables just made):
+    # feature caches written by another build of the record builder are
+    # never reused.
+    csrc = os.path.join(HERE, "csrc")
+    sources = [os.path.join(csrc, name) for name in sorted(os.listdir(csrc))
+               if name.endswith((".cc", ".h", ".py"))] + [header]
+    subprocess.check_call([sys.executable,
+                           os.path.join(csrc, "gen_source_digest.py"),
+                           os.path.join(gen_dir, "source_digest.h")] +
+                          sources)
     for ext in self.extensions:
       ext.include_dirs.insert(0, gen_dir)
     super().run()

@@ -378,3 +378,18 @@ def test_parallel_writers_write_the_same_records(tokenizer, tmp_path):
     assert len(shards) == 4
     records.append(sorted(r.numpy() for r in tf.data.TFRecordDataset(shards)))
   assert records[0] == records[1] and len(records[0]) >= 2500
+
+
+def test_a_changed_native_builder_invalidates_the_cache(tokenizer, tmp_path,
+                                                       monkeypatch):
+  """The extension carries the digest of the sources it was built from
+  (csrc/gen_source_digest.py); it is part of every cache key, so records
+  written by another build of the native record builder are not reused."""
+  from bert_mtl import _native  # pylint: disable=g-import-not-at-top
+  assert len(_native.source_digest) == 64  # set by setup.py's build
+  _, _, [(shards, _)], _ = build_chain(tokenizer, "msra_ner", tmp_path)
+  _, _, [(again, _)], _ = build_chain(tokenizer, "msra_ner", tmp_path)
+  assert again == shards
+  monkeypatch.setattr(_native, "source_digest", "0" * 64)
+  _, _, [(rebuilt, _)], _ = build_chain(tokenizer, "msra_ner", tmp_path)
+  assert rebuilt != shards

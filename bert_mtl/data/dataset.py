@@ -249,6 +249,7 @@ class GroupFeatures(object):
                   for f in ("features.py", "dataset.py", "pretraining.py")]
     return cache.fingerprint(
         cache.FEATURES_VERSION, [cache.file_digest(f) for f in spec_files],
+        _native.source_digest,  # the native record builder's build
         self.group, self.sources, self.split,
         cache.file_digest(self.config.vocab_file),
         self.config.do_lower_case, self.config.max_seq_length,
