@@ -354,6 +354,30 @@ def _options(vocab_file):
   }
 
 
+def _quiet_tensorflow():
+  """Keeps the terminal to our lines: unless --verbosity is 1 or more,
+  TensorFlow's deprecation notices, the Addons end-of-life notice and the
+  Keras-legacy layer warnings are dropped (all of them concern TensorFlow's
+  own APIs, not the run)."""
+  if FLAGS.verbosity >= 1:
+    return
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO / WARNING
+  import logging  # pylint: disable=g-import-not-at-top
+  import warnings  # pylint: disable=g-import-not-at-top
+  warnings.filterwarnings("ignore", module=r"(tensorflow|tensorflow_addons|"
+                          r"keras|tf_keras)(\.|$)")
+  warnings.filterwarnings("ignore", category=UserWarning,
+                          message=r".* is deprecated and will be removed")
+  warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+  class DropDeprecations(logging.Filter):
+
+    def filter(self, record):
+      return not record.pathname.endswith("deprecation.py")
+
+  logging.getLogger("tensorflow").addFilter(DropDeprecations())
+
+
 def _configure_devices():
   """Logical CPUs must be set before TensorFlow initialises."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -424,6 +448,7 @@ def _saved_run_overrides(record):
 def main(argv):
   """Runs the command; the project's own errors become one line on stderr
   (with the traceback only at --verbosity=1 or more)."""
+  _quiet_tensorflow()  # before anything imports TensorFlow
   from bert_mtl import checkpoint, experiment  # pylint: disable=g-import-not-at-top
   from bert_mtl.problems.errors import DataError  # pylint: disable=g-import-not-at-top
   try:

@@ -269,7 +269,11 @@ def _one_line_error(process, message):
 def test_a_rerun_never_damages_the_run_directory(tmp_path):
   data = _sentiment_root(tmp_path)
   model = str(tmp_path / "model")
-  _train(tmp_path, data)
+  first = _train(tmp_path, data)
+  # The terminal shows our lines, not TensorFlow's deprecation notices.
+  assert "step 2/2 (100%)" in first.stderr
+  assert "Instructions for updating" not in first.stderr + first.stdout
+  assert "TensorFlow Addons (TFA) has ended development" not in first.stderr
   before = _snapshot(model)
   cases = [
       (("--problems=msra_ner",), 'problems: "chn_sentiment" there, '
@@ -287,7 +291,8 @@ def test_a_rerun_never_damages_the_run_directory(tmp_path):
     assert _snapshot(model) == before
   # Settings that may change on resume are recorded, not overwritten.
   process = _train(tmp_path, data, "--learning_rate=5e-4",
-                   "--num_train_steps=3")
+                   "--num_train_steps=3", "--verbosity=1")
+  assert "Instructions for updating" in process.stderr  # all of it again
   record = json.load(open(os.path.join(model, "run.json")))
   assert record["learning_rate"] == 1e-3 and record["num_train_steps"] == 2
   assert [h["changed"] for h in record["history"]] == [
