@@ -239,10 +239,8 @@ def _check_numbers(num_groups):
 def _check_original_head(names):
   """--original_head names a cls problem of the run, and --init_checkpoint
   holds run_classifier's head."""
-  if not FLAGS.original_head:
+  if not FLAGS.original_head:  # (without --init_checkpoint: see _main)
     return
-  if not FLAGS.init_checkpoint:
-    raise app.UsageError("--original_head needs --init_checkpoint")
   if FLAGS.original_head not in names:
     raise app.UsageError("--original_head: %s is not a problem of this run "
                          "(%s)" % (FLAGS.original_head, ", ".join(names)))
@@ -410,21 +408,17 @@ def _saved_run_overrides(record):
   """{option: value} of the override flags given, checked; a flag that the
   saved run fixes and this command changes is an error naming it."""
   from bert_mtl import experiment  # pylint: disable=g-import-not-at-top
-  options = experiment.effective_options(record)
+  options = dict(experiment.DEFAULTS, **experiment.effective_options(record))
   for name in RUN_FIXED_FLAGS:
     if not FLAGS[name].present:
       continue
-    if name in options and options[name] != FLAGS[name].value:
+    if options[name] != FLAGS[name].value:
       raise app.UsageError(
           "--%s=%s: the run in %s was trained with %s=%s; evaluation, "
           "prediction and export use the run's own (train into a new "
           "--output_dir for other settings)" % (
               name, FLAGS[name].value, FLAGS.output_dir, name,
               options[name]))
-    if name not in options:
-      raise app.UsageError(
-          "--%s: evaluation, prediction and export of %s use the run's "
-          "saved %s" % (name, FLAGS.output_dir, name.replace("_file", "")))
   from bert_mtl import modeling  # pylint: disable=g-import-not-at-top
   saved_vocab = os.path.join(FLAGS.output_dir, "vocab.txt")
   if FLAGS.vocab_file and (tokenization.load_vocab_tokens(FLAGS.vocab_file) !=

@@ -116,11 +116,10 @@ def check_texts(texts):
                     type(texts).__name__) from None
   out = []
   for index, text in enumerate(items):
-    if isinstance(text, bytes):
-      text = text.decode("utf-8", "ignore")
-    elif not isinstance(text, str):
+    if not isinstance(text, (str, bytes)):
       raise TypeError("texts[%d] must be str or bytes, not %s" %
                       (index, type(text).__name__))
+    text = tokenization.convert_to_unicode(text)
     surrogate = _LONE_SURROGATE.search(text)
     if surrogate:
       raise ValueError(

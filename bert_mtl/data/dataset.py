@@ -73,26 +73,26 @@ def decoder_special_ids(encoder):
   return ids["[PAD]"], ids["[CLS]"], ids["[SEP]"]
 
 
-def subset(examples, max_examples, seed, stratify=False):
-  """At most max_examples of `examples`, drawn at random (seeded) and kept
-  in their file order; with `stratify` (classification), each label keeps
-  its share (largest remainders, at least one example of each label while
+def subset_indices(size, max_examples, seed, labels=None):
+  """Sorted indices of at most max_examples of `size` examples, drawn at
+  random (seeded), so the examples keep their file order.  With `labels`
+  (one per example, for classification) each label keeps its share
+  (largest remainders, at least one example of each label while
   max_examples allows).  Corpora are often sorted by label, so a prefix
   would see one class only."""
-  if not max_examples or len(examples) <= max_examples:
-    return examples
+  if not max_examples or size <= max_examples:
+    return list(range(size))
   rng = np.random.RandomState(seed)
-  if not stratify:
-    chosen = rng.choice(len(examples), max_examples, replace=False)
-    return [examples[i] for i in sorted(chosen)]
+  if labels is None:
+    return sorted(rng.choice(size, max_examples, replace=False).tolist())
   by_label = collections.OrderedDict()
-  for index, example in enumerate(examples):
-    by_label.setdefault(example.labels, []).append(index)
-  labels = sorted(by_label, key=str)
-  shares = np.array([len(by_label[l]) for l in labels], np.float64)
-  exact = shares * max_examples / len(examples)
+  for index, label in enumerate(labels):
+    by_label.setdefault(label, []).append(index)
+  kinds = sorted(by_label, key=str)
+  shares = np.array([len(by_label[l]) for l in kinds], np.float64)
+  exact = shares * max_examples / size
   counts = np.floor(exact).astype(int)
-  counts = np.maximum(counts, np.minimum(1, max_examples // len(labels)))
+  counts = np.maximum(counts, np.minimum(1, max_examples // len(kinds)))
   for k in np.argsort(-(exact - np.floor(exact)), kind="stable"):
     if counts.sum() >= max_examples:
       break
@@ -100,9 +100,16 @@ def subset(examples, max_examples, seed, stratify=False):
   while counts.sum() > max_examples:  # the minimum of one overshot
     counts[int(np.argmax(counts))] -= 1
   chosen = []
-  for label, count in zip(labels, counts):
+  for label, count in zip(kinds, counts):
     chosen.extend(rng.choice(by_label[label], int(count), replace=False))
-  return [examples[i] for i in sorted(chosen)]
+  return sorted(int(i) for i in chosen)
+
+
+def subset(examples, max_examples, seed, stratify=False):
+  """The examples at subset_indices (stratified by label if asked)."""
+  labels = [e.labels for e in examples] if stratify else None
+  return [examples[i] for i in subset_indices(len(examples), max_examples,
+                                              seed, labels)]
 
 
 def read_examples(group, split, config, sources):
@@ -115,15 +122,12 @@ def read_examples(group, split, config, sources):
   first = examples[group[0]]
   stratify = all(problems.get(n).type == "cls" for n in group)
   seed = zlib.crc32(("%s/%s" % ("&".join(group), split)).encode("utf-8"))
-  chosen = subset(list(range(len(first))) if not stratify else first,
-                  config.max_examples, seed, stratify)
-  if stratify:
-    keep = {id(e) for e in chosen}
-    indices = [i for i, e in enumerate(first) if id(e) in keep]
-  else:
-    indices = chosen
-  return {n: [e[i] for i in indices] if len(e) == len(first) else
-          subset(e, config.max_examples, seed) for n, e in examples.items()}
+  indices = subset_indices(len(first), config.max_examples, seed,
+                           [e.labels for e in first] if stratify else None)
+  # A problem with other examples is left whole for check_same_inputs to
+  # report.
+  return {n: [e[i] for i in indices] if len(e) == len(first) else e
+          for n, e in examples.items()}
 
 
 def fit_label_encoders(groups, config):
