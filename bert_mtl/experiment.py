@@ -12,14 +12,17 @@ import time
 
 import tensorflow as tf
 
-from bert_mtl import (checkpoint, cluster, evaluation, files, model_fn,
-                      modeling, optimization, problems, progress, serving,
-                      tokenization)
+from bert_mtl import (checkpoint, cluster, decoding, evaluation, files,
+                      model_fn, modeling, optimization, problems, progress,
+                      serving, tokenization, types)
 from bert_mtl.data import dataset
 
 tf1 = tf.compat.v1
 
 RUN_FILE = "run.json"
+# {problem: how its training inputs were given}: "text", "document", or a
+# unit kind ("char", "word"), so serving cuts raw text as training did.
+INPUTS_FILE = "inputs.json"
 # Settings with these defaults; run_multitask.py exposes them as flags.
 DEFAULTS = {
     "problems": None, "data_dir": None, "cache_dir": None,
@@ -157,7 +160,9 @@ class Experiment(object):
         self.options["num_threads"], self.options["max_target_length"],
         pretrain=dataset.PretrainConfig(**self.options["pretrain"]),
         num_processes=self.options["num_processes"])
+    self.read = dataset.SplitReader(self.config.data_dir)
     self._encoders = None
+    self._inputs = None
 
   # ------------------------------------------------------------ saved state
 
@@ -206,6 +211,8 @@ class Experiment(object):
     labels_dir = _mkdir(os.path.join(self.output_dir, "labels"))
     for name, encoder in self.encoders.items():
       encoder.save(os.path.join(labels_dir, name + ".json"))
+    files.atomic_write(os.path.join(self.output_dir, INPUTS_FILE), json.dumps(
+        self.inputs, indent=1, sort_keys=True))
 
   @property
   def encoders(self):
@@ -217,25 +224,56 @@ class Experiment(object):
         self._encoders = {n: problems.LabelEncoder.load(p)
                           for n, p in paths.items()}
       else:
-        self._encoders = dataset.fit_label_encoders(self.groups, self.config)
+        self._encoders = dataset.fit_label_encoders(self.groups, self.config,
+                                                    self.read)
     return self._encoders
+
+  @property
+  def inputs(self):
+    """{problem: input form} (see INPUTS_FILE): saved, else from the
+    training split."""
+    if self._inputs is None:
+      path = os.path.join(self.output_dir, INPUTS_FILE)
+      if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+          self._inputs = json.load(f)
+      else:
+        self._inputs = {}
+      for name in self.names:
+        if name not in self._inputs:
+          self._inputs[name] = (
+              "document" if self.kind(name).inputs == "document" else
+              decoding.input_form(self.read(name, "train")))
+    return self._inputs
+
+  def kind(self, name):
+    """The ProblemType of problem `name`."""
+    return types.get(self.types[name])
+
+  def entry(self, name):
+    """The problem's decoding (and manifest) entry."""
+    return decoding.problem_entry(name, self.head_settings(name),
+                                  self.inputs[name])
 
   # ------------------------------------------------------------------ model
 
   def head_settings(self, name):
-    encoder = self.encoders[name]
-    spec = problems.get(name)
-    settings = dict(self.options["settings"].get("*", {}))
-    settings.update(self.options["settings"].get(name, {}))
-    settings.update(labels=encoder.labels, scheme=spec.scheme)
-    if spec.type in dataset.SEQ2SEQ_TYPES:
-      _, bos, eos = dataset.decoder_special_ids(encoder)
-      settings.update(bos_id=bos, eos_id=eos,
-                      share_embeddings=(
-                          spec.type == "seq2seq_text" and
-                          len(encoder) == self.bert_config.vocab_size))
-      settings.setdefault("max_decode_length",
-                          self.options["max_target_length"])
+    """The problem's head settings: its type's defaults, updated by the
+    run's "*" settings the type has and the problem's own, then what the
+    type derives from the run (labels, decoder specials...)."""
+    kind = self.kind(name)
+    settings = kind.settings()
+    shared = self.options["settings"].get("*", {})
+    given = {k: v for k, v in shared.items() if k in settings}
+    own = self.options["settings"].get(name, {})
+    unknown = sorted(set(own) - set(settings))
+    if unknown:
+      raise ValueError("settings of %s (%s): unknown %s (it has: %s)" % (
+          name, kind.name, ", ".join(unknown), ", ".join(sorted(settings))))
+    given.update(own)
+    settings.update(given)
+    settings.update(kind.head_settings(problems.get(name), self.encoders[name],
+                                       self.bert_config, self.options, given))
     return settings
 
   def params(self, num_train_steps=None):
@@ -265,7 +303,7 @@ class Experiment(object):
             "^%s/transitions$" % re.escape(n):
                 self.head_settings(n)["transitions_lr_multiplier"]
             for n in self.names
-            if "transitions_lr_multiplier" in self.head_settings(n)},
+            if self.head_settings(n).get("transitions_lr_multiplier")},
     }
 
   def strategy(self):
@@ -307,15 +345,15 @@ class Experiment(object):
   # ------------------------------------------------------------------- data
 
   def group_features(self, split):
-    return [dataset.GroupFeatures(g, split, self.config, self.encoders)
-            for g in self.groups]
+    return [dataset.GroupFeatures(g, split, self.config, self.encoders,
+                                  read=self.read) for g in self.groups]
 
   def input_fn(self, split, training, batch_size, num_replicas=1,
                groups=None, sources=None):
     """(input_fn, [GroupFeatures], [(shards, meta)]) of a split."""
     groups = groups or self.groups
     built_groups = [dataset.GroupFeatures(g, split, self.config,
-                                          self.encoders, sources)
+                                          self.encoders, sources, self.read)
                     for g in groups]
     built = [g.build() for g in built_groups]
     sizes = [meta["count"] for _, meta in built]
@@ -423,7 +461,8 @@ class Experiment(object):
                                   self.options["eval_batch_size"])
     best = tf.estimator.BestExporter(
         name="best", serving_input_receiver_fn=(
-            serving.serving_input_receiver_fn), exports_to_keep=1)
+            serving.serving_input_receiver_fn(os.path.join(
+                self.output_dir, "vocab.txt"))), exports_to_keep=1)
     tf.estimator.train_and_evaluate(
         estimator, tf.estimator.TrainSpec(input_fn, max_steps=steps,
                                           hooks=hooks),
@@ -445,7 +484,7 @@ class Experiment(object):
                                        checkpoint_path=checkpoint_path)
     results = {"_graph": {k: float(v) for k, v in graph_metrics.items()}}
     for group in self.groups:
-      if any(self.types[n] == "pretrain" for n in group):
+      if not all(self.kind(n).decodes for n in group):
         for name in group:
           results[name] = {k.split("/", 1)[1]: float(v)
                            for k, v in graph_metrics.items()
@@ -468,21 +507,28 @@ class Experiment(object):
     return results
 
   def _score(self, name, features, decoded):
-    return evaluation.score(
-        name, features.examples[name], decoded[name], self.encoders[name],
-        self.tokenizer, self.options["max_target_length"])
+    return evaluation.score(name, features.examples[name], decoded[name],
+                            self.encoders[name], self.config)
 
   def _predict_group(self, group, split, sources=None, checkpoint_path=None):
-    """Decoded predictions of one group's split, by an Estimator that
-    builds only that group's heads."""
+    """Decoded predictions of one group's split (decoding's one path, as
+    the Predictor), by an Estimator that builds only that group's heads."""
     input_fn, (features,), _ = self.input_fn(
         split, False, self.options["predict_batch_size"], groups=[group],
         sources=sources)
+    checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(
+        self.output_dir)
     predictions = self.estimator(predict_problems=group).predict(
         input_fn, yield_single_examples=True, checkpoint_path=checkpoint_path)
-    decoded = evaluation.decode(group, features.examples, predictions,
-                                self.encoders, self.tokenizer,
-                                self.options["max_seq_length"])
+    entries = {n: self.entry(n) for n in group}
+    stored = dict(tf.train.list_variables(checkpoint_path))
+    transitions = decoding.crf_transitions(
+        entries, lambda v: tf.train.load_variable(checkpoint_path, v)
+        if v in stored else None)
+    decoded = decoding.decode_group(
+        group, [e.inputs for e in features.examples[group[0]]], predictions,
+        self.encoders, entries, self.tokenizer,
+        self.options["max_seq_length"], transitions)
     return decoded, features
 
   def _write_eval_results(self, results, split):
@@ -504,7 +550,7 @@ class Experiment(object):
     out = {}
     directory = _mkdir(os.path.join(self.output_dir, "predictions"))
     for group in self.groups:
-      if any(self.types[n] == "pretrain" for n in group):
+      if not all(self.kind(n).decodes for n in group):
         continue
       decoded, features = self._predict_group(group, split)
       for name in group:

@@ -161,3 +161,38 @@ def corpus_bleu(references, hypotheses, max_n=4):
   log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
   brevity = min(0.0, 1.0 - ref_length / hyp_length)
   return math.exp(log_precision + brevity)
+
+
+def pearson(gold, predicted):
+  """Pearson's correlation coefficient (0 when either side is constant)."""
+  n = len(gold)
+  if n < 2:
+    return 0.0
+  mean_g, mean_p = sum(gold) / n, sum(predicted) / n
+  cov = sum((g - mean_g) * (p - mean_p) for g, p in zip(gold, predicted))
+  var_g = sum((g - mean_g) ** 2 for g in gold)
+  var_p = sum((p - mean_p) ** 2 for p in predicted)
+  if var_g <= 0 or var_p <= 0:
+    return 0.0
+  return cov / math.sqrt(var_g * var_p)
+
+
+def _ranks(values):
+  """1-based ranks, ties given the mean of the ranks they span."""
+  order = sorted(range(len(values)), key=lambda i: values[i])
+  ranks = [0.0] * len(values)
+  start = 0
+  while start < len(order):
+    end = start
+    while end + 1 < len(order) and values[order[end + 1]] == values[
+        order[start]]:
+      end += 1
+    for k in range(start, end + 1):
+      ranks[order[k]] = (start + end) / 2 + 1
+    start = end + 1
+  return ranks
+
+
+def spearman(gold, predicted):
+  """Spearman's rank correlation: Pearson's on the (tie-averaged) ranks."""
+  return pearson(_ranks(list(gold)), _ranks(list(predicted)))

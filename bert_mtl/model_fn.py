@@ -20,8 +20,8 @@ so any checkpoint restores into any mode and into the export.
 
 import tensorflow as tf
 
-from bert_mtl import checkpoint, modeling, optimization
-from bert_mtl.heads import HEADS, base
+from bert_mtl import checkpoint, modeling, optimization, types
+from bert_mtl.heads import base
 
 tf1 = tf.compat.v1
 ModeKeys = tf.estimator.ModeKeys
@@ -32,7 +32,7 @@ PASSTHROUGH = ("example_index", "window_start", "input_mask")
 
 def build_heads(params):
   config = modeling.BertConfig.from_dict(params["bert_config"])
-  return config, [HEADS[params["types"][name]](
+  return config, [types.get(params["types"][name]).head(
       name, params["num_labels"][name], params["settings"].get(name, {}),
       config) for name in params["problems"]]
 

@@ -2,11 +2,20 @@
 
 The SavedModel takes int32 `input_ids`, `input_mask`, `segment_ids`
 [batch, length] (any batch, any length up to max_seq_length) and returns,
-under `serving_default`, every problem's decoded outputs named
-`<problem>/<output>`; each problem also has its own signature, and
-`examples:<signature>` takes serialized tf.train.Examples instead.  The label
-maps, the vocabulary and `manifest.json` (inputs, outputs, problems,
-tokenizer settings) ship in `assets.extra/`.
+under `serving_default`, every problem's outputs named `<problem>/<output>`;
+each problem also has its own signature.  `examples:<signature>` takes
+serialized tf.train.Examples instead, and `tagged:<signature>` adds an int32
+`tag_mask` [batch, length]: the positions sequence-labelling heads tag (1 on
+each unit's first token, as in training).  Without it a head tags every
+real token but [CLS], the final [SEP] and WordPiece continuations ("##"),
+which is each unit's first token for characters and plain words.  The label
+maps, the vocabulary and `manifest.json` (inputs, problems with their
+decoding entries, tokenizer settings) ship in `assets.extra/`.
+
+The Predictor cuts raw text into units as each problem's training data was
+(the entry's `inputs`), builds the rows with the functions that built the
+training records, and decodes the outputs on the path evaluation uses
+(bert_mtl.decoding), so evaluation and serving give the same answers.
 """
 
 import json
@@ -16,28 +25,53 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import crf, evaluation, files, problems, tokenization
+from bert_mtl import base, decoding, files, tokenization, types
 from bert_mtl.data import features
+from bert_mtl.labels import LabelEncoder
 
 INPUTS = ("input_ids", "input_mask", "segment_ids")
+TAG_MASK = "tag_mask"
 MANIFEST = "manifest.json"
 
 
-def serving_input_receiver_fn():
-  """Raw int32 inputs, plus an `examples` alternative: serialized
-  tf.train.Examples with int64 lists input_ids / input_mask / segment_ids
-  (signatures `examples:<name>`).  The raw inputs are placeholders with the
-  parsed examples as defaults, so each signature feeds one or the other."""
-  serialized = tf.compat.v1.placeholder_with_default(
-      tf.constant([], tf.string), [None], name="examples")
-  parsed = tf.io.parse_example(
-      serialized, {name: tf.io.VarLenFeature(tf.int64) for name in INPUTS})
-  tensors = {name: tf.compat.v1.placeholder_with_default(
-      tf.cast(tf.sparse.to_dense(parsed[name]), tf.int32), [None, None],
-      name=name) for name in INPUTS}
-  return tf.estimator.export.ServingInputReceiver(
-      tensors, tensors,
-      receiver_tensors_alternatives={"examples": {"examples": serialized}})
+def default_tag_mask(input_ids, input_mask, continuation):
+  """int32 [batch, length]: real tokens but [CLS], the final [SEP] and
+  continuation pieces (continuation: bool [vocab], True for "##" pieces)."""
+  mask = tf.cast(input_mask, tf.bool)
+  lengths = tf.reduce_sum(tf.cast(mask, tf.int32), 1)
+  positions = tf.range(tf.shape(mask)[1])[None, :]
+  inner = mask & (positions > 0) & (positions < lengths[:, None] - 1)
+  return tf.cast(inner & ~tf.gather(continuation, input_ids), tf.int32)
+
+
+def serving_input_receiver_fn(vocab_file):
+  """A serving_input_receiver_fn for the vocabulary of `vocab_file`.
+
+  Raw int32 inputs, with two alternatives: `examples` (serialized
+  tf.train.Examples with int64 lists input_ids / input_mask / segment_ids)
+  and `tagged` (the raw inputs plus tag_mask).  Inputs are placeholders with
+  defaults, so each signature feeds the ones it names."""
+  continuation = [t.startswith("##") for t in
+                  tokenization.load_vocab_tokens(vocab_file)]
+
+  def receiver_fn():
+    serialized = tf.compat.v1.placeholder_with_default(
+        tf.constant([], tf.string), [None], name="examples")
+    parsed = tf.io.parse_example(
+        serialized, {name: tf.io.VarLenFeature(tf.int64) for name in INPUTS})
+    tensors = {name: tf.compat.v1.placeholder_with_default(
+        tf.cast(tf.sparse.to_dense(parsed[name]), tf.int32), [None, None],
+        name=name) for name in INPUTS}
+    tag_mask = tf.compat.v1.placeholder_with_default(
+        default_tag_mask(tensors["input_ids"], tensors["input_mask"],
+                         tf.constant(continuation, tf.bool)),
+        [None, None], name=TAG_MASK)
+    model_features = dict(tensors, **{TAG_MASK: tag_mask})
+    return tf.estimator.export.ServingInputReceiver(
+        model_features, tensors, receiver_tensors_alternatives={
+            "examples": {"examples": serialized},
+            "tagged": dict(tensors, **{TAG_MASK: tag_mask})})
+  return receiver_fn
 
 
 def manifest(run):
@@ -47,15 +81,7 @@ def manifest(run):
       "max_seq_length": run.options["max_seq_length"],
       "do_lower_case": run.options["do_lower_case"],
       "vocab": "vocab.txt",
-      "problems": [{
-          "name": name, "type": run.types[name],
-          "metric": problems.get(name).metric,
-          "scheme": problems.get(name).scheme,
-          "crf": bool(run.head_settings(name).get("crf", True)),
-          "crf_constraints": bool(run.head_settings(name).get(
-              "crf_constraints", False)),
-          "labels": "labels/%s.json" % name,
-      } for name in run.names],
+      "problems": [run.entry(name) for name in run.names],
   }
 
 
@@ -67,24 +93,14 @@ def export(run, export_dir):
   files.atomic_write(manifest_path, json.dumps(manifest(run),
                                                ensure_ascii=False, indent=1))
   run.save()
-  assets = {MANIFEST: manifest_path,
-            "vocab.txt": os.path.join(run.output_dir, "vocab.txt")}
+  vocab_file = os.path.join(run.output_dir, "vocab.txt")
+  assets = {MANIFEST: manifest_path, "vocab.txt": vocab_file}
   for name in run.names:
     assets["labels/%s.json" % name] = os.path.join(run.output_dir, "labels",
                                                    name + ".json")
-  path = estimator.export_saved_model(export_dir, serving_input_receiver_fn,
-                                      assets_extra=assets)
+  path = estimator.export_saved_model(
+      export_dir, serving_input_receiver_fn(vocab_file), assets_extra=assets)
   return path.decode("utf-8") if isinstance(path, bytes) else path
-
-
-# Units of raw text for sequence labelling: a CJK character, a run of ASCII
-# letters/digits, or any other non-space character.
-_UNIT = re.compile(r"[A-Za-z0-9]+|\S")
-
-
-def split_units(text):
-  """[(unit, character offset)] of a raw text."""
-  return [(m.group(0), m.start()) for m in _UNIT.finditer(text)]
 
 
 def resolve_export(export_dir):
@@ -142,8 +158,9 @@ class Predictor(object):
       # [{"msra_ner": {"entities": [{"type": "LOC", "text": "上海", ...}]},
       #   "pd98_cws": {"words": [...]}, "chn_sentiment": {...}}]
 
-  `encode` and `decode` are public so TF Serving responses (REST
-  `outputs`) can be decoded the same way.
+  `encode`, `run` and `decode` are public so TF Serving responses (REST
+  `outputs` of the `tagged:serving_default` signature) can be decoded the
+  same way.
   """
 
   def __init__(self, export_dir, batch_size=64, native_viterbi=True):
@@ -154,182 +171,113 @@ class Predictor(object):
     self.tokenizer = tokenization.FullTokenizer(
         os.path.join(assets, self.manifest["vocab"]),
         self.manifest["do_lower_case"])
-    self.labels = {}
-    for spec in self.manifest["problems"]:
-      with open(os.path.join(assets, spec["labels"]), encoding="utf-8") as f:
-        self.labels[spec["name"]] = json.load(f)["labels"]
+    self.entries = {}
+    self.encoders = {}
+    for entry in self.manifest["problems"]:
+      if not types.get(entry["type"]).decodes:
+        continue
+      self.entries[entry["name"]] = entry
+      self.encoders[entry["name"]] = LabelEncoder.load(
+          os.path.join(assets, entry["labels"]))
     self.max_seq_length = self.manifest["max_seq_length"]
     self.batch_size = batch_size
     self._model = tf.saved_model.load(export_dir)
-    self._signature = self._model.signatures["serving_default"]
-    # CRF problems: decode whole texts (all windows' potentials merged)
-    # with the native Viterbi and the exported transition matrix.
+    self._signature = self._model.signatures["tagged:serving_default"]
+    # CRF problems: decode whole texts (all windows' scores merged) with
+    # the native Viterbi and the exported transitions, as evaluation does.
     self._transitions = {}
     if native_viterbi:
-      variables = {v.name: v for v in self._model.variables}
-      for spec in self.manifest["problems"]:
-        found = variables.get(spec["name"] + "/transitions:0")
-        if spec.get("crf") and found is not None:
-          self._transitions[spec["name"]] = found.numpy()
+      variables = {v.name[:-len(":0")]: v for v in self._model.variables}
+      self._transitions = decoding.crf_transitions(
+          self.entries, lambda v: variables[v].numpy() if v in variables
+          else None)
     vocab = self.tokenizer.vocab
-    self._cls, self._sep = vocab["[CLS]"], vocab["[SEP]"]
+    self._cls, self._sep = vocab[base.CLS_TOKEN], vocab[base.SEP_TOKEN]
 
-  def encode(self, texts):
-    """(rows, layout): model input rows (one per window) and what decode
-    needs to map them back."""
-    texts = check_texts(texts)
-    units = [split_units(t) for t in texts]
-    alignments = features.align_units(
-        self.tokenizer, [[u for u, _ in us] or [" "] for us in units])
-    rows, layout = [], []
-    for alignment, text_units in zip(alignments, units):
-      spans = features.window_spans(len(alignment.ids), self.max_seq_length)
-      first_row = len(rows)
-      for window in spans:
-        rows.append(features.pack(alignment.ids[window.start:window.end],
-                                  self.max_seq_length, self._cls, self._sep))
-      layout.append((alignment, text_units, spans, first_row))
-    return rows, layout
+  def forms(self):
+    """{input form: [problem]}: problems whose training inputs were given
+    alike share one model pass."""
+    out = {}
+    for name, entry in self.entries.items():
+      out.setdefault(entry["inputs"], []).append(name)
+    return out
+
+  def encode(self, texts, form):
+    """(rows, inputs, units) of `texts` in input form `form`: model rows
+    (input_ids, segment_ids, tag_mask, example_index, window_start), each
+    text's model inputs (a text, or its unit list) and its units
+    [(unit, offset)] (None for text problems)."""
+    rows = []
+    if form == "text":
+      ragged = self.tokenizer.encode_ragged(texts)
+      splits = ragged["row_splits"]
+      for index in range(len(texts)):
+        ids, segments = features.pack(
+            ragged["ids"][splits[index]:splits[index + 1]],
+            self.max_seq_length, self._cls, self._sep)
+        rows.append((ids, segments, np.zeros_like(ids), index, 0))
+      return rows, list(texts), None
+    units = [features.text_units(t, form) for t in texts]
+    inputs = [[u for u, _ in us] for us in units]
+    for index, alignment in enumerate(features.align_units(self.tokenizer,
+                                                           inputs)):
+      for window, ids, segments, tag_mask in features.unit_rows(
+          alignment, self.max_seq_length, self._cls, self._sep):
+        rows.append((ids, segments, tag_mask, index, window.start))
+    return rows, inputs, units
 
   def run(self, rows):
-    """Calls the model on padded batches; {output name: [row values]}.
-    Rows are batched in length order (less padding), results returned in
-    the rows' order."""
+    """Calls the model on padded batches; one prediction dict per row
+    ({"<problem>/<output>": value, "example_index", "window_start"}).
+    Rows are batched in length order (less padding)."""
     order = sorted(range(len(rows)), key=lambda i: len(rows[i][0]))
-    outputs = {}
+    out = [None] * len(rows)
     for start in range(0, len(rows), self.batch_size):
-      batch = [rows[i] for i in order[start:start + self.batch_size]]
-      length = max(len(ids) for ids, _ in batch)
-      ids = np.zeros([len(batch), length], np.int32)
-      segments = np.zeros_like(ids)
-      mask = np.zeros_like(ids)
-      for i, (row_ids, row_segments) in enumerate(batch):
-        ids[i, :len(row_ids)] = row_ids
-        segments[i, :len(row_ids)] = row_segments
-        mask[i, :len(row_ids)] = 1
-      result = self._signature(input_ids=tf.constant(ids),
-                               input_mask=tf.constant(mask),
-                               segment_ids=tf.constant(segments))
-      for key, value in result.items():
-        outputs.setdefault(key, []).extend(list(value.numpy()))
-    inverse = [0] * len(rows)
-    for position, row in enumerate(order):
-      inverse[row] = position
-    return {k: [v[inverse[i]] for i in range(len(rows))]
-            for k, v in outputs.items()}
+      batch = order[start:start + self.batch_size]
+      length = max(len(rows[i][0]) for i in batch)
+      arrays = {k: np.zeros([len(batch), length], np.int32)
+                for k in INPUTS + (TAG_MASK,)}
+      for b, i in enumerate(batch):
+        ids, segments, tag_mask = rows[i][:3]
+        arrays["input_ids"][b, :len(ids)] = ids
+        arrays["segment_ids"][b, :len(ids)] = segments
+        arrays["input_mask"][b, :len(ids)] = 1
+        arrays[TAG_MASK][b, :len(ids)] = tag_mask
+      result = {k: v.numpy() for k, v in self._signature(
+          **{k: tf.constant(v) for k, v in arrays.items()}).items()}
+      for b, i in enumerate(batch):
+        out[i] = {k: v[b] for k, v in result.items()}
+        out[i]["example_index"], out[i]["window_start"] = rows[i][3:]
+    return out
 
   def predict(self, texts):
     """One result per text of `texts`, a list (or other sequence) of str or
     bytes (UTF-8, invalid bytes dropped, as FullTokenizer reads them)."""
     texts = check_texts(texts)
-    rows, layout = self.encode(texts)
-    return self.decode(texts, layout, self.run(rows))
+    results = [{} for _ in texts]
+    for form, names in self.forms().items():
+      rows, inputs, units = self.encode(texts, form)
+      for name, values in self.decode(names, texts, inputs, units,
+                                      self.run(rows)).items():
+        for result, value in zip(results, values):
+          result[name] = value
+    order = list(self.entries)
+    return [{n: r[n] for n in order} for r in results]
 
-  def decode(self, texts, layout, outputs):
-    """Per text, {problem: result} from per-row model outputs."""
-    results = []
-    for text, (alignment, units, spans, first_row) in zip(texts, layout):
-      result = {}
-      for spec in self.manifest["problems"]:
-        name = spec["name"]
-        decoder = getattr(self, "_decode_" + spec["type"], None)
-        if decoder is not None:
-          result[name] = decoder(spec, outputs, text, alignment, units,
-                                 spans, first_row)
-      results.append(result)
-    return results
-
-  def _decode_seq_tag(self, spec, outputs, text, alignment, units, spans,
-                      first_row):
-    labels = self.labels[spec["name"]]
-    fallback = labels.index("O") if "O" in labels else 0
-    if spec["name"] in self._transitions:
-      ids = self._viterbi(spec, outputs, alignment, spans, first_row,
-                          fallback)
-    else:
-      tag_rows = outputs[spec["name"] + "/tag_ids"]
-      per_window = [tag_rows[first_row + k][1:1 + (w.end - w.start)]
-                    for k, w in enumerate(spans)]
-      ids = features.merge_window_predictions(alignment, spans, per_window,
-                                              fallback)
-    tags = [labels[i] if i >= 0 else labels[fallback] for i in ids]
-    tags = tags[:len(units)]
-    unit_text = [u for u, _ in units]
-    if spec["metric"] == "entity":
-      found = []
-      for kind, start, end in sorted(evaluation.metrics.entities(tags),
-                                     key=lambda e: e[1]):
-        begin, finish = units[start][1], units[end][1] + len(units[end][0])
-        found.append({"type": kind, "text": text[begin:finish],
-                      "start": begin, "end": finish})
-      return {"entities": found, "tags": tags}
-    if spec["metric"] in ("word", "pos"):
-      words = evaluation.metrics.words_from_tags(unit_text, tags)
-      result = {"words": words}
-      if spec["metric"] == "pos":
-        kinds, position = [], 0
-        for word in words:  # a word's type is its first unit's tag suffix
-          kinds.append(tags[position].partition("-")[2])
-          consumed = 0
-          while consumed < len(word):
-            consumed += len(unit_text[position])
-            position += 1
-        result["pos"] = list(zip(words, kinds))
-      return result
-    return {"tags": tags}
-
-  def _viterbi(self, spec, outputs, alignment, spans, first_row, fallback):
-    """Tag ids per unit: each unit's scores from the window where it has
-    the most context, then one Viterbi pass over the whole text."""
-    rows = outputs[spec["name"] + "/potentials"]
-    first_token = np.asarray(alignment.first_token)
-    tagged = np.flatnonzero(first_token >= 0).tolist()
-    # +1: the potentials rows start with [CLS].
-    potentials = features.gather_from_windows(
-        first_token[tagged], spans, rows[first_row:first_row + len(spans)],
-        offset=1)
-    ids = [fallback] * len(alignment.first_token)
-    if not tagged:
-      return ids
-    constraints = {}
-    if spec.get("crf_constraints") and spec.get("scheme"):
-      allowed, start, end = crf.scheme_constraints(
-          self.labels[spec["name"]], spec["scheme"])
-      constraints = dict(allowed_transitions=allowed, allowed_start=start,
-                         allowed_end=end)
-    tags, _ = crf.viterbi_decode(
-        np.asarray(potentials, np.float32)[None],
-        self._transitions[spec["name"]], [len(tagged)], **constraints)
-    for unit, tag in zip(tagged, tags[0]):
-      ids[unit] = int(tag)
-    return ids
-
-  def _decode_cls(self, spec, outputs, text, alignment, units, spans,
-                  first_row):
-    labels = self.labels[spec["name"]]
-    probabilities = outputs[spec["name"] + "/probabilities"][first_row]
-    best = int(np.argmax(probabilities))
-    return {"label": labels[best], "probability": float(probabilities[best])}
-
-  def _decode_multi_cls(self, spec, outputs, text, alignment, units, spans,
-                        first_row):
-    labels = self.labels[spec["name"]]
-    mask = outputs[spec["name"] + "/label_mask"][first_row]
-    probabilities = outputs[spec["name"] + "/probabilities"][first_row]
-    return {"labels": [l for l, m in zip(labels, mask) if m],
-            "probabilities": {l: float(p) for l, p in zip(labels,
-                                                          probabilities)}}
-
-  def _decode_seq2seq(self, spec, outputs, first_row):
-    encoder = problems.LabelEncoder(self.labels[spec["name"]])
-    return evaluation.target_tokens(outputs[spec["name"] + "/ids"][first_row],
-                                    encoder)
-
-  def _decode_seq2seq_tag(self, spec, outputs, text, alignment, units, spans,
-                          first_row):
-    return {"tags": self._decode_seq2seq(spec, outputs, first_row)}
-
-  def _decode_seq2seq_text(self, spec, outputs, text, alignment, units, spans,
-                           first_row):
-    return {"text": evaluation.detokenize(
-        self._decode_seq2seq(spec, outputs, first_row))}
+  def decode(self, names, texts, inputs, units, predictions):
+    """{problem: [served result per text]} of problems `names` (one input
+    form) from the rows' prediction dicts."""
+    decoded = decoding.decode_group(
+        names, inputs, predictions, self.encoders, self.entries,
+        self.tokenizer, self.max_seq_length, self._transitions, texts, units)
+    rows = decoding.rows_by_example(predictions, names)
+    out = {}
+    for name in names:
+      kind = types.get(self.entries[name]["type"])
+      out[name] = [kind.serve(result, [r[name] for r in rows[index]],
+                              self.encoders[name], decoding.Context(
+                                  None, None, None, self.entries[name],
+                                  texts[index],
+                                  units[index] if units else None))
+                   for index, result in enumerate(decoded[name])]
+    return out

@@ -577,7 +577,7 @@ py::list UnitRecordsPy(const py::handle& ids, const py::handle& token_splits,
                        const py::handle& first_token, const py::handle& unit_splits,
                        const py::handle& example_index, const py::list& names,
                        const py::list& labels, int max_seq_length, int cls_id,
-                       int sep_id) {
+                       int sep_id, int stride) {
   bert_mtl::UnitBatch batch;
   batch.ids = ToVector<int32_t>(ids);
   batch.token_splits = ToVector<int64_t>(token_splits);
@@ -598,6 +598,9 @@ py::list UnitRecordsPy(const py::handle& ids, const py::handle& token_splits,
     throw py::value_error("unit_records: splits do not match the arrays");
   }
   if (max_seq_length < 3) throw py::value_error("max_seq_length must be >= 3");
+  if (stride < 1 || stride > max_seq_length - 2) {
+    throw py::value_error("stride must be in [1, max_seq_length - 2]");
+  }
   if (names.size() != labels.size()) throw py::value_error("one label array per name");
   for (size_t p = 0; p < names.size(); ++p) {
     batch.names.push_back(py::cast<std::string>(names[p]));
@@ -612,7 +615,7 @@ py::list UnitRecordsPy(const py::handle& ids, const py::handle& token_splits,
   std::vector<std::string> records;
   {
     py::gil_scoped_release release;
-    records = bert_mtl::UnitRecords(batch, max_seq_length, cls_id, sep_id);
+    records = bert_mtl::UnitRecords(batch, max_seq_length, cls_id, sep_id, stride);
   }
   py::list out;
   for (const std::string& record : records) out.append(py::bytes(record));
@@ -756,8 +759,9 @@ PYBIND11_MODULE(_native, m) {
   m.def("unit_records", &UnitRecordsPy, py::arg("ids"), py::arg("token_splits"),
         py::arg("first_token"), py::arg("unit_splits"), py::arg("example_index"),
         py::arg("names"), py::arg("labels"), py::arg("max_seq_length"),
-        py::arg("cls_id"), py::arg("sep_id"),
-        "Serialized sequence-labelling records of a batch (one per window).");
+        py::arg("cls_id"), py::arg("sep_id"), py::arg("stride"),
+        "Serialized sequence-labelling records of a batch (one per window, "
+        "windows `stride` tokens apart).");
   m.def("units_payload", &UnitsPayload, py::arg("inputs"), py::arg("labels"),
         "The bytes examples_digest hashes for unit-list examples.");
   m.def("lookup_labels", &LookupLabels, py::arg("labels"), py::arg("mapping"),

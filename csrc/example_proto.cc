@@ -99,8 +99,8 @@ constexpr int64_t kIgnore = -1;
 
 // Token windows [start, end) as bert_mtl.data.features.windows.
 std::vector<std::pair<int64_t, int64_t>> Windows(int64_t num_tokens,
-                                                 int64_t max_tokens) {
-  const int64_t stride = std::max<int64_t>(1, max_tokens / 2);
+                                                 int64_t max_tokens,
+                                                 int64_t stride) {
   std::vector<std::pair<int64_t, int64_t>> out;
   if (num_tokens <= max_tokens) {
     out.emplace_back(0, num_tokens);
@@ -117,7 +117,7 @@ std::vector<std::pair<int64_t, int64_t>> Windows(int64_t num_tokens,
 
 std::vector<std::string> UnitRecords(const UnitBatch& batch,
                                      int max_seq_length, int cls_id,
-                                     int sep_id) {
+                                     int sep_id, int stride) {
   std::vector<std::string> records;
   const size_t examples = batch.example_index.size();
   const int64_t max_tokens = max_seq_length - 2;
@@ -146,7 +146,7 @@ std::vector<std::string> UnitRecords(const UnitBatch& batch,
         }
       }
     }
-    for (const auto& window : Windows(n, max_tokens)) {
+    for (const auto& window : Windows(n, max_tokens, stride)) {
       std::vector<int64_t>& ids = features[0].ints;
       ids.assign(1, cls_id);
       ids.insert(ids.end(), batch.ids.begin() + t0 + window.first,

@@ -43,9 +43,11 @@ struct UnitBatch {
   std::vector<std::vector<int32_t>> labels;
 };
 
+// One record per window of max_seq_length - 2 tokens, windows `stride`
+// tokens apart (bert_mtl.data.features.window_stride).
 std::vector<std::string> UnitRecords(const UnitBatch& batch,
                                      int max_seq_length, int cls_id,
-                                     int sep_id);
+                                     int sep_id, int stride);
 
 }  // namespace bert_mtl
 

@@ -1,6 +1,7 @@
 """Run in a fresh process with only TensorFlow imported: lists ops of a
 SavedModel that core TensorFlow does not register, and calls every
-signature on the inputs in an .npz, saving the outputs."""
+signature on the inputs in an .npz (`tag_mask` goes to the signatures
+that take it), saving the outputs."""
 
 import json
 import sys
@@ -27,6 +28,7 @@ def main(export_dir, inputs_path, outputs_path):
   bad, count = unknown_ops(export_dir)
   model = tf.saved_model.load(export_dir)
   inputs = dict(np.load(inputs_path))
+  tag_mask = inputs.pop("tag_mask", None)
   outputs = {}
   lengths = inputs["input_mask"].sum(1)
   serialized = tf.constant([tf.train.Example(features=tf.train.Features(
@@ -37,6 +39,9 @@ def main(export_dir, inputs_path, outputs_path):
   for name, signature in model.signatures.items():
     if "examples" in signature.structured_input_signature[1]:
       result = signature(examples=serialized)
+    elif "tag_mask" in signature.structured_input_signature[1]:
+      result = signature(tag_mask=tf.constant(tag_mask), **{
+          k: tf.constant(v) for k, v in inputs.items()})
     else:
       result = signature(**{k: tf.constant(v) for k, v in inputs.items()})
     for key, value in result.items():

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from bert_mtl import problems, tokenization
 from bert_mtl.data import cache, dataset, features
+from bert_mtl.types import pretrain
 from conftest import data_dir, data_file
 
 
@@ -319,7 +320,7 @@ def test_pretrain_records_read_like_the_original(tokenizer, tmp_path):
   built = [dataset.GroupFeatures(g, "train", config, encoders).build()
            for g in groups]
   # The original run_pretraining.py spec parses our records unchanged.
-  spec = dataset.pretrain_spec(64, 10)
+  spec = pretrain.pretrain_spec(64, 10)
   count = 0
   for record in tf.data.TFRecordDataset(built[0][0]):
     parsed = tf.io.parse_single_example(record, spec)

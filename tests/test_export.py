@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from bert_mtl.data import features
 from conftest import data_dir
 from run_helpers import base_args, run_multitask
 
@@ -38,7 +39,13 @@ def test_export_serves_what_the_estimator_predicts(tmp_path):
     ids[row, 0], ids[row, n - 1] = 101, 102
   inputs = {"input_ids": ids, "input_mask": (ids > 0).astype(np.int32),
             "segment_ids": np.zeros_like(ids)}
-  np.savez(tmp_path / "inputs.npz", **inputs)
+  # The tagged signatures take the positions to tag: here every real token
+  # but [CLS], [SEP] and every third one (as continuation pieces would be).
+  tag_mask = inputs["input_mask"].copy()
+  tag_mask[:, 0] = tag_mask[:, 1::3] = 0
+  for row, n in enumerate(lengths):
+    tag_mask[row, n - 1] = 0
+  np.savez(tmp_path / "inputs.npz", tag_mask=tag_mask, **inputs)
   check = subprocess.run(
       [sys.executable, os.path.join(os.path.dirname(__file__),
                                     "export_check.py"), export_dir,
@@ -57,7 +64,19 @@ def test_export_serves_what_the_estimator_predicts(tmp_path):
   predicted = list(run.estimator().predict(
       lambda: tf.data.Dataset.from_tensor_slices(inputs).batch(3),
       yield_single_examples=False))[0]
+  tagged = list(run.estimator().predict(
+      lambda: tf.data.Dataset.from_tensor_slices(
+          dict(inputs, tag_mask=tag_mask)).batch(3),
+      yield_single_examples=False))[0]
+  # The positions decide the CRF's path: tag_mask changes the tags.
+  assert (tagged["weibo_ner/tag_ids"][tag_mask == 0] == -1).all()
+  assert (predicted["weibo_ner/tag_ids"][tag_mask == 0][
+      inputs["input_mask"][tag_mask == 0] == 1] != -1).any()
   compared = 0
+  for key, value in tagged.items():
+    if "/" in key:
+      np.testing.assert_allclose(served["tagged:serving_default:" + key],
+                                 value, rtol=1e-4, atol=1e-5, err_msg=key)
   for key, value in predicted.items():
     if "/" not in key:
       continue
@@ -95,7 +114,10 @@ def test_predictor_maps_back_to_characters(tmp_path):
   for text, result in zip(texts, results):
     # Segmentation covers every non-space character exactly once.
     assert "".join(result["weibo_cws"]["words"]) == "".join(text.split())
-    assert len(result["weibo_ner"]["tags"]) == len(serving.split_units(text))
+    # Units as in training: MSRA / Weibo units are characters, so "ABC"
+    # is three units (not one, as an earlier Predictor had it).
+    assert len(result["weibo_ner"]["tags"]) == len(
+        features.text_units(text, "char"))
     for entity in result["weibo_ner"]["entities"]:
       assert text[entity["start"]:entity["end"]] == entity["text"]
     assert result["chn_sentiment"]["label"] in ("pos", "neg")
@@ -108,8 +130,13 @@ def test_predictor_maps_back_to_characters(tmp_path):
                           graph_decoded.predict(short)):
     assert ours["weibo_ner"]["tags"] == theirs["weibo_ner"]["tags"]
     assert ours["weibo_cws"]["words"] == theirs["weibo_cws"]["words"]
-  assert serving.split_units("上海 ABC1,x") == [
-      ("上", 0), ("海", 1), ("ABC1", 3), (",", 7), ("x", 8)]
+  assert predictor.entries["weibo_ner"]["inputs"] == "char"
+  assert predictor.entries["chn_sentiment"]["inputs"] == "text"
+  assert features.text_units("上海 ABC1,x", "char") == [
+      ("上", 0), ("海", 1), ("A", 3), ("B", 4), ("C", 5), ("1", 6), (",", 7),
+      ("x", 8)]
+  assert features.text_units(" New  York,x ", "word") == [
+      ("New", 1), ("York,x", 6)]
   # Inputs: a list of str or bytes (UTF-8, invalid bytes dropped as
   # FullTokenizer drops them); anything else is one clear error.
   assert predictor.predict([b"\xe4\xb8\x8a\xff\xe6\xb5\xb7"]) == (

@@ -8,7 +8,8 @@ import tensorflow as tf
 
 from bert_mtl import model_fn, modeling
 from bert_mtl.data import features as feature_lib
-from bert_mtl.heads import base, seq_tag
+from bert_mtl.heads import base
+from bert_mtl.types import seq_tag
 
 tf1 = tf.compat.v1
 IGNORE = feature_lib.IGNORE
@@ -251,7 +252,7 @@ def test_a_groups_predict_pass_builds_only_its_heads():
 
 
 def test_cls_label_smoothing_and_multi_cls_weight():
-  from bert_mtl.heads import cls, multi_cls  # pylint: disable=g-import-not-at-top
+  from bert_mtl.types import cls, multi_cls  # pylint: disable=g-import-not-at-top
   logits = np.array([[2.0, 0.0, -1.0], [0.5, 0.5, 0.0]], np.float32)
 
   def build():

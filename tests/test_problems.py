@@ -242,7 +242,7 @@ def test_label_count_mismatch_is_rejected(tmp_path):
   with pytest.raises(ValueError, match="registered twice"):
     problems.problem("test_misaligned", "seq_tag")(_misaligned)
   with pytest.raises(ValueError, match="unknown problem type"):
-    problems.problem("x", "regression")
+    problems.problem("x", "ranking")
 
 
 def test_glue_readers_on_original_tsv_layouts(tmp_path):

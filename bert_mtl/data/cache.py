@@ -18,7 +18,7 @@ import uuid
 
 from absl import logging
 
-from bert_mtl import _native
+from bert_mtl import base
 
 # Bump when the feature layout or the readers change meaning.
 FEATURES_VERSION = "1"
@@ -47,8 +47,8 @@ def examples_digest(examples):
   """Digest of examples' inputs and labels (not their file positions)."""
   digest = hashlib.sha256()
   try:  # unit lists with label lists: the same bytes, assembled natively
-    digest.update(_native.units_payload([e.inputs for e in examples],
-                                        [e.labels for e in examples]))
+    digest.update(base.native().units_payload(
+        [e.inputs for e in examples], [e.labels for e in examples]))
     return digest.hexdigest()
   except TypeError:
     digest = hashlib.sha256()
@@ -125,7 +125,8 @@ class ShardWriter(object):
     self.count = 0
 
   def write(self, record):
-    self.files[self.count % len(self.files)].write(_native.frame_record(record))
+    self.files[self.count % len(self.files)].write(
+        base.native().frame_record(record))
     self.count += 1
 
   def close(self):
@@ -196,3 +197,4 @@ def default_cache_dir():
   """$BERT_MTL_CACHE_DIR, else ~/.cache/bert_mtl (never beside the data)."""
   return os.environ.get("BERT_MTL_CACHE_DIR") or os.path.join(
       os.path.expanduser("~"), ".cache", "bert_mtl")
+

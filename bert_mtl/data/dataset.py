@@ -5,10 +5,10 @@ problem of its group.  Records of different groups (`|`) are mixed by the
 sampling strategy, and every problem absent from a record gets zero labels
 and `<problem>_present = 0`, so its head gives it no loss.
 
-seq2seq targets are label (or target-vocabulary) ids ending in EOS,
-truncated to max_target_length; the decoder prepends BOS itself.  A pretrain
-group writes the original create_pretraining_data records (statically padded,
-original feature names), which the parser trims back to their real length.
+What a problem's label feature is, how it parses, pads and looks when the
+problem is absent is its type's (bert_mtl.types); this module assembles
+records and batches from them.  A document group (pretrain) writes its
+type's own records.
 """
 
 import collections
@@ -18,15 +18,9 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import _native, problems
-from bert_mtl.data import cache, features, pretraining
-from bert_mtl.problems import chain, types
-
-SEQ2SEQ_TYPES = ("seq2seq_tag", "seq2seq_text")
-# Decoder specials of a seq2seq_tag label map; seq2seq_text uses the target
-# vocabulary's [PAD], [CLS] (as BOS) and [SEP] (as EOS).
-TAG_SPECIALS = ("[PAD]", "[BOS]", "[EOS]")
-NSP_LABELS = ("IsNext", "RandomNext")  # the original's 0 / 1
+from bert_mtl import base, problems, types
+from bert_mtl.data import cache, features
+from bert_mtl.problems import chain
 
 PretrainConfig = collections.namedtuple("PretrainConfig", [
     "dupe_factor", "short_seq_prob", "masked_lm_prob",
@@ -58,19 +52,6 @@ def make_config(tokenizer, data_dir, max_seq_length=128, cache_dir=None,
                         max_examples, num_threads, max_target_length,
                         target_tokenizer or tokenizer,
                         pretrain or PretrainConfig(), num_processes)
-
-
-def vocab_list(tokenizer):
-  """The tokenizer's vocabulary as a list indexed by id."""
-  return sorted(tokenizer.vocab, key=tokenizer.vocab.get)
-
-
-def decoder_special_ids(encoder):
-  """(pad, bos, eos) ids of a seq2seq problem's target label map."""
-  ids = encoder.ids
-  if "[BOS]" in ids:
-    return ids["[PAD]"], ids["[BOS]"], ids["[EOS]"]
-  return ids["[PAD]"], ids["[CLS]"], ids["[SEP]"]
 
 
 def subset_indices(size, max_examples, seed, labels=None):
@@ -112,15 +93,31 @@ def subset(examples, max_examples, seed, stratify=False):
                                               seed, labels)]
 
 
-def read_examples(group, split, config, sources):
+class SplitReader(object):
+  """Reads each (problem, split) once per run: label fitting, every group's
+  features and the scoring share the examples."""
+
+  def __init__(self, data_dir):
+    self.data_dir = data_dir
+    self._read = {}
+
+  def __call__(self, name, split):
+    key = (name, split)
+    if key not in self._read:
+      self._read[key] = problems.read(name, split, self.data_dir)
+    return self._read[key]
+
+
+def read_examples(group, split, config, sources, read=None):
   """{problem: examples} of an `&` group, the same subset of each under
-  max_examples (stratified when every problem of the group is `cls`)."""
-  examples = {n: problems.read(sources.get(n, n), split, config.data_dir)
-              for n in group}
+  max_examples (stratified when every problem of the group asks for it,
+  as classification does)."""
+  read = read or SplitReader(config.data_dir)
+  examples = {n: read(sources.get(n, n), split) for n in group}
   if not config.max_examples:
     return examples
   first = examples[group[0]]
-  stratify = all(problems.get(n).type == "cls" for n in group)
+  stratify = all(types.get(problems.get(n).type).stratified for n in group)
   seed = zlib.crc32(("%s/%s" % ("&".join(group), split)).encode("utf-8"))
   indices = subset_indices(len(first), config.max_examples, seed,
                            [e.labels for e in first] if stratify else None)
@@ -130,56 +127,17 @@ def read_examples(group, split, config, sources):
           for n, e in examples.items()}
 
 
-def fit_label_encoders(groups, config):
-  """Label encoders of every labelled problem, from its training split."""
+def fit_label_encoders(groups, config, read=None):
+  """Label encoders of every problem, each fitted by its type (on the whole
+  training split, even when max_examples trims the features: a quick run
+  on a subset must still know every label)."""
+  read = read or SplitReader(config.data_dir)
   encoders = {}
   for name in (n for group in groups for n in group):
     spec = problems.get(name)
-    if spec.type == "pretrain":
-      encoders[name] = problems.LabelEncoder(NSP_LABELS, name)
-      continue
-    if spec.type == "seq2seq_text":
-      encoders[name] = problems.LabelEncoder(
-          vocab_list(config.target_tokenizer), name)
-      if decoder_special_ids(encoders[name])[0] != 0:
-        raise ValueError("%s: the target vocabulary must have [PAD] at id 0 "
-                         "(batches pad targets with 0)" % name)
-      continue
-    kind = types.TYPES[spec.type].label_kind
-    # The whole training split, even when max_examples trims the features:
-    # a quick run on a subset must still know every label.
-    examples = problems.read(name, "train", config.data_dir)
-    if kind == "single":
-      label_lists = [[e.labels] for e in examples]
-    else:
-      label_lists = [e.labels for e in examples]
-    reserved = TAG_SPECIALS if spec.type == "seq2seq_tag" else ()
-    encoders[name] = problems.LabelEncoder.fit(label_lists, name, reserved)
-    _check_labels(name, spec, examples, encoders[name].labels)
+    encoders[name] = types.get(spec.type).fit_encoder(name, spec, config,
+                                                      read)
   return encoders
-
-
-def _check_labels(name, spec, examples, labels):
-  """A training split whose labels cannot train the problem is a
-  DataError naming the file (and line): a classifier with one class, or
-  tags outside the problem's declared scheme."""
-  if spec.type == "cls" and len(labels) < 2:
-    paths = sorted({e.path for e in examples if e.path})
-    raise problems.DataError(
-        "every training example has label %r; a classifier needs at least "
-        "two classes (is a corpus file empty or missing?)" % labels[0],
-        name, ", ".join(paths))
-  if spec.type != "seq_tag" or not spec.scheme:
-    return
-  misfit = problems.scheme_misfit(labels, spec.scheme)
-  if misfit is None:
-    return
-  label, reason = misfit
-  example = next(e for e in examples if label in e.labels)
-  raise problems.DataError(
-      "label %r does not fit the %s tagging scheme: %s" % (
-          label, spec.scheme, reason), name, example.path,
-      example.line_of(list(example.labels).index(label)))
 
 
 def _int_feature(values):
@@ -195,12 +153,16 @@ def _base_feature(input_ids, segment_ids, example_index, window_start):
 
 def _serialize(feature):
   """{name: int64 or float32 array} -> tf.train.Example bytes (native)."""
-  return _native.serialize_example(feature)
+  return base.native().serialize_example(feature)
 
 
 def _row(ragged, index):
   splits = ragged["row_splits"]
   return ragged["ids"][splits[index]:splits[index + 1]]
+
+
+def _value_feature(problem_type, value):
+  return np.asarray(value, problem_type.record_dtype()).reshape(-1)
 
 
 class GroupFeatures(object):
@@ -209,21 +171,25 @@ class GroupFeatures(object):
   sources: {problem: other problem} reads that other problem's examples for
     it (same type and label set), e.g. {"pd98_cws": "pku_cws"} scores the
     pd98_cws head on the SIGHAN PKU gold test.
+  read: a SplitReader shared by the run (each split is read once).
   """
 
-  def __init__(self, group, split, config, encoders, sources=None):
+  def __init__(self, group, split, config, encoders, sources=None,
+               read=None):
     self.group = list(group)
     self.split = split
     self.config = config
     self.encoders = encoders
     self.sources = dict(sources or {})
     self.types = {n: problems.get(n).type for n in group}
+    self.kinds = {n: types.get(t) for n, t in self.types.items()}
     for name, source in self.sources.items():
       if problems.get(source).type != self.types[name]:
         raise ValueError("%s (%s) cannot be scored on %s (%s): the types "
                          "differ" % (name, self.types[name], source,
                                      problems.get(source).type))
-    self.examples = read_examples(self.group, split, config, self.sources)
+    self.examples = read_examples(self.group, split, config, self.sources,
+                                  read)
     chain.check_same_inputs(self.group, self.examples)
     first = self.examples[self.group[0]]
     # Training records are written in a fixed random order: corpora are
@@ -231,64 +197,52 @@ class GroupFeatures(object):
     # shuffle buffer alone would not undo.
     self.order = (np.random.RandomState(0).permutation(len(first))
                   if split == "train" else np.arange(len(first)))
-    self.pretrain = "pretrain" in self.types.values()
-    self.units = not self.pretrain and isinstance(first[0].inputs, list)
-    for name, problem_type in self.types.items():
-      if self.pretrain and len(self.group) > 1:
-        raise ValueError("a pretrain problem (%s) takes documents; it cannot "
-                         "be '&'-joined, use '|'" % name)
-      if problem_type == "seq_tag" and not self.units:
-        raise ValueError("%s is seq_tag but group %s has text inputs" %
-                         (name, self.name))
-      if problem_type in ("cls", "multi_cls") and self.units:
+    self.document = any(k.inputs == "document" for k in self.kinds.values())
+    self.units = not self.document and isinstance(first[0].inputs, list)
+    for name, kind in self.kinds.items():
+      if self.document and len(self.group) > 1:
+        raise ValueError("a %s problem (%s) takes documents; it cannot be "
+                         "'&'-joined, use '|'" % (kind.name, name))
+      if kind.inputs == "units" and not self.units:
+        raise ValueError("%s is %s but group %s has text inputs" %
+                         (name, kind.name, self.name))
+      if kind.inputs == "text" and self.units:
         raise ValueError("%s is %s but group %s has unit-list inputs" %
-                         (name, problem_type, self.name))
+                         (name, kind.name, self.name))
 
   @property
   def name(self):
     return "&".join(self.group)
 
   def key(self):
+    """Everything that shapes the records: this module, the features and
+    type modules (a type owns its record values), the native record
+    builder's build, the examples, the vocabulary and the settings."""
+    type_files = sorted({os.path.abspath(__import__(
+        type(k).__module__, fromlist=["_"]).__file__)
+                         for k in self.kinds.values()})
     spec_files = [os.path.join(os.path.dirname(__file__), f)
                   for f in ("features.py", "dataset.py", "pretraining.py")]
     return cache.fingerprint(
-        cache.FEATURES_VERSION, [cache.file_digest(f) for f in spec_files],
-        _native.source_digest,  # the native record builder's build
+        cache.FEATURES_VERSION,
+        [cache.file_digest(f) for f in spec_files + type_files],
+        base.native().source_digest,  # the native record builder's build
         self.group, self.sources, self.split,
         cache.file_digest(self.config.vocab_file),
         self.config.do_lower_case, self.config.max_seq_length,
         self.config.max_target_length,
         cache.file_digest(self.config.target_tokenizer.vocab_file),
-        self.config.pretrain if self.pretrain else None,
+        self.config.pretrain if self.document else None,
         {n: self.encoders[n].labels for n in self.group},
         {n: cache.examples_digest(e) for n, e in self.examples.items()})
-
-  def labels_for(self, name, example, target_ids=None):
-    """The label feature of one example (None: unlabelled)."""
-    encoder = self.encoders[name]
-    if example.labels is None:  # predict: no labels
-      return None
-    problem_type = self.types[name]
-    if problem_type == "cls":
-      return encoder.encode([example.labels], example.path, example.line)[0]
-    if problem_type == "multi_cls":
-      hot = np.zeros(len(encoder), np.int64)
-      hot[encoder.encode(example.labels, example.path, example.line)] = 1
-      return hot
-    if problem_type in SEQ2SEQ_TYPES:
-      if target_ids is None:
-        target_ids = encoder.encode(example.labels, example.path,
-                                    example.line)
-      _, _, eos = decoder_special_ids(encoder)
-      return list(target_ids[:self.config.max_target_length - 1]) + [eos]
-    return encoder.encode(example.labels, example.path, example.line,
-                          example)
 
   def records(self, lo=0, hi=None):
     """Serialized tf.train.Examples, one per window of examples lo..hi-1."""
     first = self.examples[self.group[0]]
-    if self.pretrain:
-      return self._pretrain_records(first)
+    if self.document:
+      kind, = self.kinds.values()
+      return (_serialize(f) for f in kind.document_records(first,
+                                                           self.config))
     hi = len(first) if hi is None else hi
     if self.units:
       return self._unit_records(first, lo, hi)
@@ -296,31 +250,18 @@ class GroupFeatures(object):
 
   def _special_ids(self):
     vocab = self.config.tokenizer.vocab
-    return vocab["[CLS]"], vocab["[SEP]"]
+    return vocab[base.CLS_TOKEN], vocab[base.SEP_TOKEN]
 
-  def _text_targets(self, lo, hi):
-    """Target-vocabulary ids of every seq2seq_text problem's targets."""
-    out = {}
-    for name in self.group:
-      if self.types[name] == "seq2seq_text":
-        ragged = self.config.target_tokenizer.encode_ragged(
-            [self.examples[name][i].labels or "" for i in
-             self.order[lo:hi]],
-            self.config.num_threads)
-        out[name] = ragged
-    return out
+  def _labels(self, lo, hi):
+    """{problem: [label value or None]} of the examples at order[lo:hi],
+    from their types (per example, not per token)."""
+    return {name: self.kinds[name].label_values(
+        self.encoders[name], [self.examples[name][i] for i in
+                              self.order[lo:hi]], self.config)
+            for name in self.group if not self.kinds[name].token_aligned}
 
-  def _labels(self, index, text_targets, position):
-    """Label features of example `index`, the position-th of its chunk."""
-    out = {}
-    for name in self.group:
-      target = (_row(text_targets[name], position) if name in text_targets
-                else None)
-      out[name] = self.labels_for(name, self.examples[name][index], target)
-    return out
-
-  # Sequence-labelling groups are assembled by the extension (identical
-  # records; tests compare both paths).
+  # Groups of token-aligned problems only are assembled by the extension
+  # (identical records: tests compare both paths).
   native_records = True
 
   def _native_unit_records(self, first, lo, hi, chunk=4096):
@@ -331,10 +272,11 @@ class GroupFeatures(object):
           self.config.tokenizer, [first[i].inputs for i in indices],
           self.config.num_threads)
       labels = [self._label_ids(name, indices) for name in self.group]
-      yield from _native.unit_records(
+      yield from base.native().unit_records(
           ragged["ids"], ragged["row_splits"], ragged["first_token"],
           ragged["unit_splits"], indices, self.group, labels,
-          self.config.max_seq_length, cls_id, sep_id)
+          self.config.max_seq_length, cls_id, sep_id,
+          features.window_stride(self.config.max_seq_length))
 
   def _label_ids(self, name, indices):
     """int32 ids of the unit labels of examples `indices`, concatenated
@@ -343,18 +285,17 @@ class GroupFeatures(object):
     if examples[indices[0]].labels is None:
       return None
     encoder = self.encoders[name]
-    ids, bad = _native.lookup_labels([examples[i].labels for i in indices],
-                                     encoder.ids)
+    ids, bad = base.native().lookup_labels(
+        [examples[i].labels for i in indices], encoder.ids)
     if ids is None:  # an error naming the file and line of the example
       example = examples[indices[bad]]
-      encoder.encode(example.labels, example.path, example.line,
-                     example)
+      self.kinds[name].label_value(encoder, example, self.config)
       raise AssertionError("lookup_labels and LabelEncoder disagree")
     return ids
 
   def _unit_records(self, first, lo, hi):
-    if self.native_records and all(self.types[n] == "seq_tag"
-                                   for n in self.group):
+    aligned = [n for n in self.group if self.kinds[n].token_aligned]
+    if self.native_records and len(aligned) == len(self.group):
       yield from self._native_unit_records(first, lo, hi)
       return
     cls_id, sep_id = self._special_ids()
@@ -362,41 +303,40 @@ class GroupFeatures(object):
                                       [first[i].inputs for i in
                                        self.order[lo:hi]],
                                       self.config.num_threads)
-    text_targets = self._text_targets(lo, hi)
-    tagged = [n for n in self.group if self.types[n] == "seq_tag"]
+    labels = self._labels(lo, hi)
     for position, (index, alignment) in enumerate(
         zip(self.order[lo:hi], alignments)):
-      labels = self._labels(index, text_targets, position)
       # Every problem of the group shares the alignment, hence the windows;
-      # a seq2seq target belongs to the whole input, so to the first window.
-      spans = features.window_spans(len(alignment.ids),
-                                    self.config.max_seq_length)
-      per_problem = {n: features.token_labels(alignment, labels[n], pad=1)
-                     for n in tagged}
-      for k, window in enumerate(spans):
-        input_ids, segment_ids = features.pack(
-            alignment.ids[window.start:window.end],
-            self.config.max_seq_length, cls_id, sep_id)
+      # a per-example label belongs to the whole input, so to the first
+      # window.
+      per_token = {}
+      for name in aligned:
+        example = self.examples[name][index]
+        ids = (None if example.labels is None else self.kinds[
+            name].label_value(self.encoders[name], example, self.config))
+        per_token[name] = (features.token_labels(alignment, ids, pad=1),
+                           ids is not None)
+      for k, (window, input_ids, segment_ids, _) in enumerate(
+          features.unit_rows(alignment, self.config.max_seq_length, cls_id,
+                             sep_id)):
         feature = _base_feature(input_ids, segment_ids, index, window.start)
         for name in self.group:
-          if name in per_problem:
+          if name in per_token:
             # [CLS] + the window's tokens + [SEP], padded labels included.
-            value = per_problem[name][window.start:window.end + 2].copy()
-            value[0] = value[-1] = features.IGNORE
-            present = labels[name] is not None
+            token_ids, present = per_token[name]
+            value = token_ids[window.start:window.end + 2].copy()
+            value[0] = value[-1] = base.IGNORE
           else:
-            value, present = (labels[name], True) if k == 0 else (None, False)
+            value = labels[name][position] if k == 0 else None
+            present = value is not None
           feature.update(self._label_feature(name, value, present))
         yield _serialize(feature)
 
   def _label_feature(self, name, value, present):
-    if value is None:  # predict: no labels
-      problem_type = self.types[name]
-      value = (np.zeros(len(self.encoders[name]), np.int64)
-               if problem_type == "multi_cls" else
-               [] if problem_type in SEQ2SEQ_TYPES else 0)
-      present = False
-    return {name + "_label": _int_feature(value),
+    kind = self.kinds[name]
+    if value is None:  # no labels (predict), or not the first window
+      value, present = kind.unlabelled_value(len(self.encoders[name])), False
+    return {name + "_label": _value_feature(kind, value),
             name + "_present": _int_feature([int(present)])}
 
   def _text_records(self, first, lo, hi):
@@ -410,37 +350,16 @@ class GroupFeatures(object):
     ragged_b = tokenizer.encode_ragged(
         [e.inputs[1] if isinstance(e.inputs, tuple) else "" for e in chunk],
         threads)
-    text_targets = self._text_targets(lo, hi)
+    labels = self._labels(lo, hi)
     for position, index in enumerate(self.order[lo:hi]):
       input_ids, segment_ids = features.pack(
           _row(ragged_a, position), self.config.max_seq_length, cls_id,
           sep_id, _row(ragged_b, position))
       feature = _base_feature(input_ids, segment_ids, index, 0)
-      for name, value in self._labels(index, text_targets,
-                                      position).items():
-        feature.update(self._label_feature(name, value, True))
+      for name in self.group:
+        value = labels[name][position]
+        feature.update(self._label_feature(name, value, value is not None))
       yield _serialize(feature)
-
-  def _pretrain_records(self, documents):
-    tokenizer, config = self.config.tokenizer, self.config.pretrain
-    words = vocab_list(tokenizer)
-    sentences = [s for d in documents for s in d.inputs]
-    ragged = tokenizer.encode_ragged(sentences, self.config.num_threads)
-    tokenized, position = [], 0
-    for document in documents:
-      tokenized.append([[words[i] for i in _row(ragged, position + k)]
-                        for k in range(len(document.inputs))])
-      position += len(document.inputs)
-    instances = pretraining.create_instances(
-        tokenized, words, self.config.max_seq_length, config.dupe_factor,
-        config.short_seq_prob, config.masked_lm_prob,
-        config.max_predictions_per_seq, config.do_whole_word_mask,
-        config.seed)
-    for instance in instances:
-      values = pretraining.instance_features(
-          instance, tokenizer.vocab, self.config.max_seq_length,
-          config.max_predictions_per_seq)
-      yield _serialize(values)
 
   def build(self):
     """(shard paths, meta), from the cache when its key matches."""
@@ -452,7 +371,7 @@ class GroupFeatures(object):
     meta = {"group": self.group, "split": self.split}
     size = len(self.examples[self.group[0]])
     processes = min(self.config.num_processes, size // 1000)
-    if self.pretrain or processes <= 1:
+    if self.document or processes <= 1:
       return cache.write_shards(self.config.cache_dir, name, key,
                                 self.records(), self.config.num_shards, meta)
     return cache.write_entry(
@@ -516,73 +435,24 @@ def _write_in_processes(group_features, directory, processes):
   return [n for group in names for n in group], sum(c for _, c, _ in reports)
 
 
-def feature_spec(problem_type, num_labels):
-  """Parsing spec of one problem's label feature."""
-  if problem_type == "cls":
-    return tf.io.FixedLenFeature([1], tf.int64)
-  if problem_type == "multi_cls":
-    return tf.io.FixedLenFeature([num_labels], tf.int64)
-  return tf.io.VarLenFeature(tf.int64)
-
-
-def pretrain_spec(max_seq_length, max_predictions_per_seq):
-  """The original run_pretraining.py parsing spec."""
-  seq = tf.io.FixedLenFeature([max_seq_length], tf.int64)
-  predictions = tf.io.FixedLenFeature([max_predictions_per_seq], tf.int64)
-  return {"input_ids": seq, "input_mask": seq, "segment_ids": seq,
-          "masked_lm_positions": predictions, "masked_lm_ids": predictions,
-          "masked_lm_weights": tf.io.FixedLenFeature(
-              [max_predictions_per_seq], tf.float32),
-          "next_sentence_labels": tf.io.FixedLenFeature([1], tf.int64)}
-
-
-MLM_FEATURES = ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")
-
-
-def _absent_label(name, problem_type, encoders, input_ids):
-  if problem_type == "seq_tag":
-    return tf.fill(tf.shape(input_ids), features.IGNORE)
-  if problem_type == "multi_cls":
-    return tf.zeros([len(encoders[name])], tf.int32)
-  if problem_type in SEQ2SEQ_TYPES:
-    return tf.zeros([0], tf.int32)
-  return tf.constant(0, tf.int32)
-
-
-def _parse_pretrain(record, name, max_seq_length, max_predictions):
-  parsed = tf.io.parse_single_example(
-      record, pretrain_spec(max_seq_length, max_predictions))
-  length = tf.reduce_sum(tf.cast(parsed["input_mask"], tf.int32))
-  out = {k: tf.cast(parsed[k][:length], tf.int32)
-         for k in ("input_ids", "input_mask", "segment_ids")}
-  out["example_index"] = tf.constant(0, tf.int32)
-  out["window_start"] = tf.constant(0, tf.int32)
-  for k in MLM_FEATURES:
-    out["%s_%s" % (name, k)] = parsed[k] if k == "masked_lm_weights" else (
-        tf.cast(parsed[k], tf.int32))
-  out[name + "_label"] = tf.cast(parsed["next_sentence_labels"][0], tf.int32)
-  out[name + "_present"] = tf.constant(1, tf.int32)
-  return out
-
-
-def _parse_fn(group, all_problems, types_by_name, encoders, max_seq_length,
+def _parse_fn(group, all_problems, kinds, encoders, max_seq_length,
               max_predictions):
   """Record -> feature dict with every problem of the chain present."""
-  pretrain = [n for n in group if types_by_name[n] == "pretrain"]
+  document = [n for n in group if kinds[n].inputs == "document"]
   spec = {"input_ids": tf.io.VarLenFeature(tf.int64),
           "segment_ids": tf.io.VarLenFeature(tf.int64),
           "example_index": tf.io.FixedLenFeature([1], tf.int64),
           "window_start": tf.io.FixedLenFeature([1], tf.int64)}
-  for name in group:
-    if not pretrain:
-      spec[name + "_label"] = feature_spec(types_by_name[name],
-                                           len(encoders[name]))
-      spec[name + "_present"] = tf.io.FixedLenFeature([1], tf.int64)
+  if not document:
+    for name in group:
+      spec.update(kinds[name].parse_spec(name, len(encoders[name])))
+  absent_context = {"max_predictions": max_predictions}
 
   def parse(record):
-    if pretrain:
-      out = _parse_pretrain(record, pretrain[0], max_seq_length,
-                            max_predictions)
+    if document:
+      name, = document
+      out = kinds[name].parse_record(record, name, max_seq_length,
+                                     max_predictions)
     else:
       parsed = tf.io.parse_single_example(record, spec)
       input_ids = tf.cast(tf.sparse.to_dense(parsed["input_ids"]), tf.int32)
@@ -592,44 +462,23 @@ def _parse_fn(group, all_problems, types_by_name, encoders, max_seq_length,
                  tf.sparse.to_dense(parsed["segment_ids"]), tf.int32),
              "example_index": tf.cast(parsed["example_index"][0], tf.int32),
              "window_start": tf.cast(parsed["window_start"][0], tf.int32)}
+      for name in group:
+        out.update(kinds[name].parse(name, parsed))
     for name in all_problems:
-      problem_type = types_by_name[name]
-      if name in pretrain:
-        continue
-      if problem_type == "pretrain":
-        for k in MLM_FEATURES:
-          out["%s_%s" % (name, k)] = tf.zeros(
-              [max_predictions],
-              tf.float32 if k == "masked_lm_weights" else tf.int32)
-      if name in group:
-        label = parsed[name + "_label"]
-        if isinstance(label, tf.SparseTensor):
-          label = tf.sparse.to_dense(label)
-        elif problem_type == "cls":
-          label = label[0]
-        out[name + "_label"] = tf.cast(label, tf.int32)
-        out[name + "_present"] = tf.cast(parsed[name + "_present"][0],
-                                         tf.int32)
-      else:
-        out[name + "_label"] = _absent_label(name, problem_type, encoders,
-                                             out["input_ids"])
-        out[name + "_present"] = tf.constant(0, tf.int32)
+      if name not in group:
+        out.update(kinds[name].absent(name, len(encoders[name]),
+                                      out["input_ids"], absent_context))
     return out
   return parse
 
 
-def _padding(all_problems, types_by_name):
-  values = {"input_ids": 0, "input_mask": 0, "segment_ids": 0,
-            "example_index": 0, "window_start": 0}
+def _padding(all_problems, kinds):
+  values = {k: tf.constant(0, tf.int32) for k in (
+      "input_ids", "input_mask", "segment_ids", "example_index",
+      "window_start")}
   for name in all_problems:
-    values[name + "_label"] = (features.IGNORE
-                               if types_by_name[name] == "seq_tag" else 0)
-    values[name + "_present"] = 0
-    if types_by_name[name] == "pretrain":
-      for k in MLM_FEATURES:
-        values["%s_%s" % (name, k)] = 0
-  return {k: tf.constant(v, tf.float32 if k.endswith("_masked_lm_weights")
-                         else tf.int32) for k, v in values.items()}
+    values.update(kinds[name].padding(name))
+  return values
 
 
 def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
@@ -658,7 +507,7 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
                      (batch_size, num_replicas))
   per_replica = batch_size // num_replicas
   all_problems = all_problems or [n for g in groups for n in g]
-  types_by_name = {n: problems.get(n).type for n in all_problems}
+  kinds = {n: types.get(problems.get(n).type) for n in all_problems}
 
   def input_fn(params=None, input_context=None):
     del params
@@ -666,7 +515,7 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
     pipelines = input_context.num_input_pipelines if input_context else 1
     pipeline_id = input_context.input_pipeline_id if input_context else 0
     # Built here: an Estimator calls input_fn inside its own graph.
-    padding = _padding(all_problems, types_by_name)
+    padding = _padding(all_problems, kinds)
     # Shuffle seeds combine with the graph seed; under a distribution
     # strategy input_fn runs in a graph without the RunConfig's seed, so
     # pin it: the same stream with one replica or many.
@@ -680,8 +529,8 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
         ds = ds.shuffle(4096, seed=seed, reshuffle_each_iteration=True)
         ds = ds.repeat()
       datasets.append(ds.map(
-          _parse_fn(group, all_problems, types_by_name, encoders,
-                    max_seq_length, max_predictions_per_seq),
+          _parse_fn(group, all_problems, kinds, encoders, max_seq_length,
+                    max_predictions_per_seq),
           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
     if training and len(datasets) > 1:
       choices = chain.sample_groups(sizes, num_instances, seed, strategy,

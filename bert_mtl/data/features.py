@@ -1,26 +1,63 @@
-"""Examples -> model features: token ids, label alignment and windows.
+"""Units, tokens, windows and the positions a head tags: the one home of
+these rules for training records, evaluation, the Predictor and the served
+graph.
 
 Sequence-labelling inputs are lists of units (characters or words).  Units
 are joined with spaces before WordPiece, so every unit is tokenized on its
 own and its first sub-token carries its label; the other sub-tokens,
 [CLS], [SEP] and padding carry IGNORE and are excluded from the loss.  A
 unit that yields no token (e.g. a lone U+FFFD, which BERT deletes) has no
-position; predictions give it the scheme's outside label.
+position; it gets fallback_label.  Raw text is cut into units the way the
+problem's training data was (text_units, with the unit kind recorded in the
+export).
 
-Inputs longer than max_seq_length are cut into overlapping windows (every
-unit's first token lies in at least one window), and predictions are merged
-back by taking each unit's label from the window where it has the most
-context on both sides, as the original run_squad.py does for documents.
+Inputs longer than max_seq_length are cut into overlapping windows
+(window_stride apart; every unit's first token lies in at least one
+window), and predictions are merged back by taking each unit's label (or
+scores) from the window where it has the most context on both sides, as the
+original run_squad.py does for documents.
 """
 
 import collections
 import itertools
+import re
 
 import numpy as np
 
-from bert_mtl import tokenization
+from bert_mtl.base import IGNORE
 
-IGNORE = -1
+# Unit kinds: "char" (every non-space character is a unit, as the Chinese
+# corpora) or "word" (whitespace-separated words, as CoNLL files).
+UNIT_KINDS = ("char", "word")
+_UNIT_PATTERNS = {"char": re.compile(r"\S"), "word": re.compile(r"\S+")}
+
+
+def unit_kind(units_lists):
+  """"char" when (nearly) every unit of the training unit lists is one
+  character, else "word".  Nearly: real corpora hold a few stray
+  multi-character units (Weibo NER has "\ufffd\ufffd" 12 times among
+  70,000 characters), which do not make its units words."""
+  total = longer = 0
+  for units in units_lists:
+    total += len(units)
+    longer += sum(len(u) != 1 for u in units)
+  return "char" if longer <= 0.001 * total else "word"
+
+
+def text_units(text, kind):
+  """[(unit, character offset)] of a raw text, cut as training data of
+  unit kind `kind` was."""
+  return [(m.group(0), m.start()) for m in _UNIT_PATTERNS[kind].finditer(
+      text)]
+
+
+def fallback_label(labels):
+  """The label id of a unit without a token: outside ("O"), else a single
+  unit word ("S"), else the first label."""
+  for label in ("O", "S"):
+    if label in labels:
+      return list(labels).index(label)
+  return 0
 
 UnitAlignment = collections.namedtuple("UnitAlignment", ["ids", "first_token"])
 
@@ -163,12 +200,17 @@ def best_window(position, spans):
   return best_windows([position], spans)[0]
 
 
+def window_stride(max_seq_length):
+  """Tokens between consecutive window starts: half a window."""
+  return max(1, (max_seq_length - 2) // 2)
+
+
 def window_spans(num_tokens, max_seq_length, stride=None):
   """The Windows of a sequence of num_tokens tokens ([CLS]/[SEP] excluded)
-  at max_seq_length; consecutive windows start `stride` (default half a
-  window) apart."""
-  max_tokens = max_seq_length - 2
-  return windows(num_tokens, max_tokens, stride or max(1, max_tokens // 2))
+  at max_seq_length; consecutive windows start `stride` (default
+  window_stride) apart."""
+  return windows(num_tokens, max_seq_length - 2,
+                 stride or window_stride(max_seq_length))
 
 
 def token_labels(alignment, label_ids, pad=0):
@@ -222,9 +264,25 @@ def merge_window_predictions(alignment, spans, window_predictions,
   return out.tolist()
 
 
+def unit_rows(alignment, max_seq_length, cls_id, sep_id):
+  """The model rows of one unit sequence, one per window: [(Window,
+  input_ids, segment_ids, tag_mask)], tag_mask int32 1 on each unit's
+  first token (the positions a head tags, as token_labels marks them)."""
+  positions = token_labels(alignment, None, pad=1) != IGNORE
+  out = []
+  for window in window_spans(len(alignment.ids), max_seq_length):
+    input_ids, segment_ids = pack(alignment.ids[window.start:window.end],
+                                  max_seq_length, cls_id, sep_id)
+    tag_mask = positions[window.start:window.end + 2].astype(np.int32)
+    tag_mask[0] = tag_mask[-1] = 0
+    out.append((window, input_ids, segment_ids, tag_mask))
+  return out
+
+
 def pack(ids_a, max_seq_length, cls_id, sep_id, ids_b=None):
   """[CLS] a [SEP] (b [SEP]) as (input_ids, segment_ids), unpadded, with the
   original scripts' truncation."""
+  from bert_mtl import tokenization  # pylint: disable=g-import-not-at-top
   ids_b = [] if ids_b is None else list(ids_b)
   len_a, len_b = tokenization.truncate_pair_lengths(len(ids_a), len(ids_b),
                                                     max_seq_length)

@@ -1,9 +1,11 @@
-"""The interface every problem type's head implements.
+"""The interface every problem type's head implements, and the pieces heads
+share (each type's head lives in its type module, bert_mtl/types/).
 
 A head is built once per problem inside the model_fn, under the problem's
 own variable scope:
 
-    head = HEADS[problem_type](name, num_labels, settings, bert_config)
+    head = types.get(problem_type).head(name, num_labels, settings,
+                                        bert_config)
     outputs = head.build(body, features, mode)      # tensors, all modes
     loss = head.loss(outputs, features)             # TRAIN / EVAL
     metrics = head.metrics(outputs, features)       # EVAL, in-graph
@@ -33,7 +35,13 @@ Body = collections.namedtuple("Body", [
 
 
 class Head(object):
-  """Base class: stores the problem's name, label count and settings."""
+  """Base class: stores the problem's name, label count and settings.
+
+  SETTINGS: {setting: default} the head reads (the only place a head
+  setting's default is written; the run configuration checks settings
+  against it)."""
+
+  SETTINGS = {}
 
   def __init__(self, name, num_labels, settings, bert_config):
     self.name = name
@@ -41,10 +49,11 @@ class Head(object):
     self.settings = settings
     self.bert_config = bert_config
 
-  def setting(self, key, default=None):
-    """A per-problem setting (`<name>.<key>`), else the global one."""
-    return self.settings.get("%s.%s" % (self.name, key),
-                             self.settings.get(key, default))
+  def setting(self, key):
+    """The problem's setting `key`, else its default in SETTINGS."""
+    if key in self.settings:
+      return self.settings[key]
+    return self.SETTINGS[key]
 
   def label(self, features):
     return features[self.name + "_label"]

@@ -8,7 +8,7 @@ different inputs, one group sampled per training instance.
 import numpy as np
 
 from bert_mtl.problems import registry
-from bert_mtl.problems.errors import DataError
+from bert_mtl.errors import DataError
 
 STRATEGIES = ("uniform", "proportional", "temperature", "annealed", "weights")
 

@@ -10,7 +10,7 @@ SIGHAN PKU gold file is evaluation-only.  "predict" reads the eval inputs.
 import os
 
 from bert_mtl.problems import download
-from bert_mtl.problems.errors import DataError
+from bert_mtl.errors import DataError
 from bert_mtl.problems.registry import Example, problem
 
 SENTENCE_END = "。！？"

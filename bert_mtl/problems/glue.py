@@ -1,14 +1,16 @@
 """The classification tasks of google-research/bert's run_classifier.py,
 reading the same TSV files, so `--problems=mrpc` replaces that script.
 
-Files live under <data_dir>/<TASK>/ (CoLA, MRPC, MNLI, XNLI) as the GLUE and
-XNLI downloads lay them out.  predict reads the unlabeled test files.
+Files live under <data_dir>/<TASK>/ (CoLA, MRPC, MNLI, XNLI, STS-B) as the
+GLUE and XNLI downloads lay them out.  predict reads the unlabeled test
+files.  STS-B (a similarity score from 0 to 5 per sentence pair) is a
+`regression` problem.
 """
 
 import os
 
 from bert_mtl.problems.corpora import lines_of
-from bert_mtl.problems.errors import DataError
+from bert_mtl.errors import DataError
 from bert_mtl.problems.registry import Example, problem
 
 
@@ -78,3 +80,8 @@ problem("xnli", "cls", source="XNLI/{multinli.train.zh,xnli.dev}.tsv")(
                 {"train": (0, 1, 2), "eval": (6, 7, 1),
                  "predict": (6, 7, None)},
                 keep=lambda split, row: split == "train" or row[0] == "zh"))
+
+problem("stsb", "regression", source="STS-B/{train,dev,test}.tsv")(
+    glue_reader("STS-B", {"train": "train.tsv", "eval": "dev.tsv",
+                          "predict": "test.tsv"},
+                _splits((7, 8, 9), (7, 8, None))))

@@ -9,8 +9,9 @@
 import collections
 import os
 
-from bert_mtl.problems import download, types
-from bert_mtl.problems.errors import DataError
+from bert_mtl import types
+from bert_mtl.problems import download
+from bert_mtl.errors import DataError
 
 SPLITS = ("train", "eval", "predict")
 
@@ -36,27 +37,27 @@ class Example(collections.namedtuple(
 Problem = collections.namedtuple(
     "Problem", ["name", "type", "reader", "source", "scheme", "metric"])
 
-# What evaluation reports by default, per type (see bert_mtl.evaluation).
-# seq_tag problems may instead say "word" (segmentation, SIGHAN word F1) or
-# "pos" (token accuracy and word F1 of joint B-n style tags).
-DEFAULT_METRICS = {"cls": "accuracy", "multi_cls": "multi_label",
-                   "seq_tag": "entity", "seq2seq_tag": "sequence",
-                   "seq2seq_text": "text", "pretrain": "masked_lm"}
-
 _PROBLEMS = collections.OrderedDict()
 
 
 def problem(name, problem_type, source="", scheme=None, metric=None):
-  """Registers the decorated reader(split, data_dir) as problem `name`."""
-  if problem_type not in types.TYPES:
-    raise ValueError("unknown problem type %r (one of %s)" %
-                     (problem_type, ", ".join(types.TYPES)))
+  """Registers the decorated reader(split, data_dir) as problem `name`.
+
+  metric: one of the type's metrics (default: its first), e.g. seq_tag's
+  "word" (segmentation, SIGHAN word F1) or "pos" (tag accuracy and word F1
+  of joint B-n style tags) instead of "entity".
+  """
+  kind = types.get(problem_type)  # raises for unknown types, listing them
+  metric = metric or kind.default_metric()
+  if metric not in kind.metrics:
+    raise ValueError("%s: metric %r is not one of %s's (%s)" % (
+        name, metric, problem_type, ", ".join(kind.metrics)))
 
   def register(reader):
     if name in _PROBLEMS:
       raise ValueError("problem %r is registered twice" % name)
     _PROBLEMS[name] = Problem(name, problem_type, reader, source, scheme,
-                              metric or DEFAULT_METRICS[problem_type])
+                              metric)
     return reader
   return register
 
@@ -97,7 +98,12 @@ def read(name, split, data_dir):
     raise DataError("the %s split is empty" % split, name,
                     os.path.join(data_dir, spec.source) if spec.source else
                     None)
+  kind = types.get(spec.type)
   for example in examples:
-    types.validate(spec.type, example, name,
-                   labels_required=split != "predict")
+    labels = example.labels
+    if labels is None and split == "predict":
+      labels = kind.placeholder_labels(example.inputs)
+    message = kind.check(example.inputs, labels)
+    if message:
+      raise DataError(message, name, example.path, example.line)
   return examples

@@ -6,7 +6,7 @@ import json
 
 from bert_mtl import files
 
-from bert_mtl.problems.errors import DataError
+from bert_mtl.errors import DataError
 
 
 class LabelEncoder(object):

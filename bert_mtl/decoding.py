@@ -1,0 +1,118 @@
+"""Model outputs -> one result per example, in the label space: the one path
+evaluation and the Predictor share.
+
+Both hand over the model's per-row outputs (a row is one window of an
+example, named by `example_index` and `window_start`) and the examples'
+inputs; the rows of an example are put in window order, the example's unit
+alignment and windows are recomputed with the same functions that wrote the
+records (data.features), and each problem's type decodes them
+(types.<type>.decode).  What a problem's decoding needs to know of its
+training (its type, metric, scheme, CRF settings, how its text was cut into
+units) is its entry: written into the export's manifest, and rebuilt from
+the run for evaluation by the same function.
+"""
+
+import collections
+
+import numpy as np
+
+from bert_mtl import problems, types
+from bert_mtl.data import features
+
+# What a type's decode and serve see of an example besides its rows.
+Context = collections.namedtuple("Context", [
+    "alignment",    # features.UnitAlignment of the example (unit inputs)
+    "windows",      # its features.Windows
+    "transitions",  # float [K, K] CRF transitions of the problem, or None
+    "spec",         # the problem's entry (see problem_entry)
+    "text",         # the raw text (Predictor) or None
+    "units",        # [(unit, character offset)] of the text, or None
+])
+
+
+def problem_entry(name, settings, inputs):
+  """The problem's decoding entry (also its manifest entry).
+
+  Args:
+    settings: the problem's resolved head settings.
+    inputs: how its inputs were given in training: "text", "document", or
+      a unit kind of features.UNIT_KINDS.
+  """
+  spec = problems.get(name)
+  entry = {"name": name, "type": spec.type, "metric": spec.metric,
+           "scheme": spec.scheme, "inputs": inputs,
+           "labels": "labels/%s.json" % name}
+  entry.update(types.get(spec.type).manifest(settings))
+  return entry
+
+
+def input_form(examples):
+  """`inputs` of problem_entry from a problem's training examples."""
+  first = examples[0].inputs
+  if isinstance(first, list):
+    return features.unit_kind(e.inputs for e in examples)
+  return "text"
+
+
+def rows_by_example(predictions, names):
+  """{example_index: [{problem: {output: value}}, ...] in window order}
+  from an iterable of per-row prediction dicts (keys `<problem>/<output>`)."""
+  by_example = collections.defaultdict(list)
+  for p in predictions:
+    row = {n: {} for n in names}
+    for key, value in p.items():
+      problem, slash, output = key.partition("/")
+      if slash and problem in row:
+        row[problem][output] = value
+    by_example[int(p["example_index"])].append((int(p["window_start"]), row))
+  return {i: [row for _, row in sorted(rows, key=lambda r: r[0])]
+          for i, rows in by_example.items()}
+
+
+def decode_group(group, inputs, predictions, encoders, entries, tokenizer,
+                 max_seq_length, transitions=None, texts=None, units=None):
+  """Per problem of `group`, one result per example.
+
+  Args:
+    inputs: the examples' inputs (unit lists or texts), index-aligned with
+      the predictions' example_index.
+    predictions: iterable of per-row prediction dicts.
+    entries: {problem: problem_entry}.
+    transitions: {problem: CRF transitions} (whole-text Viterbi).
+    texts, units: the Predictor's raw texts and their units.
+
+  Returns:
+    {problem: [result per example]}.
+  """
+  transitions = transitions or {}
+  rows = rows_by_example(predictions, group)
+  kinds = {n: types.get(entries[n]["type"]) for n in group}
+  aligned = any(k.token_aligned for k in kinds.values())
+  alignments = features.align_units(tokenizer, inputs) if aligned else None
+  out = {n: [] for n in group}
+  for index in range(len(inputs)):
+    if index not in rows:
+      raise ValueError("no prediction for example %d of %s" %
+                       (index, "&".join(group)))
+    alignment = alignments[index] if aligned else None
+    spans = (features.window_spans(len(alignment.ids), max_seq_length)
+             if aligned else None)
+    for name in group:
+      context = Context(alignment, spans, transitions.get(name),
+                        entries[name], texts[index] if texts else None,
+                        units[index] if units else None)
+      out[name].append(kinds[name].decode(
+          [r[name] for r in rows[index]], encoders[name], context))
+  return out
+
+
+def crf_transitions(entries, read_variable):
+  """{problem: transitions} of the CRF problems among `entries`;
+  read_variable(name) returns a variable's value (None if absent)."""
+  out = {}
+  for name, entry in entries.items():
+    if entry.get("crf"):
+      value = read_variable(name + "/transitions")
+      if value is not None:
+        out[name] = np.asarray(value, np.float32)
+  return out

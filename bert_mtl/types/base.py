@@ -1,0 +1,188 @@
+"""What a problem type is: one object that owns everything about the type.
+
+A type is a `ProblemType` subclass registered once with
+`bert_mtl.types.register`; nothing else in the library names it.  Along
+the way from a corpus line to a TF Serving response the library asks the
+type, in this order:
+
+    check(inputs, labels)             every example a reader yields
+    fit_encoder(name, spec, config)   the label map, from the train split
+    label_value(...)                  the label feature of one record
+    parse_spec / parse / absent / padding   the tf.data side of the record
+    head(name, num_labels, settings, bert_config)   the graph (heads.base)
+    head_settings(spec, encoder, ...)   settings the head derives from the run
+    decode(rows, encoder, context)    model outputs -> the label space
+    score(spec, examples, results, context)   the type's metrics
+    serve(result, rows, encoder, context)    the Predictor's result
+
+Defaults here fit a type with one label per example (as `cls`): a type
+overrides what differs.  Settings are the
+per-problem head settings the type accepts (its head's SETTINGS); the run
+configuration rejects any other.
+"""
+
+import numpy as np
+
+from bert_mtl.labels import LabelEncoder
+
+
+def is_text(inputs):
+  """A text or a (text_a, text_b) pair."""
+  return isinstance(inputs, str) or (
+      isinstance(inputs, tuple) and len(inputs) == 2 and
+      all(isinstance(t, str) for t in inputs))
+
+
+def is_units(inputs):
+  """A list of non-empty unit strings (characters or words)."""
+  return isinstance(inputs, (list, tuple)) and all(
+      isinstance(u, str) and u for u in inputs)
+
+
+class ProblemType(object):
+  """Base class; subclasses set the class attributes and override hooks.
+
+  Attributes:
+    name: the type's name in `@problem(name, type)`.
+    inputs: "text" (a text or pair), "units" (a list of units), "any" (either)
+      or "document" (a list of sentences; its records are its own).
+    token_aligned: labels are per unit, carried on each unit's first token
+      and windowed with the input (seq_tag).
+    metrics: {metric name: its main key}; the first is the default.
+    stratified: a max_examples subset keeps each label's share.
+    decodes: predictions are decoded per example (False: judged by the
+      in-graph metrics only, as pretraining).
+    head: its heads.base.Head subclass; the head's SETTINGS ({setting:
+      default}) are the per-problem settings the type accepts.
+  """
+
+  name = None
+  inputs = "text"
+  token_aligned = False
+  stratified = False
+  metrics = {}
+  decodes = True
+  head = None
+
+  # ----------------------------------------------------------- examples
+
+  def check(self, inputs, labels):
+    """None when (inputs, labels) fit the type, else what is wrong."""
+    raise NotImplementedError
+
+  def placeholder_labels(self, inputs):
+    """Stand-in labels of an unlabelled (predict) example, so its inputs
+    are still checked."""
+    return "?"
+
+  def default_metric(self):
+    return next(iter(self.metrics))
+
+  # ------------------------------------------------------------- labels
+
+  def training_label_lists(self, examples):
+    """The label lists a label map is fitted on."""
+    return [[e.labels] for e in examples]
+
+  def fit_encoder(self, name, spec, config, read):
+    """The problem's LabelEncoder.
+
+    Args:
+      spec: the registry's Problem; config: the data PipelineConfig;
+      read: fn(problem, split) -> examples (the run reads each split once).
+    """
+    examples = read(name, "train")
+    encoder = LabelEncoder.fit(self.training_label_lists(examples), name,
+                               self.reserved_labels())
+    self.check_training_labels(name, spec, examples, encoder)
+    return encoder
+
+  def reserved_labels(self):
+    return ()
+
+  def check_training_labels(self, name, spec, examples, encoder):
+    """Raises DataError when the training labels cannot train the problem."""
+
+  # ------------------------------------------------------------ records
+
+  def label_value(self, encoder, example, config):
+    """The `<name>_label` feature of one labelled example (int64 or
+    float32 array-like)."""
+    return encoder.encode([example.labels], example.path, example.line)[0]
+
+  def label_values(self, encoder, examples, config):
+    """label_value of a chunk of examples (None where unlabelled); a type
+    may batch its work here."""
+    return [None if e.labels is None else
+            self.label_value(encoder, e, config) for e in examples]
+
+  def unlabelled_value(self, num_labels):
+    """The record value of an example without labels (present = 0)."""
+    return 0
+
+  def record_dtype(self):
+    return np.int64
+
+  def parse_spec(self, name, num_labels):
+    """{feature: tf.io spec} of the problem's features in its records."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return {name + "_label": tf.io.FixedLenFeature([1], tf.int64),
+            name + "_present": tf.io.FixedLenFeature([1], tf.int64)}
+
+  def parse(self, name, parsed):
+    """The problem's model features from the parsed record."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return {name + "_label": tf.cast(parsed[name + "_label"][0], tf.int32),
+            name + "_present": tf.cast(parsed[name + "_present"][0],
+                                       tf.int32)}
+
+  def absent(self, name, num_labels, input_ids, context):
+    """Features of a record of another group (the problem is absent)."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    del num_labels, input_ids, context
+    return {name + "_label": tf.constant(0, tf.int32),
+            name + "_present": tf.constant(0, tf.int32)}
+
+  def padding(self, name):
+    """{feature: tf scalar} padding values of the problem's features."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    return {name + "_label": tf.constant(0, tf.int32),
+            name + "_present": tf.constant(0, tf.int32)}
+
+  # --------------------------------------------------------------- head
+
+  def settings(self):
+    """{setting: default} a problem of this type accepts."""
+    return dict(self.head.SETTINGS)
+
+  def head_settings(self, spec, encoder, bert_config, run_options, given):
+    """Settings the head derives from the run (beyond SETTINGS); `given`:
+    the settings the run gives the problem."""
+    return {}
+
+  def manifest(self, settings):
+    """What the export's manifest records of a problem of this type."""
+    return {}
+
+  # ------------------------------------------------------------ outputs
+
+  def decode(self, rows, encoder, context):
+    """One example's result in the label space.
+
+    Args:
+      rows: per window of the example (in order), {output: value} of this
+        problem's predictions.
+      context: a decoding.Context (alignment, windows, CRF transitions).
+    """
+    raise NotImplementedError
+
+  def score(self, spec, examples, results, encoder, context):
+    """{metric: value} of results (one per example) against the labels."""
+    raise NotImplementedError
+
+  def serve(self, result, rows, encoder, context):
+    """The Predictor's result for one text: `result` is decode's, `rows`
+    the example's model outputs; context.text is the text and
+    context.units its [(unit, character offset)]."""
+    raise NotImplementedError
+
