@@ -444,7 +444,7 @@ def main(argv):
   (with the traceback only at --verbosity=1 or more)."""
   _quiet_tensorflow()  # before anything imports TensorFlow
   from bert_mtl import checkpoint, experiment  # pylint: disable=g-import-not-at-top
-  from bert_mtl.problems.errors import DataError  # pylint: disable=g-import-not-at-top
+  from bert_mtl.errors import DataError  # pylint: disable=g-import-not-at-top
   try:
     _main(argv)
   except (app.UsageError, DataError, experiment.RunDirectoryError,
