@@ -22,112 +22,74 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from bert_mtl import config as config_lib
 from bert_mtl import data_dir as data_dir_lib
-from bert_mtl import problems
 from bert_mtl import tokenization
 
 FLAGS = flags.FLAGS
 
-# ----------------------------------------------------------- original names
+# Flags of the run configuration, derived from its fields (name, default and
+# help written once, in bert_mtl.config).
+_DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
+           float: flags.DEFINE_float, str: flags.DEFINE_string}
+for _flag, _key, _default, _help, _choices, _kind in config_lib.flag_fields():
+  if _choices:
+    flags.DEFINE_enum(_flag, _default, list(_choices), _help)
+  else:
+    _DEFINE[_kind](_flag, _default, _help)
+# The flag of each config key (nested keys as "pretrain.<key>").
+CONFIG_FLAGS = {("pretrain." + key if flag.startswith("pretrain_") or key in (
+    "short_seq_prob", "masked_lm_prob", "max_predictions_per_seq",
+    "do_whole_word_mask") else key): flag
+                for flag, key, _, _, _, _ in config_lib.flag_fields()}
+
+# Everything else: google-research/bert's file flags, the actions, and the
+# flags that fill the configuration's structured fields.
 flags.DEFINE_string("bert_config_file", None,
                     "bert_config.json of the model (default: a small config "
                     "for training from scratch, see --small_model).")
 flags.DEFINE_string("vocab_file", None,
                     "vocab.txt (default: the Chinese BERT vocab in the data "
                     "directory).")
-flags.DEFINE_string("init_checkpoint", None,
-                    "Original BERT checkpoint to start from.")
-flags.DEFINE_string("original_head", None,
-                    "A cls problem of --problems that takes the classifier "
-                    "head of an --init_checkpoint fine-tuned by "
-                    "google-research/bert's run_classifier.py (root "
-                    "output_weights/output_bias; label ids in the order of "
-                    "the problem's label map, labels/<problem>.json).")
-flags.DEFINE_bool("do_lower_case", True, "Lower-case input (must match the "
-                  "checkpoint).")
-flags.DEFINE_integer("max_seq_length", 128, "Tokens per input, [CLS]/[SEP] "
-                     "included; longer inputs are windowed.")
 flags.DEFINE_bool("do_train", None, "Train.")
 flags.DEFINE_bool("do_eval", None, "Evaluate on every problem's eval split.")
 flags.DEFINE_bool("do_predict", None, "Predict every problem's predict split.")
-flags.DEFINE_integer("train_batch_size", 32, "Global training batch size.")
-flags.DEFINE_integer("eval_batch_size", 32, "Evaluation batch size.")
-flags.DEFINE_integer("predict_batch_size", 32, "Prediction batch size.")
-flags.DEFINE_float("learning_rate", 5e-5, "Peak Adam learning rate.")
-flags.DEFINE_float("num_train_epochs", 3.0, "Epochs over the training "
-                   "records (of all groups together).")
-flags.DEFINE_integer("num_train_steps", None, "Overrides num_train_epochs.")
-flags.DEFINE_float("warmup_proportion", 0.1, "Share of steps with linear "
-                   "warm-up.")
-flags.DEFINE_integer("save_checkpoints_steps", 1000, "Checkpoint interval.")
+flags.DEFINE_bool("do_export", None, "Export a SavedModel for TF Serving.")
 flags.DEFINE_string("output_dir", None, "Model directory.")
-
-# --------------------------------------------------------------- our flags
-flags.DEFINE_string("problems", None, "The problem chain, e.g. "
-                    "'weibo_ner&weibo_cws|msra_ner' (see --list_problems).")
+flags.DEFINE_string("export_dir", None, "Export directory (default: "
+                    "<output_dir>/export).")
 flags.DEFINE_bool("list_problems", False, "Print every registered problem as "
-                  "name<TAB>type<TAB>source and exit.")
-flags.DEFINE_string("data_dir", None, "Corpora directory (default: $%s or "
-                    "../shared/data)." % data_dir_lib.ENV_VAR)
-flags.DEFINE_string("cache_dir", None, "Feature cache (default: "
-                    "$BERT_MTL_CACHE_DIR or ~/.cache/bert_mtl).")
-flags.DEFINE_integer("max_examples", None, "Use at most this many examples "
-                     "per problem and split (quick runs).")
-flags.DEFINE_integer("max_target_length", 32, "seq2seq target tokens, EOS "
-                     "included.")
-flags.DEFINE_integer("num_gpus", 0, "GPUs for MirroredStrategy (>1).")
-flags.DEFINE_integer("cpu_replicas", 0, "Split the CPU into N logical "
-                     "devices and train with MirroredStrategy on them.")
-flags.DEFINE_enum("sampling", "proportional",
-                  ["uniform", "proportional", "temperature", "annealed",
-                   "weights"], "How '|' groups are sampled.")
-flags.DEFINE_float("sampling_temperature", 2.0, "T of temperature sampling.")
+                  "name, type, source; then exit.")
+flags.DEFINE_enum("small_model", "tiny", ["tiny", "mini", "small"],
+                  "Shape of the from-scratch model when no "
+                  "--bert_config_file is given.")
 flags.DEFINE_list("sampling_weights", None, "Per-group weights (with "
                   "--sampling=weights).")
 flags.DEFINE_list("loss_weights", None, "problem=weight pairs.")
-flags.DEFINE_bool("uncertainty_weighting", False, "Learn loss weights "
-                  "(Kendall et al. 2018).")
-flags.DEFINE_list("crf", None, "problem=true|false: CRF per seq_tag problem "
-                  "(default true).")
-flags.DEFINE_bool("crf_constraints", False, "Forbid transitions the tagging "
-                  "scheme disallows.")
-flags.DEFINE_float("crf_lr_multiplier", None, "Learning-rate factor for "
-                   "every CRF transition matrix (e.g. 100: they start at 0 "
-                   "and learn slowly at BERT's rate).")
-flags.DEFINE_integer("decoder_layers", 2, "seq2seq decoder depth.")
-flags.DEFINE_integer("beam_size", 4, "seq2seq beam size (1: greedy).")
-flags.DEFINE_float("beam_alpha", 0.6, "seq2seq length penalty.")
-flags.DEFINE_integer("pretrain_dupe_factor", 10, "pretrain: passes over the "
-                     "documents (create_pretraining_data's dupe_factor).")
-flags.DEFINE_float("masked_lm_prob", 0.15, "pretrain: masked share.")
-flags.DEFINE_integer("max_predictions_per_seq", 20, "pretrain: masked "
-                     "positions per sequence at most.")
-flags.DEFINE_float("short_seq_prob", 0.1, "pretrain: share of shorter "
-                   "sequences.")
-flags.DEFINE_bool("do_whole_word_mask", False, "pretrain: mask whole words.")
-flags.DEFINE_integer("gradient_accumulation_steps", 1, "Micro-batches per "
-                     "update.")
-flags.DEFINE_enum("mixed_precision", None, ["float16", "bfloat16"],
-                  "Mixed-precision compute.")
-flags.DEFINE_bool("do_export", None, "Export a SavedModel for TF Serving.")
-flags.DEFINE_string("export_dir", None, "Export directory (default: "
-                    "<output_dir>/export).")
-flags.DEFINE_list("bucket_boundaries",
-                  "16,24,32,40,48,64,80,96,112,128,160,192,256,320,384",
+flags.DEFINE_list("bucket_boundaries", ",".join(map(str, config_lib.BUCKETS)),
                   "Sequence lengths bounding the padding buckets (empty: "
                   "pad each batch to its longest row).")
 flags.DEFINE_list("eval_on", None, "problem=other pairs: also score a "
                   "problem's head on another problem's eval data of the same "
                   "type and labels, e.g. pd98_cws=pku_cws (SIGHAN PKU gold).")
-flags.DEFINE_integer("worker_timeout_secs", 60, "Multi-worker: stop, with a "
-                     "report, when another worker is unreachable this long "
-                     "(a restart of every worker resumes from the last "
-                     "checkpoint).")
-flags.DEFINE_integer("log_every_steps", 50, "Progress log interval.")
-flags.DEFINE_integer("seed", 12345, "Random seed (sampling, init, dropout).")
-flags.DEFINE_enum("small_model", "tiny", ["tiny", "mini", "small"],
-                  "Shape of the from-scratch model when no "
-                  "--bert_config_file is given.")
+# Head settings for every problem that has them ("*"); their defaults are
+# the heads' own (bert_mtl/types/<type>.py).
+SETTING_FLAGS = {"crf_constraints": "crf_constraints",
+                 "crf_lr_multiplier": "transitions_lr_multiplier",
+                 "decoder_layers": "decoder_layers", "beam_size": "beam_size",
+                 "beam_alpha": "beam_alpha"}
+flags.DEFINE_list("crf", None, "problem=true|false: CRF per seq_tag problem "
+                  "(default: the seq_tag head's, a CRF).")
+flags.DEFINE_bool("crf_constraints", None, "Forbid transitions the tagging "
+                  "scheme does not allow (default: the seq_tag head's).")
+flags.DEFINE_float("crf_lr_multiplier", None, "Learning-rate factor for "
+                   "the CRF transitions (default: none).")
+flags.DEFINE_integer("decoder_layers", None, "seq2seq decoder depth "
+                     "(default: the seq2seq head's).")
+flags.DEFINE_integer("beam_size", None, "seq2seq beam size, 1: greedy "
+                     "(default: the seq2seq head's).")
+flags.DEFINE_float("beam_alpha", None, "seq2seq length penalty (default: "
+                   "the seq2seq head's).")
 
 MAIN_JOB = {"problems": "msra_ner|pd98_cws&pd98_pos|chn_sentiment",
             "output_dir": os.path.join("output", "main_job"),
@@ -157,6 +119,7 @@ def _bool(text):
 
 def _eval_on(names):
   """--eval_on as {problem: other}, checked against the run's problems."""
+  from bert_mtl import problems  # pylint: disable=g-import-not-at-top
   pairs = _pairs(FLAGS.eval_on, str)
   for name, source in pairs.items():
     if name not in names:
@@ -172,45 +135,33 @@ def _eval_on(names):
   return pairs
 
 
-def _check_numbers(num_groups):
-  """Numeric settings that make no sense, named by their flag."""
+def _flag_of(key):
+  """The flag that sets config key `key` (None for structured keys)."""
+  flag = CONFIG_FLAGS.get(key, key)
+  return flag if flag in FLAGS else None
+
+
+def usage_error(error):
+  """A ConfigError as the command line names it: --flag=its value."""
+  flag = _flag_of(error.key)
+  if flag is None:
+    return app.UsageError(str(error))
+  return app.UsageError("--%s=%s: %s" % (flag, FLAGS[flag].value,
+                                         error.reason))
+
+
+def _check_flag_formats():
+  """What only the flags' text can get wrong: list flags' items."""
   def need(ok, flag, what):
     if not ok:
       raise app.UsageError("--%s=%s: %s" % (flag, FLAGS[flag].value, what))
-  need(FLAGS.learning_rate > 0, "learning_rate", "must be > 0")
-  need(FLAGS.num_train_steps is None or FLAGS.num_train_steps >= 1,
-       "num_train_steps", "must be >= 1 (or left out for "
-       "--num_train_epochs)")
-  need(FLAGS.num_train_epochs > 0, "num_train_epochs", "must be > 0")
-  need(0 <= FLAGS.warmup_proportion < 1, "warmup_proportion",
-       "must be in [0, 1)")
-  need(FLAGS.max_seq_length >= 3, "max_seq_length",
-       "must be >= 3 ([CLS], [SEP] and one token)")
-  for flag in ("train_batch_size", "eval_batch_size", "predict_batch_size",
-               "save_checkpoints_steps", "gradient_accumulation_steps",
-               "log_every_steps", "max_target_length"):
-    need(FLAGS[flag].value >= 1, flag, "must be >= 1")
-  need(FLAGS.max_examples is None or FLAGS.max_examples >= 1,
-       "max_examples", "must be >= 1")
-  for flag in ("beam_size", "decoder_layers", "max_predictions_per_seq",
-               "pretrain_dupe_factor", "worker_timeout_secs"):
-    need(FLAGS[flag].value >= 1, flag, "must be >= 1")
-  need(0 < FLAGS.masked_lm_prob < 1, "masked_lm_prob", "must be in (0, 1)")
-  need(0 <= FLAGS.short_seq_prob <= 1, "short_seq_prob", "must be in [0, 1]")
-  need(FLAGS.beam_alpha >= 0, "beam_alpha", "must be >= 0")
-  need(FLAGS.sampling_temperature > 0, "sampling_temperature", "must be > 0")
-  need(FLAGS.crf_lr_multiplier is None or FLAGS.crf_lr_multiplier > 0,
-       "crf_lr_multiplier", "must be > 0")
   try:
-    buckets = [int(b) for b in FLAGS.bucket_boundaries or []]
+    [int(b) for b in FLAGS.bucket_boundaries or []]  # pylint: disable=expression-not-assigned
+    buckets_ok = True
   except ValueError:
-    buckets = None
-  need(buckets is not None and all(b >= 1 for b in buckets) and
-       buckets == sorted(set(buckets)), "bucket_boundaries",
-       "must be increasing positive integers")
-  need(FLAGS.cpu_replicas >= 0 and FLAGS.num_gpus >= 0,
-       "cpu_replicas" if FLAGS.cpu_replicas < 0 else "num_gpus",
-       "must be >= 0")
+    buckets_ok = False
+  need(buckets_ok, "bucket_boundaries", "must be increasing positive "
+       "integers")
   for value in FLAGS.loss_weights or []:
     try:
       weight = float(value.partition("=")[2])
@@ -218,17 +169,10 @@ def _check_numbers(num_groups):
       weight = None
     need(weight is not None and weight >= 0, "loss_weights",
          "%r: weights must be numbers >= 0" % value)
-  if FLAGS.sampling == "weights":
-    try:
-      weights = [float(w) for w in FLAGS.sampling_weights or []]
-    except ValueError:
-      weights = []
-    need(len(weights) == num_groups and min(weights) >= 0 and
-         sum(weights) > 0, "sampling_weights",
-         "--sampling=weights needs one weight >= 0 per '|' group (%d), "
-         "not all 0" % num_groups)
-  elif FLAGS.sampling_weights:
-    need(False, "sampling_weights", "is used only with --sampling=weights")
+  try:
+    [float(w) for w in FLAGS.sampling_weights or []]  # pylint: disable=expression-not-assigned
+  except ValueError:
+    need(False, "sampling_weights", "must be numbers")
   if FLAGS.init_checkpoint:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     need(tf.io.gfile.exists(FLAGS.init_checkpoint + ".index") or
@@ -239,6 +183,7 @@ def _check_numbers(num_groups):
 def _check_original_head(names):
   """--original_head names a cls problem of the run, and --init_checkpoint
   holds run_classifier's head."""
+  from bert_mtl import problems  # pylint: disable=g-import-not-at-top
   if not FLAGS.original_head:  # (without --init_checkpoint: see _main)
     return
   if FLAGS.original_head not in names:
@@ -264,6 +209,7 @@ def _check_original_head(names):
 
 
 def list_problems():
+  from bert_mtl import problems  # pylint: disable=g-import-not-at-top
   for name in problems.names():
     spec = problems.get(name)
     print("%s\t%s\t%s" % (name, spec.type, spec.source))
@@ -275,12 +221,46 @@ def _is_main_job():
       "do_export"))
 
 
+def run_config_from_flags(groups):
+  """The RunConfig the flags describe (structured fields included),
+  validated; a bad value is a UsageError naming its flag."""
+  values = {key: FLAGS[flag].value
+            for flag, key, _, _, _, _ in config_lib.flag_fields()
+            if not CONFIG_FLAGS.get("pretrain." + key) == flag}
+  pretrain = {key: FLAGS[flag].value
+              for flag, key, _, _, _, _ in config_lib.flag_fields(
+                  config_lib.PretrainConfig)}
+  shared = {setting: FLAGS[flag].value for flag, setting in
+            SETTING_FLAGS.items() if FLAGS[flag].value is not None}
+  settings = {"*": shared} if shared else {}
+  for name, crf in _pairs(FLAGS.crf, _bool).items():
+    settings.setdefault(name, {})["crf"] = crf
+  names = [n for g in groups for n in g]
+  weights = _pairs(FLAGS.loss_weights, float)
+  for name in list(weights) + list(settings):
+    if name != "*" and name not in names:
+      raise app.UsageError("%s is not in --problems=%s" % (name,
+                                                           FLAGS.problems))
+  values.update(
+      data_dir=data_dir_lib.resolve(FLAGS.data_dir), settings=settings,
+      loss_weights=weights or None,
+      sampling_weights=([float(w) for w in FLAGS.sampling_weights]
+                        if FLAGS.sampling_weights else None),
+      bucket_boundaries=[int(b) for b in FLAGS.bucket_boundaries or []],
+      eval_on=_eval_on(names),
+      pretrain=config_lib.PretrainConfig(seed=FLAGS.seed, **pretrain))
+  try:
+    return config_lib.RunConfig(**values).validate(len(groups))
+  except config_lib.ConfigError as e:
+    raise usage_error(e) from None
+
+
 def _options(vocab_file):
-  """The settings of a new training run, checked before any work."""
-  from bert_mtl import modeling  # pylint: disable=g-import-not-at-top
-  chain = FLAGS.problems
-  groups = problems.parse(chain)  # unknown names fail here, with the list
-  _check_numbers(len(groups))
+  """The RunConfig of a new training run, checked before any work."""
+  from bert_mtl import modeling, problems  # pylint: disable=g-import-not-at-top
+  groups = problems.parse(FLAGS.problems)  # unknown names fail here
+  _check_flag_formats()
+  config = run_config_from_flags(groups)
   if FLAGS.bert_config_file:
     bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
   else:
@@ -297,59 +277,8 @@ def _options(vocab_file):
     tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
                                                   FLAGS.init_checkpoint)
   _check_original_head([n for g in groups for n in g])
-  replicas = max(FLAGS.num_gpus, FLAGS.cpu_replicas, 1)
-  if FLAGS.train_batch_size % replicas:
-    raise app.UsageError("--train_batch_size %d is not divisible by %d "
-                         "replicas" % (FLAGS.train_batch_size, replicas))
-  crf_lr = ({"transitions_lr_multiplier": FLAGS.crf_lr_multiplier}
-            if FLAGS.crf_lr_multiplier else {})
-  settings = {"*": {**crf_lr, "crf_constraints": FLAGS.crf_constraints,
-                    "decoder_layers": FLAGS.decoder_layers,
-                    "beam_size": FLAGS.beam_size,
-                    "beam_alpha": FLAGS.beam_alpha}}
-  for name, crf in _pairs(FLAGS.crf, _bool).items():
-    settings.setdefault(name, {})["crf"] = crf
-  weights = _pairs(FLAGS.loss_weights, float)
-  for name in list(weights) + list(settings):
-    if name != "*" and name not in [n for g in groups for n in g]:
-      raise app.UsageError("%s is not in --problems=%s" % (name, chain))
-  return {
-      "problems": chain, "data_dir": data_dir_lib.resolve(FLAGS.data_dir),
-      "cache_dir": FLAGS.cache_dir, "bert_config": bert_config.to_dict(),
-      "do_lower_case": FLAGS.do_lower_case,
-      "init_checkpoint": FLAGS.init_checkpoint,
-      "original_head": FLAGS.original_head,
-      "max_seq_length": FLAGS.max_seq_length,
-      "max_target_length": FLAGS.max_target_length,
-      "max_examples": FLAGS.max_examples,
-      "train_batch_size": FLAGS.train_batch_size,
-      "eval_batch_size": FLAGS.eval_batch_size,
-      "predict_batch_size": FLAGS.predict_batch_size,
-      "learning_rate": FLAGS.learning_rate,
-      "num_train_steps": FLAGS.num_train_steps,
-      "num_train_epochs": FLAGS.num_train_epochs,
-      "warmup_proportion": FLAGS.warmup_proportion,
-      "save_checkpoints_steps": FLAGS.save_checkpoints_steps,
-      "gradient_accumulation_steps": FLAGS.gradient_accumulation_steps,
-      "mixed_precision": FLAGS.mixed_precision, "sampling": FLAGS.sampling,
-      "sampling_temperature": FLAGS.sampling_temperature,
-      "sampling_weights": ([float(w) for w in FLAGS.sampling_weights]
-                           if FLAGS.sampling_weights else None),
-      "loss_weights": weights or None,
-      "uncertainty_weighting": FLAGS.uncertainty_weighting,
-      "settings": settings, "seed": FLAGS.seed,
-      "bucket_boundaries": [int(b) for b in FLAGS.bucket_boundaries or []],
-      "log_every_steps": FLAGS.log_every_steps, "num_gpus": FLAGS.num_gpus,
-      "cpu_replicas": FLAGS.cpu_replicas,
-      "eval_on": _eval_on([n for g in groups for n in g]),
-      "worker_timeout_secs": FLAGS.worker_timeout_secs,
-      "pretrain": {"dupe_factor": FLAGS.pretrain_dupe_factor,
-                   "masked_lm_prob": FLAGS.masked_lm_prob,
-                   "max_predictions_per_seq": FLAGS.max_predictions_per_seq,
-                   "short_seq_prob": FLAGS.short_seq_prob,
-                   "do_whole_word_mask": FLAGS.do_whole_word_mask,
-                   "seed": FLAGS.seed},
-  }
+  config.bert_config = bert_config.to_dict()
+  return config
 
 
 def _quiet_tensorflow():
@@ -408,7 +337,8 @@ def _saved_run_overrides(record):
   """{option: value} of the override flags given, checked; a flag that the
   saved run fixes and this command changes is an error naming it."""
   from bert_mtl import experiment  # pylint: disable=g-import-not-at-top
-  options = dict(experiment.DEFAULTS, **experiment.effective_options(record))
+  options = dict(config_lib.RunConfig().to_dict(),
+                 **experiment.effective_options(record))
   for name in RUN_FIXED_FLAGS:
     if not FLAGS[name].present:
       continue
@@ -448,7 +378,7 @@ def main(argv):
   try:
     _main(argv)
   except (app.UsageError, DataError, experiment.RunDirectoryError,
-          checkpoint.CheckpointError) as e:
+          checkpoint.CheckpointError, config_lib.ConfigError) as e:
     if FLAGS.verbosity >= 1:
       raise
     sys.stderr.write("run_multitask.py: error: %s\n" % e)

@@ -127,8 +127,8 @@ def make_jobs(budget, output_dir, data_dir, cache_dir):
 # ------------------------------------------------------------- one run
 
 def job_options(job, vocab_file):
-  """Experiment settings of one job (the rest are the defaults)."""
-  from bert_mtl import modeling, tokenization  # pylint: disable=g-import-not-at-top
+  """The RunConfig of one job (the rest are its defaults)."""
+  from bert_mtl import config, modeling, tokenization  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   bert_config = modeling.BertConfig(
       len(tokenization.load_vocab_tokens(vocab_file)),
@@ -141,7 +141,7 @@ def job_options(job, vocab_file):
       raise ValueError("no pretrained checkpoint in %s" %
                        job["init_checkpoint"])
   steps = job["steps"]
-  return {
+  return config.RunConfig(**{
       "problems": job["chain"], "data_dir": job["data_dir"],
       "cache_dir": job["cache_dir"], "bert_config": bert_config.to_dict(),
       "init_checkpoint": init_checkpoint,
@@ -155,8 +155,8 @@ def job_options(job, vocab_file):
       "seed": 1000 + job["seed"], "eval_on": job["eval_on"],
       "log_every_steps": max(1, min(200, steps // 5)), "num_processes": 1,
       "num_threads": 1,
-      "pretrain": {"dupe_factor": job["dupe_factor"], "seed": 12345},
-  }
+      "pretrain": config.PretrainConfig(dupe_factor=job["dupe_factor"]),
+  }).validate()
 
 
 def headline(results):

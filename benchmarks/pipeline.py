@@ -16,7 +16,6 @@
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 import time
 
@@ -25,9 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "tests"))
-import reference_tokenization as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bert_mtl.testing import reference_tokenization as ref  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from bert_mtl import problems, tokenization  # pylint: disable=g-import-not-at-top,wrong-import-position
 from bert_mtl.data import dataset  # pylint: disable=g-import-not-at-top,wrong-import-position

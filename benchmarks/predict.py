@@ -17,7 +17,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from bert_mtl import experiment, problems, serving  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bert_mtl import config, experiment, problems, serving  # pylint: disable=g-import-not-at-top,wrong-import-position
 from common import data_dir, data_file  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 BASE = dict(vocab_size=21128, hidden_size=768, num_hidden_layers=12,
@@ -52,7 +52,7 @@ class _Eager(object):
 def export_base_model(work, max_seq_length, bert_config=None):
   """An export of CHAIN after one training step (BERT-Base shape unless
   bert_config says otherwise)."""
-  options = dict(experiment.DEFAULTS, problems=CHAIN, data_dir=data_dir(),
+  options = config.RunConfig(problems=CHAIN, data_dir=data_dir(),
                  cache_dir=os.path.join(work, "cache"),
                  bert_config=bert_config or BASE,
                  max_seq_length=max_seq_length, max_examples=64,

@@ -24,8 +24,7 @@ import numpy as np
 
 from common import REPO, best_time, data_dir, data_file, row, two_thread_ceiling
 
-sys.path.insert(0, os.path.join(REPO, "tests"))
-import reference_tokenization as ref  # pylint: disable=g-import-not-at-top
+from bert_mtl.testing import reference_tokenization as ref  # pylint: disable=g-import-not-at-top
 from bert_mtl import tokenization  # pylint: disable=g-import-not-at-top
 
 

@@ -1,7 +1,13 @@
-"""Decoded results -> each problem's metrics (its type's), and the one
-number a problem is judged by."""
+"""Evaluation and prediction of a run: the in-graph losses and metrics,
+the decoded results (bert_mtl.decoding, the Predictor's path) and each
+problem's metrics (its type's), and the one number a problem is judged by."""
 
-from bert_mtl import problems, types
+import json
+import os
+
+import tensorflow as tf
+
+from bert_mtl import decoding, problems, types
 
 
 def score(name, examples, results, encoder, context):
@@ -18,3 +24,114 @@ def main_metric(name):
   scored on another's data, is judged like a)."""
   spec = problems.get(name.split("@")[0])
   return types.get(spec.type).metrics[spec.metric]
+
+
+def _mkdir(path):
+  os.makedirs(path, exist_ok=True)
+  return path
+
+
+class Evaluator(object):
+  """Evaluates and predicts with a run (an Experiment: its estimator,
+  data and settings)."""
+
+  def __init__(self, run):
+    self.run = run
+
+  def evaluate(self, split="eval", write=True, checkpoint_path=None):
+    """In-graph losses plus sentence-level metrics per problem, and the
+    metrics of each eval_on pair (a problem's head scored on another
+    problem's data) under "<problem>@<other>".
+
+    Returns:
+      {problem: {metric: value}} (and "_graph": the Estimator's metrics).
+    """
+    estimator = self.run.estimator()
+    input_fn, _, _ = self.run.input_fn(split, False,
+                                   self.run.options["eval_batch_size"])
+    graph_metrics = estimator.evaluate(input_fn,
+                                       checkpoint_path=checkpoint_path)
+    results = {"_graph": {k: float(v) for k, v in graph_metrics.items()}}
+    for group in self.run.groups:
+      if not all(self.run.kind(n).decodes for n in group):
+        for name in group:
+          results[name] = {k.split("/", 1)[1]: float(v)
+                           for k, v in graph_metrics.items()
+                           if k.startswith(name + "/")}
+        continue
+      decoded, features = self.predict_group(group, split,
+                                              checkpoint_path=checkpoint_path)
+      for name in group:
+        results[name] = self._score(name, features, decoded)
+        results[name]["loss"] = float(graph_metrics.get(name + "/loss", 0))
+        results[name]["global_step"] = int(graph_metrics["global_step"])
+    for name, source in sorted(self.run.options["eval_on"].items()):
+      decoded, features = self.predict_group(
+          [name], split, {name: source}, checkpoint_path)
+      key = "%s@%s" % (name, source)
+      results[key] = self._score(name, features, decoded)
+      results[key]["global_step"] = int(graph_metrics["global_step"])
+    if write:
+      self._write_eval_results(results, split)
+    return results
+
+  def _score(self, name, features, decoded):
+    return score(name, features.examples[name], decoded[name],
+                            self.run.encoders[name], self.run.config)
+
+  def predict_group(self, group, split, sources=None, checkpoint_path=None):
+    """Decoded predictions of one group's split (decoding's one path, as
+    the Predictor), by an Estimator that builds only that group's heads."""
+    input_fn, (features,), _ = self.run.input_fn(
+        split, False, self.run.options["predict_batch_size"], groups=[group],
+        sources=sources)
+    checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(
+        self.run.output_dir)
+    predictions = self.run.estimator(predict_problems=group).predict(
+        input_fn, yield_single_examples=True, checkpoint_path=checkpoint_path)
+    entries = {n: self.run.entry(n) for n in group}
+    stored = dict(tf.train.list_variables(checkpoint_path))
+    transitions = decoding.crf_transitions(
+        entries, lambda v: tf.train.load_variable(checkpoint_path, v)
+        if v in stored else None)
+    decoded = decoding.decode_group(
+        group, [e.inputs for e in features.examples[group[0]]], predictions,
+        self.run.encoders, entries, self.run.tokenizer,
+        self.run.options["max_seq_length"], transitions)
+    return decoded, features
+
+  def _write_eval_results(self, results, split):
+    lines = []
+    for name in [n for n in results if not n.startswith("_")]:
+      directory = _mkdir(os.path.join(self.run.output_dir, split, name))
+      with open(os.path.join(directory, "eval_results.txt"), "w",
+                encoding="utf-8") as f:
+        for key in sorted(results[name]):
+          f.write("%s = %s\n" % (key, results[name][key]))
+          lines.append("%s/%s = %s" % (name, key, results[name][key]))
+    with open(os.path.join(self.run.output_dir, "eval_results.txt"), "w",
+              encoding="utf-8") as f:
+      f.write("\n".join(lines) + "\n")
+
+  def predict(self, split="predict"):
+    """Writes predictions/<problem>.jsonl (input, prediction and, when the
+    split has them, gold labels); returns {problem: [result]}."""
+    out = {}
+    directory = _mkdir(os.path.join(self.run.output_dir, "predictions"))
+    for group in self.run.groups:
+      if not all(self.run.kind(n).decodes for n in group):
+        continue
+      decoded, features = self.predict_group(group, split)
+      for name in group:
+        out[name] = decoded[name]
+        with open(os.path.join(directory, name + ".jsonl"), "w",
+                  encoding="utf-8") as f:
+          for example, result in zip(features.examples[name],
+                                     decoded[name]):
+            inputs = example.inputs
+            record = {"input": "".join(inputs) if isinstance(inputs, list)
+                      else inputs, "prediction": result}
+            if example.labels is not None:
+              record["label"] = example.labels
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return out

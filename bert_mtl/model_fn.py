@@ -20,7 +20,7 @@ so any checkpoint restores into any mode and into the export.
 
 import tensorflow as tf
 
-from bert_mtl import checkpoint, modeling, optimization, types
+from bert_mtl import checkpoint, modeling, optimization, tokenization, types
 from bert_mtl.heads import base
 
 tf1 = tf.compat.v1
@@ -107,6 +107,50 @@ def export_outputs(heads, predictions):
         {k[len(prefix):]: v for k, v in serving.items()
          if k.startswith(prefix)})
   return out
+
+
+INPUTS = ("input_ids", "input_mask", "segment_ids")
+TAG_MASK = "tag_mask"
+
+
+def default_tag_mask(input_ids, input_mask, continuation):
+  """int32 [batch, length]: real tokens but [CLS], the final [SEP] and
+  continuation pieces (continuation: bool [vocab], True for "##" pieces)."""
+  mask = tf.cast(input_mask, tf.bool)
+  lengths = tf.reduce_sum(tf.cast(mask, tf.int32), 1)
+  positions = tf.range(tf.shape(mask)[1])[None, :]
+  inner = mask & (positions > 0) & (positions < lengths[:, None] - 1)
+  return tf.cast(inner & ~tf.gather(continuation, input_ids), tf.int32)
+
+
+def serving_input_receiver_fn(vocab_file):
+  """A serving_input_receiver_fn for the vocabulary of `vocab_file`.
+
+  Raw int32 inputs, with two alternatives: `examples` (serialized
+  tf.train.Examples with int64 lists input_ids / input_mask / segment_ids)
+  and `tagged` (the raw inputs plus tag_mask).  Inputs are placeholders with
+  defaults, so each signature feeds the ones it names."""
+  continuation = [t.startswith("##") for t in
+                  tokenization.load_vocab_tokens(vocab_file)]
+
+  def receiver_fn():
+    serialized = tf.compat.v1.placeholder_with_default(
+        tf.constant([], tf.string), [None], name="examples")
+    parsed = tf.io.parse_example(
+        serialized, {name: tf.io.VarLenFeature(tf.int64) for name in INPUTS})
+    tensors = {name: tf.compat.v1.placeholder_with_default(
+        tf.cast(tf.sparse.to_dense(parsed[name]), tf.int32), [None, None],
+        name=name) for name in INPUTS}
+    tag_mask = tf.compat.v1.placeholder_with_default(
+        default_tag_mask(tensors["input_ids"], tensors["input_mask"],
+                         tf.constant(continuation, tf.bool)),
+        [None, None], name=TAG_MASK)
+    model_features = dict(tensors, **{TAG_MASK: tag_mask})
+    return tf.estimator.export.ServingInputReceiver(
+        model_features, tensors, receiver_tensors_alternatives={
+            "examples": {"examples": serialized},
+            "tagged": dict(tensors, **{TAG_MASK: tag_mask})})
+  return receiver_fn
 
 
 def make_model_fn(body_transform=None):

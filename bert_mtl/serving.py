@@ -25,53 +25,12 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import base, decoding, files, tokenization, types
+from bert_mtl import base, decoding, files, model_fn, tokenization, types
 from bert_mtl.data import features
 from bert_mtl.labels import LabelEncoder
 
-INPUTS = ("input_ids", "input_mask", "segment_ids")
-TAG_MASK = "tag_mask"
+INPUTS, TAG_MASK = model_fn.INPUTS, model_fn.TAG_MASK
 MANIFEST = "manifest.json"
-
-
-def default_tag_mask(input_ids, input_mask, continuation):
-  """int32 [batch, length]: real tokens but [CLS], the final [SEP] and
-  continuation pieces (continuation: bool [vocab], True for "##" pieces)."""
-  mask = tf.cast(input_mask, tf.bool)
-  lengths = tf.reduce_sum(tf.cast(mask, tf.int32), 1)
-  positions = tf.range(tf.shape(mask)[1])[None, :]
-  inner = mask & (positions > 0) & (positions < lengths[:, None] - 1)
-  return tf.cast(inner & ~tf.gather(continuation, input_ids), tf.int32)
-
-
-def serving_input_receiver_fn(vocab_file):
-  """A serving_input_receiver_fn for the vocabulary of `vocab_file`.
-
-  Raw int32 inputs, with two alternatives: `examples` (serialized
-  tf.train.Examples with int64 lists input_ids / input_mask / segment_ids)
-  and `tagged` (the raw inputs plus tag_mask).  Inputs are placeholders with
-  defaults, so each signature feeds the ones it names."""
-  continuation = [t.startswith("##") for t in
-                  tokenization.load_vocab_tokens(vocab_file)]
-
-  def receiver_fn():
-    serialized = tf.compat.v1.placeholder_with_default(
-        tf.constant([], tf.string), [None], name="examples")
-    parsed = tf.io.parse_example(
-        serialized, {name: tf.io.VarLenFeature(tf.int64) for name in INPUTS})
-    tensors = {name: tf.compat.v1.placeholder_with_default(
-        tf.cast(tf.sparse.to_dense(parsed[name]), tf.int32), [None, None],
-        name=name) for name in INPUTS}
-    tag_mask = tf.compat.v1.placeholder_with_default(
-        default_tag_mask(tensors["input_ids"], tensors["input_mask"],
-                         tf.constant(continuation, tf.bool)),
-        [None, None], name=TAG_MASK)
-    model_features = dict(tensors, **{TAG_MASK: tag_mask})
-    return tf.estimator.export.ServingInputReceiver(
-        model_features, tensors, receiver_tensors_alternatives={
-            "examples": {"examples": serialized},
-            "tagged": dict(tensors, **{TAG_MASK: tag_mask})})
-  return receiver_fn
 
 
 def manifest(run):
@@ -99,7 +58,8 @@ def export(run, export_dir):
     assets["labels/%s.json" % name] = os.path.join(run.output_dir, "labels",
                                                    name + ".json")
   path = estimator.export_saved_model(
-      export_dir, serving_input_receiver_fn(vocab_file), assets_extra=assets)
+      export_dir, model_fn.serving_input_receiver_fn(vocab_file),
+      assets_extra=assets)
   return path.decode("utf-8") if isinstance(path, bytes) else path
 
 

@@ -3,7 +3,7 @@ before any work with one clear message."""
 
 import pytest
 
-from bert_mtl import problems
+from bert_mtl import problems, types
 from conftest import data_dir
 from run_helpers import base_args, run_multitask, tiny_config
 
@@ -12,9 +12,10 @@ def test_list_problems():
   out = run_multitask(["--list_problems"]).stdout.splitlines()
   rows = [line.split("\t") for line in out]
   assert [r[0] for r in rows] == problems.names()
-  assert all(len(r) == 3 and r[1] in ("cls", "multi_cls", "seq_tag",
-                                      "seq2seq_tag", "seq2seq_text",
-                                      "pretrain") for r in rows)
+  assert all(len(r) == 3 and r[1] in types.names() for r in rows)
+  assert {r[1] for r in rows} == {"cls", "multi_cls", "seq_tag",
+                                  "seq2seq_tag", "seq2seq_text", "pretrain",
+                                  "regression"}
 
 
 def _fails(tmp_path, message, **flags):
@@ -50,7 +51,7 @@ def _fails(tmp_path, message, **flags):
     ({"max_seq_length": 2}, "--max_seq_length=2: must be >= 3"),
     ({"train_batch_size": 0}, "--train_batch_size=0: must be >= 1"),
     ({"problems": "msra_ner|chn_sentiment", "sampling": "weights"},
-     "--sampling=weights needs one weight >= 0 per '|' group (2)"),
+     "--sampling=weights: needs one weight >= 0 per '|' group (2)"),
     ({"bucket_boundaries": "32,16"}, "--bucket_boundaries=['32', '16']: "
      "must be increasing positive integers"),
     ({"masked_lm_prob": 1.5}, "--masked_lm_prob=1.5: must be in (0, 1)"),

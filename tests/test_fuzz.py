@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import reference_tokenization as ref
+from bert_mtl.testing import reference_tokenization as ref
 from bert_mtl import tokenization
 from conftest import data_file
 

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-import reference_tokenization as ref
+from bert_mtl.testing import reference_tokenization as ref
 from bert_mtl import modeling, optimization, tokenization
 from conftest import REPO, data_file
 

@@ -14,7 +14,7 @@ import unicodedata
 import numpy as np
 import pytest
 
-import reference_tokenization as ref
+from bert_mtl.testing import reference_tokenization as ref
 from bert_mtl import tokenization
 from conftest import data_dir, data_file
 

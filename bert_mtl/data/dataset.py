@@ -18,14 +18,12 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import base, problems, types
+from bert_mtl import base
+from bert_mtl import config as config_lib
+from bert_mtl import problems, types
+from bert_mtl.config import PretrainConfig  # pylint: disable=unused-import
 from bert_mtl.data import cache, features
 from bert_mtl.problems import chain
-
-PretrainConfig = collections.namedtuple("PretrainConfig", [
-    "dupe_factor", "short_seq_prob", "masked_lm_prob",
-    "max_predictions_per_seq", "do_whole_word_mask", "seed"])
-PretrainConfig.__new__.__defaults__ = (10, 0.1, 0.15, 20, False, 12345)
 
 PipelineConfig = collections.namedtuple("PipelineConfig", [
     "tokenizer", "vocab_file", "do_lower_case", "max_seq_length", "data_dir",
@@ -33,25 +31,25 @@ PipelineConfig = collections.namedtuple("PipelineConfig", [
     "max_target_length", "target_tokenizer", "pretrain", "num_processes"])
 
 
-def make_config(tokenizer, data_dir, max_seq_length=128, cache_dir=None,
-                num_shards=4, max_examples=None, num_threads=2,
-                max_target_length=64, target_tokenizer=None, pretrain=None,
-                num_processes=1):
+def make_config(tokenizer, data_dir, max_seq_length=None, cache_dir=None,
+                target_tokenizer=None, **options):
   """Everything that shapes the features (all of it goes into cache keys).
 
   Args:
-    max_target_length: seq2seq target ids per example, EOS included.
+    max_seq_length, options: RunConfig settings (max_examples, num_shards,
+      num_threads, max_target_length, pretrain, num_processes), with its
+      defaults; another key is a ConfigError.
     target_tokenizer: tokenizes seq2seq_text targets (default: `tokenizer`).
-    pretrain: a PretrainConfig (default: the original tool's defaults).
-    num_processes: processes writing features (each a contiguous slice of
-      the examples, into its own shards).
   """
+  if max_seq_length is not None:
+    options["max_seq_length"] = max_seq_length
+  run = config_lib.RunConfig.from_dict(options)
   return PipelineConfig(tokenizer, tokenizer.vocab_file,
-                        tokenizer.do_lower_case, max_seq_length, data_dir,
-                        cache_dir or cache.default_cache_dir(), num_shards,
-                        max_examples, num_threads, max_target_length,
-                        target_tokenizer or tokenizer,
-                        pretrain or PretrainConfig(), num_processes)
+                        tokenizer.do_lower_case, run.max_seq_length, data_dir,
+                        cache_dir or cache.default_cache_dir(),
+                        run.num_shards, run.max_examples, run.num_threads,
+                        run.max_target_length, target_tokenizer or tokenizer,
+                        run.pretrain, run.num_processes)
 
 
 def subset_indices(size, max_examples, seed, labels=None):
@@ -483,7 +481,8 @@ def _padding(all_problems, kinds):
 
 def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
                   num_replicas=1, seed=0, strategy="proportional",
-                  sizes=None, num_instances=1 << 16, bucket_boundaries=None,
+                  sizes=None, num_instances=1 << 16, first_instance=0,
+                  bucket_boundaries=None,
                   max_seq_length=512, max_predictions_per_seq=20,
                   all_problems=None, **strategy_kwargs):
   """An Estimator input_fn over the groups' cached shards.
@@ -496,6 +495,10 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
     training: sample groups (deterministically from `seed`) and repeat;
       otherwise visit every example of every group exactly once, in order.
     sizes: records per group (for the sampling probabilities).
+    num_instances: training instances the group schedule spans (the run's
+      steps x batch size: "annealed" anneals over them); beyond it the
+      schedule repeats.
+    first_instance: where a resumed run picks the schedule up.
     bucket_boundaries: sequence lengths that bound the padding buckets.
     max_seq_length, max_predictions_per_seq: the static shapes of pretrain
       records (the original tool's flags of the same names).
@@ -535,7 +538,9 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
     if training and len(datasets) > 1:
       choices = chain.sample_groups(sizes, num_instances, seed, strategy,
                                     **strategy_kwargs)
-      choice_ds = tf.data.Dataset.from_tensor_slices(choices).repeat()
+      choice_ds = tf.data.Dataset.from_tensor_slices(
+          choices[first_instance:]).concatenate(
+              tf.data.Dataset.from_tensor_slices(choices).repeat())
       ds = tf.data.Dataset.choose_from_datasets(datasets, choice_ds)
     else:
       ds = datasets[0]

@@ -1,0 +1,4 @@
+"""Independent references shared by the tests and the benchmarks (never used
+by the library itself): reference_tokenization is google-research/bert's
+tokenization.py logic in plain Python, the oracle the native tokenizer is
+compared with and the baseline it is timed against."""

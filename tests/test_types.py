@@ -1,0 +1,312 @@
+"""Problem types as plugins: a type defined entirely in this file trains,
+evaluates, exports and predicts through the library; the regression type
+and STS-B; evaluation and the Predictor decode alike."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import scipy.stats
+import tensorflow as tf
+
+from bert_mtl import (experiment, metrics, modeling, problems, serving,
+                      tokenization, types)
+from bert_mtl.data import features
+from bert_mtl.heads import base
+from conftest import data_dir, data_file
+from run_helpers import TINY_BERT
+
+
+# ----------------------------------------------------------- a toy type
+class MentionHead(base.Head):
+  """One sigmoid from the pooled output: does the text mention the word?"""
+
+  SETTINGS = {"threshold": 0.5}
+
+  def build(self, body, features_, mode):
+    del features_
+    return {"logit": self.pooled_logits(body, mode)[:, 0]}
+
+  def loss(self, outputs, features_):
+    per_row = tf.nn.sigmoid_cross_entropy_with_logits(
+        labels=tf.cast(self.label(features_), tf.float32),
+        logits=outputs["logit"])
+    return base.masked_mean(per_row, self.present(features_))
+
+  def predictions(self, outputs):
+    return {"probability": tf.sigmoid(outputs["logit"])}
+
+
+class Mention(types.ProblemType):
+  """A yes / no label per text, scored by accuracy."""
+
+  name = "test_mention"
+  inputs = "text"
+  metrics = {"yes_no": "accuracy"}
+  head = MentionHead
+
+  def check(self, inputs, labels):
+    if not isinstance(inputs, str):
+      return "test_mention inputs must be a text"
+    if labels not in ("yes", "no"):
+      return "test_mention labels are yes or no, got %r" % (labels,)
+    return None
+
+  def fit_encoder(self, name, spec, config, read):
+    return problems.LabelEncoder(["value"], name)
+
+  def label_value(self, encoder, example, config):
+    return int(example.labels == "yes")
+
+  def decode(self, rows, encoder, context):
+    return "yes" if rows[0]["probability"] >= 0.5 else "no"
+
+  def score(self, spec, examples, results, encoder, context):
+    return {"accuracy": metrics.accuracy([e.labels for e in examples],
+                                         results)}
+
+  def serve(self, result, rows, encoder, context):
+    return {"mentions": result == "yes",
+            "probability": float(rows[0]["probability"])}
+
+
+
+
+def _sentiment_texts(split):
+  path = data_file("sentiment/pos.txt")
+  with open(path, encoding="utf-8") as f:
+    lines = [l.strip() for l in f if l.strip()][:400]
+  lines = lines[:300] if split == "train" else lines[300:]
+  return path, lines
+
+
+def _mentions_hotel(split, data_dir_):
+  del data_dir_
+  path, lines = _sentiment_texts(split)
+  for number, text in enumerate(lines, 1):
+    yield problems.Example(text, "yes" if "酒店" in text else "no", path,
+                           number)
+
+
+# Sequence labelling whose eval split is a list of texts chosen to stress
+# decoding: Latin, digits, full-width, spaces, and texts over many windows.
+DECODE_TEXTS = [
+    "iPhone 12 Pro发布于2020年10月，售价５４９９元。",
+    "上海浦东开发与法制建设同步。",
+    "我爱北京天安门。" * 14,
+    "ABC公司CEO John Smith在1994年访问了北京和上海。" * 3,
+    "好",
+]
+
+
+def _weibo_or_texts(reader_name, label):
+  def read(split, data_dir_):
+    if split == "train":
+      yield from problems.get(reader_name).reader(split, data_dir())
+      return
+    for number, text in enumerate(DECODE_TEXTS, 1):
+      chars = [u for u, _ in features.text_units(text, "char")]
+      yield problems.Example(chars, [label] * len(chars), "decode.txt",
+                             number)
+  return read
+
+
+@pytest.fixture(scope="module")
+def registered():
+  """The toy type and this file's problems, registered for this module's
+  tests only (other test files see the library's registry)."""
+  types.register(Mention())
+  problems.problem("test_mentions_hotel", "test_mention")(_mentions_hotel)
+  problems.problem("test_decode_ner", "seq_tag", scheme="BIO")(
+      _weibo_or_texts("weibo_ner", "O"))
+  problems.problem("test_decode_cws", "seq_tag", scheme="BMES",
+                   metric="word")(_weibo_or_texts("weibo_cws", "S"))
+  yield
+  for name in ("test_mentions_hotel", "test_decode_ner", "test_decode_cws"):
+    problems.registry._PROBLEMS.pop(name)  # pylint: disable=protected-access
+  types._TYPES.pop("test_mention")  # pylint: disable=protected-access
+
+
+def _write_stsb(root):
+  """A small STS-B in GLUE's layout (train / dev / test TSVs)."""
+  header = ("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\t"
+            "sentence1\tsentence2\tscore\n")
+  rng = np.random.RandomState(0)
+  words = ["猫", "狗", "在", "上", "下", "吃", "鱼", "肉", "跑", "跳"]
+  rows = []
+  for i in range(120):
+    a = "".join(rng.choice(words, 6))
+    overlap = rng.randint(0, 7)
+    b = a[:overlap] + "".join(rng.choice(words, 6 - overlap))
+    rows.append((a, b, 5.0 * overlap / 6))
+  os.makedirs(os.path.join(root, "STS-B"))
+  for name, part in (("train.tsv", rows[:90]), ("dev.tsv", rows[90:])):
+    with open(os.path.join(root, "STS-B", name), "w", encoding="utf-8") as f:
+      f.write(header)
+      for k, (a, b, score) in enumerate(part):
+        f.write("%d\tmain\tx\t2012\t%d\tnone\tnone\t%s\t%s\t%.3f\n" % (
+            k, k, a, b, score))
+  with open(os.path.join(root, "STS-B", "test.tsv"), "w",
+            encoding="utf-8") as f:
+    f.write(header.rsplit("\t", 1)[0] + "\n")
+    f.write("0\tmain\tx\t2012\t0\tnone\tnone\t猫在上\t猫在下\n")
+  return rows
+
+
+CHAIN = ("test_mentions_hotel|test_decode_ner&test_decode_cws|stsb")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, registered):  # pylint: disable=redefined-outer-name,unused-argument
+  """One tiny run of the chain, trained, evaluated and exported in-process
+  (the toy type is not known to a subprocess)."""
+  root = tmp_path_factory.mktemp("types")
+  _write_stsb(str(root / "data"))
+  vocab = data_file("vocab/chinese_vocab.txt")
+  options = {
+      "problems": CHAIN, "data_dir": str(root / "data"),
+      "cache_dir": str(root / "cache"),
+      "bert_config": modeling.BertConfig(**TINY_BERT).to_dict(),
+      "max_seq_length": 32, "max_examples": 300, "num_train_steps": 30,
+      "train_batch_size": 16, "learning_rate": 2e-3,
+      "settings": {"test_decode_cws": {"crf": False}},
+  }
+  run = experiment.Experiment(str(root / "model"), options, vocab)
+  run.train()
+  results = run.evaluate()
+  export_dir = serving.export(run, str(root / "model" / "export"))
+  return run, results, export_dir
+
+
+def test_a_type_defined_in_a_test_trains_evaluates_exports_and_predicts(
+    trained):
+  run, results, export_dir = trained
+  assert set(results["test_mentions_hotel"]) >= {"accuracy", "loss"}
+  assert 0 <= results["test_mentions_hotel"]["accuracy"] <= 1
+  predictor = serving.Predictor(export_dir)
+  texts = ["这家酒店很好", "房间干净"]
+  served = predictor.predict(texts)
+  for result in served:
+    assert set(result["test_mentions_hotel"]) == {"mentions", "probability"}
+    assert 0 <= result["test_mentions_hotel"]["probability"] <= 1
+  manifest = json.load(open(os.path.join(export_dir, "assets.extra",
+                                         serving.MANIFEST)))
+  entry, = [p for p in manifest["problems"]
+            if p["name"] == "test_mentions_hotel"]
+  assert entry["type"] == "test_mention" and entry["inputs"] == "text"
+  # Its predictions file, like every type's.
+  out = run.predict("eval")
+  assert len(out["test_mentions_hotel"]) == 100
+  assert set(out["test_mentions_hotel"]) <= {"yes", "no"}
+  # A head setting the type does not have is an error naming it.
+  saved = run.options["settings"]
+  run.options["settings"] = {"test_mentions_hotel": {"beam_size": 2}}
+  try:
+    with pytest.raises(ValueError, match=r"settings of test_mentions_hotel "
+                       r"\(test_mention\): unknown beam_size \(it has: "
+                       r"threshold\)"):
+      run.head_settings("test_mentions_hotel")
+  finally:
+    run.options["settings"] = saved
+
+
+def test_regression_on_stsb(trained):
+  run, results, export_dir = trained
+  stsb = results["stsb"]
+  assert set(stsb) >= {"pearson", "spearman", "mse", "loss"}
+  decoded, group = run._predict_group(["stsb"], "eval")  # pylint: disable=protected-access
+  gold = [float(e.labels) for e in group.examples["stsb"]]
+  values = decoded["stsb"]
+  assert all(isinstance(v, float) for v in values)
+  # The metrics against scipy's.
+  assert stsb["pearson"] == pytest.approx(
+      scipy.stats.pearsonr(gold, values)[0], abs=1e-6)
+  assert stsb["spearman"] == pytest.approx(
+      scipy.stats.spearmanr(gold, values)[0], abs=1e-6)
+  assert stsb["mse"] == pytest.approx(np.mean((np.array(gold) -
+                                               np.array(values)) ** 2))
+  # The in-graph loss (the head's masked mean squared error over the split)
+  # is the mean squared error of the decoded values.
+  assert stsb["loss"] == pytest.approx(stsb["mse"], rel=1e-5)
+  served = serving.Predictor(export_dir).predict(["猫在上"])[0]["stsb"]
+  assert set(served) == {"value"} and isinstance(served["value"], float)
+  # Predicted like cls: the predict split (pairs) into predictions/.
+  run.predict()
+  with open(os.path.join(run.output_dir, "predictions", "stsb.jsonl"),
+            encoding="utf-8") as f:
+    record, = [json.loads(l) for l in f]
+  assert record["input"] == ["猫在上", "猫在下"]
+  assert isinstance(record["prediction"], float)
+
+
+def test_stsb_reader_and_bad_scores(tmp_path):
+  rows = _write_stsb(str(tmp_path))
+  train = problems.read("stsb", "train", str(tmp_path))
+  assert len(train) == 90
+  assert train[5].inputs == rows[5][:2] and train[5].line == 7
+  assert float(train[5].labels) == pytest.approx(rows[5][2], abs=1e-3)
+  assert problems.read("stsb", "predict", str(tmp_path))[0].inputs == (
+      "猫在上", "猫在下")
+  with open(tmp_path / "STS-B" / "dev.tsv", "a", encoding="utf-8") as f:
+    f.write("9\tmain\tx\t2012\t9\tnone\tnone\ta\tb\tnan\n")
+  with pytest.raises(problems.DataError, match=r"problem stsb, file .*dev.tsv,"
+                     r" line 32: regression target must be a finite number, "
+                     r"got 'nan'"):
+    problems.read("stsb", "eval", str(tmp_path))
+
+
+def test_pearson_and_spearman_against_scipy():
+  rng = np.random.RandomState(3)
+  gold = rng.randint(0, 5, 200).astype(float)  # many ties
+  predicted = gold + rng.normal(size=200)
+  assert metrics.pearson(list(gold), list(predicted)) == pytest.approx(
+      scipy.stats.pearsonr(gold, predicted)[0], abs=1e-9)
+  assert metrics.spearman(list(gold), list(predicted)) == pytest.approx(
+      scipy.stats.spearmanr(gold, predicted)[0], abs=1e-9)
+  assert metrics.pearson([1.0, 1.0], [0.0, 2.0]) == 0.0  # constant side
+
+
+def test_evaluation_and_the_predictor_decode_alike(trained):
+  """The same exported model and texts: evaluation's decoding (Estimator
+  predictions, whole-text Viterbi from the checkpoint) equals the
+  Predictor's (SavedModel, native Viterbi), across windows, for the CRF
+  problem and the softmax one."""
+  run, _, export_dir = trained
+  decoded, group = run._predict_group(  # pylint: disable=protected-access
+      ["test_decode_ner", "test_decode_cws"], "eval")
+  served = serving.Predictor(export_dir, batch_size=3).predict(DECODE_TEXTS)
+  assert max(len(t) for t in DECODE_TEXTS) > 3 * 30  # several windows
+  for index, text in enumerate(DECODE_TEXTS):
+    units = features.text_units(text, "char")
+    assert group.examples["test_decode_ner"][index].inputs == [
+        u for u, _ in units]
+    assert served[index]["test_decode_ner"]["tags"] == decoded[
+        "test_decode_ner"][index]
+    cws = decoded["test_decode_cws"][index]
+    assert served[index]["test_decode_cws"]["words"] == (
+        metrics.words_from_tags([u for u, _ in units], cws))
+  # Both kinds of head are covered: one CRF, one softmax.
+  entries = {e["name"]: e for e in serving.Predictor(
+      export_dir).manifest["problems"]}
+  assert entries["test_decode_ner"]["crf"] and not entries[
+      "test_decode_cws"]["crf"]
+
+
+def test_fallback_label_is_one_rule():
+  assert features.fallback_label(["B-LOC", "I-LOC", "O"]) == 2
+  assert features.fallback_label(["B", "E", "M", "S"]) == 3  # segmentation
+  assert features.fallback_label(["NN", "VV"]) == 0
+  # A unit without a token (U+FFFD, which BERT deletes) gets it, in
+  # evaluation and serving alike (both decode through types.seq_tag).
+  tokenizer = tokenization.FullTokenizer(
+      data_file("vocab/chinese_vocab.txt"))
+  alignment, = features.align_units(tokenizer, [["上", "\ufffd", "海"]])
+  assert alignment.first_token.tolist() == [0, -1, 1]
+
+
+def test_unit_kind_of_training_data():
+  assert features.unit_kind([list("上海"), list("北京")]) == "char"
+  assert features.unit_kind([["New", "York"], ["a"]]) == "word"
+  # A stray multi-character unit (Weibo's "\ufffd\ufffd") keeps characters.
+  assert features.unit_kind([list("上海" * 600) + ["\ufffd\ufffd"]]) == "char"
