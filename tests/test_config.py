@@ -160,3 +160,22 @@ def test_the_sampler_gets_the_runs_real_horizon(tmp_path, monkeypatch):
   np.testing.assert_allclose(first, np.array(sizes) / 440)
   np.testing.assert_allclose(last, np.array([400, 40]) ** 0.2 /
                              (400 ** 0.2 + 40 ** 0.2))
+
+
+def test_each_split_is_read_once_per_run(tmp_path, monkeypatch):
+  """Label fitting, the training and eval features, the input forms and
+  the scoring share one read of each (problem, split)."""
+  reads = []
+  original = problems.read
+
+  def counting(name, split, data_dir_):
+    reads.append((name, split))
+    return original(name, split, data_dir_)
+  monkeypatch.setattr(problems, "read", counting)
+  run = _run(tmp_path, num_train_steps=2)
+  run.train()
+  run.evaluate()
+  run.predict("eval")
+  assert sorted(reads) == sorted(set(reads))
+  assert set(reads) == {(n, s) for n in ("msra_ner", "chn_sentiment")
+                        for s in ("train", "eval")}

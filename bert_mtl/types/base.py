@@ -23,6 +23,7 @@ configuration rejects any other.
 
 import numpy as np
 
+from bert_mtl import base
 from bert_mtl.labels import LabelEncoder
 
 
@@ -116,37 +117,75 @@ class ProblemType(object):
     return [None if e.labels is None else
             self.label_value(encoder, e, config) for e in examples]
 
+  # What a label feature is: "scalar" (one value), "per_label" (one value
+  # per label, e.g. multi-hot) or "sequence" (variable length; per token
+  # when token_aligned), of dtype "int64" or "float32".  The record spec,
+  # parsing, padding and absent values below follow from these two.
+  label_shape = "scalar"
+  label_dtype = "int64"
+
   def unlabelled_value(self, num_labels):
     """The record value of an example without labels (present = 0)."""
-    return 0
+    if self.label_shape == "per_label":
+      return [0] * num_labels
+    return [] if self.label_shape == "sequence" else 0
 
   def record_dtype(self):
-    return np.int64
+    return np.float32 if self.label_dtype == "float32" else np.int64
+
+  def _tf_dtypes(self):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    if self.label_dtype == "float32":
+      return tf.float32, tf.float32
+    return tf.int64, tf.int32  # (in the record, in the model)
 
   def parse_spec(self, name, num_labels):
     """{feature: tf.io spec} of the problem's features in its records."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return {name + "_label": tf.io.FixedLenFeature([1], tf.int64),
+    stored, _ = self._tf_dtypes()
+    label = (tf.io.VarLenFeature(stored) if self.label_shape == "sequence"
+             else tf.io.FixedLenFeature(
+                 [num_labels if self.label_shape == "per_label" else 1],
+                 stored))
+    return {name + "_label": label,
             name + "_present": tf.io.FixedLenFeature([1], tf.int64)}
 
   def parse(self, name, parsed):
     """The problem's model features from the parsed record."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return {name + "_label": tf.cast(parsed[name + "_label"][0], tf.int32),
+    _, dtype = self._tf_dtypes()
+    label = parsed[name + "_label"]
+    if self.label_shape == "sequence":
+      label = tf.sparse.to_dense(label)
+    elif self.label_shape == "scalar":
+      label = label[0]
+    return {name + "_label": tf.cast(label, dtype),
             name + "_present": tf.cast(parsed[name + "_present"][0],
                                        tf.int32)}
 
   def absent(self, name, num_labels, input_ids, context):
-    """Features of a record of another group (the problem is absent)."""
+    """Features of a record of another group (the problem is absent):
+    IGNORE on every token for a token-aligned label, else zeros."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    del num_labels, input_ids, context
-    return {name + "_label": tf.constant(0, tf.int32),
+    del context
+    _, dtype = self._tf_dtypes()
+    if self.token_aligned:
+      label = tf.fill(tf.shape(input_ids), tf.constant(base.IGNORE, dtype))
+    elif self.label_shape == "sequence":
+      label = tf.zeros([0], dtype)
+    elif self.label_shape == "per_label":
+      label = tf.zeros([num_labels], dtype)
+    else:
+      label = tf.constant(0, dtype)
+    return {name + "_label": label,
             name + "_present": tf.constant(0, tf.int32)}
 
   def padding(self, name):
     """{feature: tf scalar} padding values of the problem's features."""
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    return {name + "_label": tf.constant(0, tf.int32),
+    _, dtype = self._tf_dtypes()
+    return {name + "_label": tf.constant(
+        base.IGNORE if self.token_aligned else 0, dtype),
             name + "_present": tf.constant(0, tf.int32)}
 
   # --------------------------------------------------------------- head

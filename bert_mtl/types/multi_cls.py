@@ -46,6 +46,7 @@ class MultiCls(types.ProblemType):
   inputs = "text"
   metrics = {"multi_label": "micro_f1"}
   head = MultiClsHead
+  label_shape = "per_label"
 
   def check(self, inputs, labels):
     if not types.is_text(inputs):
@@ -66,22 +67,6 @@ class MultiCls(types.ProblemType):
     for i in encoder.encode(example.labels, example.path, example.line):
       hot[i] = 1
     return hot
-
-  def unlabelled_value(self, num_labels):
-    return [0] * num_labels
-
-  def parse_spec(self, name, num_labels):
-    return {name + "_label": tf.io.FixedLenFeature([num_labels], tf.int64),
-            name + "_present": tf.io.FixedLenFeature([1], tf.int64)}
-
-  def parse(self, name, parsed):
-    return {name + "_label": tf.cast(parsed[name + "_label"], tf.int32),
-            name + "_present": tf.cast(parsed[name + "_present"][0],
-                                       tf.int32)}
-
-  def absent(self, name, num_labels, input_ids, context):
-    return {name + "_label": tf.zeros([num_labels], tf.int32),
-            name + "_present": tf.constant(0, tf.int32)}
 
   def decode(self, rows, encoder, context):
     mask = rows[0]["label_mask"]

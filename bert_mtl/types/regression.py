@@ -49,6 +49,7 @@ class Regression(types.ProblemType):
   inputs = "text"
   metrics = {"correlation": "pearson"}
   head = RegressionHead
+  label_dtype = "float32"
 
   def check(self, inputs, labels):
     if not types.is_text(inputs):
@@ -66,29 +67,6 @@ class Regression(types.ProblemType):
 
   def label_value(self, encoder, example, config):
     return [as_number(example.labels)]
-
-  def unlabelled_value(self, num_labels):
-    return [0.0]
-
-  def record_dtype(self):
-    return np.float32
-
-  def parse_spec(self, name, num_labels):
-    return {name + "_label": tf.io.FixedLenFeature([1], tf.float32),
-            name + "_present": tf.io.FixedLenFeature([1], tf.int64)}
-
-  def parse(self, name, parsed):
-    return {name + "_label": parsed[name + "_label"][0],
-            name + "_present": tf.cast(parsed[name + "_present"][0],
-                                       tf.int32)}
-
-  def absent(self, name, num_labels, input_ids, context):
-    return {name + "_label": tf.constant(0.0, tf.float32),
-            name + "_present": tf.constant(0, tf.int32)}
-
-  def padding(self, name):
-    return {name + "_label": tf.constant(0.0, tf.float32),
-            name + "_present": tf.constant(0, tf.int32)}
 
   def decode(self, rows, encoder, context):
     return float(rows[0]["value"])

@@ -165,27 +165,11 @@ class Seq2Seq(types.ProblemType):
 
   inputs = "any"
   head = Seq2SeqHead
+  label_shape = "sequence"
 
   def _with_eos(self, encoder, ids, config):
     _, _, eos = decoder_special_ids(encoder)
     return list(ids[:config.max_target_length - 1]) + [eos]
-
-  def unlabelled_value(self, num_labels):
-    return []
-
-  def parse_spec(self, name, num_labels):
-    return {name + "_label": tf.io.VarLenFeature(tf.int64),
-            name + "_present": tf.io.FixedLenFeature([1], tf.int64)}
-
-  def parse(self, name, parsed):
-    return {name + "_label": tf.cast(tf.sparse.to_dense(
-        parsed[name + "_label"]), tf.int32),
-            name + "_present": tf.cast(parsed[name + "_present"][0],
-                                       tf.int32)}
-
-  def absent(self, name, num_labels, input_ids, context):
-    return {name + "_label": tf.zeros([0], tf.int32),
-            name + "_present": tf.constant(0, tf.int32)}
 
   def head_settings(self, spec, encoder, bert_config, run_options, given):
     _, bos, eos = decoder_special_ids(encoder)

@@ -159,6 +159,7 @@ class SeqTag(types.ProblemType):
   metrics = {"entity": "entity_f1", "word": "word_f1",
              "pos": "token_accuracy"}
   head = SeqTagHead
+  label_shape = "sequence"
 
   def check(self, inputs, labels):
     if not types.is_units(inputs) or not inputs:
@@ -195,24 +196,6 @@ class SeqTag(types.ProblemType):
   def label_value(self, encoder, example, config):
     return encoder.encode(example.labels, example.path, example.line,
                           example)
-
-  def parse_spec(self, name, num_labels):
-    return {name + "_label": tf.io.VarLenFeature(tf.int64),
-            name + "_present": tf.io.FixedLenFeature([1], tf.int64)}
-
-  def parse(self, name, parsed):
-    return {name + "_label": tf.cast(tf.sparse.to_dense(
-        parsed[name + "_label"]), tf.int32),
-            name + "_present": tf.cast(parsed[name + "_present"][0],
-                                       tf.int32)}
-
-  def absent(self, name, num_labels, input_ids, context):
-    return {name + "_label": tf.fill(tf.shape(input_ids), constants.IGNORE),
-            name + "_present": tf.constant(0, tf.int32)}
-
-  def padding(self, name):
-    return {name + "_label": tf.constant(constants.IGNORE, tf.int32),
-            name + "_present": tf.constant(0, tf.int32)}
 
   def head_settings(self, spec, encoder, bert_config, run_options, given):
     return {"labels": encoder.labels, "scheme": spec.scheme}
