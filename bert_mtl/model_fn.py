@@ -2,7 +2,8 @@
 
 Params (a JSON-serialisable dict, saved with the model):
   bert_config: BertConfig dict.
-  problems: problem names in chain order; types: {name: type};
+  problems: problem names in chain order; types: {name: type name} (each
+    head is types.get(type).head);
   num_labels: {name: K}; settings: {name: {head setting: value}}.
   loss_weights: {name: weight} (default 1); uncertainty_weighting: bool
     (Kendall et al. 2018: loss_i * exp(-s_i) + s_i with a learned s_i).
@@ -12,6 +13,10 @@ Params (a JSON-serialisable dict, saved with the model):
     exact-name matches (an original fine-tuned head into a problem's).
   predict_problems: in PREDICT, build only these problems' heads (the
     export leaves it out and serves every head).
+
+The exported graph's inputs and outputs are defined here too
+(serving_input_receiver_fn, export_outputs): int32 input_ids / input_mask /
+segment_ids, with tf.Example and tag_mask alternatives.
 
 The body and every head are built identically in TRAIN, EVAL and PREDICT
 (seq2seq heads add a decoding loop outside TRAIN, with no new variables),

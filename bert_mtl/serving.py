@@ -136,13 +136,21 @@ class Predictor(object):
     for entry in self.manifest["problems"]:
       if not types.get(entry["type"]).decodes:
         continue
+      # Exports before the manifest recorded inputs: text problems read
+      # the text, sequence labelling characters.
+      entry.setdefault("inputs", "text" if types.get(entry["type"]).inputs
+                       == "text" else "char")
       self.entries[entry["name"]] = entry
       self.encoders[entry["name"]] = LabelEncoder.load(
           os.path.join(assets, entry["labels"]))
     self.max_seq_length = self.manifest["max_seq_length"]
     self.batch_size = batch_size
     self._model = tf.saved_model.load(export_dir)
-    self._signature = self._model.signatures["tagged:serving_default"]
+    signatures = self._model.signatures
+    # (Exports without the tagged signature tag their default positions.)
+    self._tagged = "tagged:serving_default" in signatures
+    self._signature = signatures["tagged:serving_default" if self._tagged
+                                 else "serving_default"]
     # CRF problems: decode whole texts (all windows' scores merged) with
     # the native Viterbi and the exported transitions, as evaluation does.
     self._transitions = {}
@@ -203,6 +211,8 @@ class Predictor(object):
         arrays["segment_ids"][b, :len(ids)] = segments
         arrays["input_mask"][b, :len(ids)] = 1
         arrays[TAG_MASK][b, :len(ids)] = tag_mask
+      if not self._tagged:
+        del arrays[TAG_MASK]
       result = {k: v.numpy() for k, v in self._signature(
           **{k: tf.constant(v) for k, v in arrays.items()}).items()}
       for b, i in enumerate(batch):
