@@ -13,6 +13,10 @@ NSP_LABELS = ("IsNext", "RandomNext")
 
 CLS_TOKEN, SEP_TOKEN = "[CLS]", "[SEP]"
 
+# The name of each replica's batch-size tensor in an EVAL graph (model_fn),
+# which the evaluation progress line counts.
+EVAL_ROWS = "eval_rows"
+
 
 def native():
   """The C++ extension, loaded on first use: modules that need it only in

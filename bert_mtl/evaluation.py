@@ -7,7 +7,7 @@ import os
 
 import tensorflow as tf
 
-from bert_mtl import decoding, problems, types
+from bert_mtl import decoding, problems, progress, types
 
 
 def score(name, examples, results, encoder, context):
@@ -47,10 +47,12 @@ class Evaluator(object):
       {problem: {metric: value}} (and "_graph": the Estimator's metrics).
     """
     estimator = self.run.estimator()
-    input_fn, _, _ = self.run.input_fn(split, False,
-                                   self.run.options["eval_batch_size"])
-    graph_metrics = estimator.evaluate(input_fn,
-                                       checkpoint_path=checkpoint_path)
+    input_fn, _, built = self.run.input_fn(
+        split, False, self.run.options["eval_batch_size"])
+    graph_metrics = estimator.evaluate(
+        input_fn, checkpoint_path=checkpoint_path, hooks=[
+            progress.EvalProgressHook("evaluating %s" % split, sum(
+                meta["count"] for _, meta in built))])
     results = {"_graph": {k: float(v) for k, v in graph_metrics.items()}}
     for group in self.run.groups:
       if not all(self.run.kind(n).decodes for n in group):
@@ -82,13 +84,16 @@ class Evaluator(object):
   def predict_group(self, group, split, sources=None, checkpoint_path=None):
     """Decoded predictions of one group's split (decoding's one path, as
     the Predictor), by an Estimator that builds only that group's heads."""
-    input_fn, (features,), _ = self.run.input_fn(
+    input_fn, (features,), ((_, meta),) = self.run.input_fn(
         split, False, self.run.options["predict_batch_size"], groups=[group],
         sources=sources)
     checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(
         self.run.output_dir)
-    predictions = self.run.estimator(predict_problems=group).predict(
-        input_fn, yield_single_examples=True, checkpoint_path=checkpoint_path)
+    predictions = progress.counted(
+        self.run.estimator(predict_problems=group).predict(
+            input_fn, yield_single_examples=True,
+            checkpoint_path=checkpoint_path),
+        "predicting %s (%s)" % ("&".join(group), split), meta["count"])
     entries = {n: self.run.entry(n) for n in group}
     stored = dict(tf.train.list_variables(checkpoint_path))
     transitions = decoding.crf_transitions(

@@ -19,12 +19,13 @@ The exported graph's inputs and outputs are defined here too
 segment_ids, with tf.Example and tag_mask alternatives.
 
 The body and every head are built identically in TRAIN, EVAL and PREDICT
-(seq2seq heads add a decoding loop outside TRAIN, with no new variables),
+(seq2seq heads add a decoding loop in PREDICT, with no new variables),
 so any checkpoint restores into any mode and into the export.
 """
 
 import tensorflow as tf
 
+from bert_mtl import base as constants
 from bert_mtl import checkpoint, modeling, optimization, tokenization, types
 from bert_mtl.heads import base
 
@@ -177,6 +178,8 @@ def model_fn(features, labels, mode, params, body_transform=None):
 
   loss, losses = total_loss(heads, outputs, features, params)
   if mode == ModeKeys.EVAL:
+    # Each replica's batch size, for the evaluation progress line.
+    tf.identity(tf.shape(features["input_ids"])[0], name=constants.EVAL_ROWS)
     metrics = {}
     for head in heads:
       present = tf.cast(features[head.name + "_present"], tf.float32)

@@ -1,8 +1,11 @@
-"""Training progress in the log: steps/s, examples/s, ETA, problem losses."""
+"""Progress in the log: training (steps/s, examples/s, ETA, problem
+losses), evaluation and prediction (rows done of total, rows/s, ETA)."""
 
 import time
 
 import tensorflow as tf
+
+from bert_mtl import base
 
 tf1 = tf.compat.v1
 
@@ -69,6 +72,61 @@ class ProgressHook(tf1.train.SessionRunHook):
         step, self.total_steps, 100 * step // max(1, self.total_steps), rate,
         rate * self.batch_size, remaining // 60, remaining % 60, losses)
     self.last = (step, now)
+
+
+class RowCounter(object):
+  """Logs "<label>: N/total rows (P%)  R rows/s  ETA XmYYs" at most every
+  `every_seconds` (and when done).  `clock` is for tests."""
+
+  def __init__(self, label, total, every_seconds=10.0, clock=time.time):
+    self.label, self.total = label, max(0, int(total))
+    self.every_seconds = every_seconds
+    self.clock = clock
+    self.start = self.last = clock()
+    self.done = 0
+
+  def add(self, rows):
+    self.done += int(rows)
+    now = self.clock()
+    if now - self.last < self.every_seconds and self.done < self.total:
+      return
+    self.last = now
+    rate = self.done / max(now - self.start, 1e-9)
+    remaining = max(0, self.total - self.done) / max(rate, 1e-9)
+    tf1.logging.info("%s: %d/%d rows (%d%%)  %.1f rows/s  ETA %dm%02ds",
+                     self.label, self.done, self.total,
+                     100 * self.done // max(1, self.total), rate,
+                     remaining // 60, remaining % 60)
+
+
+class EvalProgressHook(tf1.train.SessionRunHook):
+  """Estimator.evaluate's progress: counts the rows of every batch (all
+  replicas) with a RowCounter."""
+
+  def __init__(self, label, total_rows, every_seconds=10.0):
+    self.label, self.total_rows = label, total_rows
+    self.every_seconds = every_seconds
+
+  def begin(self):
+    graph = tf1.get_default_graph()
+    self.rows = [op.outputs[0] for op in graph.get_operations()
+                 if op.name.split("/")[-1] == base.EVAL_ROWS]
+    self.counter = RowCounter(self.label, self.total_rows,
+                              self.every_seconds)
+
+  def before_run(self, run_context):
+    return tf1.train.SessionRunArgs(self.rows)
+
+  def after_run(self, run_context, run_values):
+    self.counter.add(sum(int(r) for r in run_values.results))
+
+
+def counted(items, label, total, every_seconds=10.0):
+  """Yields `items` (e.g. Estimator.predict's rows), logging progress."""
+  counter = RowCounter(label, total, every_seconds)
+  for item in items:
+    yield item
+    counter.add(1)
 
 
 class VariableDigestHook(tf1.train.SessionRunHook):

@@ -334,6 +334,14 @@ def test_pretrain_records_read_like_the_original(tokenizer, tmp_path):
     assert (np.diff(positions) > 0).all() and (positions < length).all()
     count += 1
   assert count == built[0][1]["count"] > 30
+  # dupe_factor applies to training only: eval documents are masked once.
+  eval_counts = []
+  for dupe in (2, 5):
+    eval_config = config._replace(pretrain=dataset.PretrainConfig(
+        dupe_factor=dupe, max_predictions_per_seq=10))
+    eval_counts.append(dataset.GroupFeatures(
+        ["zh_pretrain"], "eval", eval_config, encoders).build()[1]["count"])
+  assert eval_counts[0] == eval_counts[1] > 0
   input_fn = dataset.make_input_fn(
       groups, [b[0] for b in built], encoders, batch_size=32, training=True,
       sizes=[b[1]["count"] for b in built], strategy="uniform",

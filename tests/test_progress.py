@@ -43,3 +43,35 @@ def test_progress_lines_average_losses_over_the_interval(monkeypatch):
   assert float(last.group(4)) == round(8 * steps_per_second, 1) or abs(
       float(last.group(4)) - 8 * steps_per_second) < 0.1
   assert last.group(5, 6) == ("0", "00")
+
+
+def test_evaluation_and_prediction_show_rows_done_rate_and_eta(monkeypatch):
+  lines = []
+  monkeypatch.setattr(progress.tf1.logging, "info",
+                      lambda fmt, *args: lines.append(fmt % args))
+  now = [100.0]
+  counter = progress.RowCounter("predicting a", 100, every_seconds=10,
+                                clock=lambda: now[0])
+  for _ in range(4):  # 25 rows every 5 s: a line every other call
+    now[0] += 5.0
+    counter.add(25)
+  assert lines == [
+      "predicting a: 50/100 rows (50%)  5.0 rows/s  ETA 0m10s",
+      "predicting a: 100/100 rows (100%)  5.0 rows/s  ETA 0m00s"]
+  # The evaluation hook counts every replica's batch (model_fn names each
+  # replica's batch size base.EVAL_ROWS).
+  lines.clear()
+  with tf.Graph().as_default():
+    step = tf1.train.get_or_create_global_step()
+    tf.identity(tf.constant(8), name="eval_rows")
+    with tf.name_scope("replica_1"):
+      tf.identity(tf.constant(8), name="eval_rows")
+    op = tf1.assign_add(step, 1)
+    hook = progress.EvalProgressHook("evaluating eval", 48, every_seconds=0)
+    with tf1.train.MonitoredSession(hooks=[hook]) as session:
+      for _ in range(3):
+        session.run(op)
+  assert [l.split("  ")[0] for l in lines] == [
+      "evaluating eval: 16/48 rows (33%)", "evaluating eval: 32/48 rows (66%)",
+      "evaluating eval: 48/48 rows (100%)"]
+  assert list(progress.counted(iter("abc"), "x", 3)) == ["a", "b", "c"]

@@ -239,8 +239,8 @@ class GroupFeatures(object):
     first = self.examples[self.group[0]]
     if self.document:
       kind, = self.kinds.values()
-      return (_serialize(f) for f in kind.document_records(first,
-                                                           self.config))
+      return (_serialize(f) for f in kind.document_records(
+          first, self.config, self.split))
     hi = len(first) if hi is None else hi
     if self.units:
       return self._unit_records(first, lo, hi)

@@ -141,8 +141,11 @@ class Pretrain(types.ProblemType):
   def fit_encoder(self, name, spec, config, read):
     return LabelEncoder(constants.NSP_LABELS, name)
 
-  def document_records(self, documents, config):
-    """(serialize-ready feature dicts) of the original tool's instances."""
+  def document_records(self, documents, config, split):
+    """(serialize-ready feature dicts) of the original tool's instances.
+    dupe_factor (passes with other masks) applies to training; the other
+    splits are masked once, so evaluating a pretrain problem costs a pass
+    over its documents, not dupe_factor passes."""
     tokenizer, settings = config.tokenizer, config.pretrain
     words = sorted(tokenizer.vocab, key=tokenizer.vocab.get)
     sentences = [s for d in documents for s in d.inputs]
@@ -155,7 +158,8 @@ class Pretrain(types.ProblemType):
                                        position + len(document.inputs))])
       position += len(document.inputs)
     instances = pretraining.create_instances(
-        tokenized, words, config.max_seq_length, settings.dupe_factor,
+        tokenized, words, config.max_seq_length,
+        settings.dupe_factor if split == "train" else 1,
         settings.short_seq_prob, settings.masked_lm_prob,
         settings.max_predictions_per_seq, settings.do_whole_word_mask,
         settings.seed)

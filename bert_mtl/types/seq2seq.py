@@ -77,7 +77,10 @@ class Seq2SeqHead(base.Head):
       outputs = {"logits": tf.cast(logits_of(hidden), tf.float32),
                  "targets": targets}
 
-      if mode != tf.estimator.ModeKeys.TRAIN:
+      # Beam search only where results are asked for (a group's predict
+      # pass, the export): evaluation's in-graph pass computes the
+      # teacher-forced loss and token accuracy, and decodes nothing.
+      if mode == tf.estimator.ModeKeys.PREDICT:
         def step(ids, cache, position):
           kv, layer_cache = cache["encoder"], cache["layers"]
           x = embed(ids[:, None], position)
