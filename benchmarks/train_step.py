@@ -1,13 +1,17 @@
-"""Training-step efficiency of a BERT-Base-shaped model on CPU.
+"""Training-step efficiency on CPU, at two shapes.
 
-Reports the achieved FLOP/s of one full training step (forward, backward and
-the AdamWeightDecay update) as a fraction of the dense float32 tf.matmul
-FLOP/s measured in the same run, and compares the step time with
-HuggingFace transformers' TFBertModel on the same shapes and threads, with
-HF's AdamWeightDecay and the same global-norm clip (install transformers 4.x in this environment first:
-`pip install -e '..[bench]'`).
+--shape base: BERT-Base (12 x 768), a classifier on the pooled output,
+batch 8 x 128.  --shape tiny: the README main job's model (2 x 128, the
+Chinese vocab), a CRF tagger (13 tags) on the sequence output, batch
+32 x 64.  Reports the achieved FLOP/s of one full training step (forward,
+backward and the AdamWeightDecay update) as a fraction of the dense float32
+tf.matmul FLOP/s measured in the same run, the same step with XLA
+auto-clustering (--use_xla's setting), and compares the step time with
+HuggingFace transformers' TFBertModel on the same shapes, loss and threads,
+with HF's AdamWeightDecay and the same global-norm clip (install
+transformers 4.x in this environment first: `pip install -e '..[bench]'`).
 
-    python train_step.py [--batch_size 8] [--seq_length 128] [--steps 5]
+    python train_step.py [--shape base|tiny] [--steps 8]
 """
 
 import argparse
@@ -25,15 +29,24 @@ tf1 = tf.compat.v1
 BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12,
             num_attention_heads=12, intermediate_size=3072,
             max_position_embeddings=512, type_vocab_size=2)
+# name: (config, batch, sequence length, loss: "cls" or "crf")
+SHAPES = {
+    "base": (BASE, 8, 128, "cls"),
+    "tiny": (dict(vocab_size=21128, max_position_embeddings=128,
+                  type_vocab_size=2, **modeling.SMALL_MODELS["tiny"]),
+             32, 64, "crf"),
+}
+NUM_TAGS = 13  # MSRA NER's BMES tags
 
 
-def step_flops(batch, seq, c, num_labels=2):
+def step_flops(batch, seq, c, loss):
   """Matmul FLOPs of one training step (backward = 2 x forward)."""
   h, i, layers = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"]
   tokens = batch * seq
   per_layer = tokens * (2 * 4 * h * h + 2 * 2 * h * i) + batch * 2 * 2 * seq * seq * h
-  forward = layers * per_layer + batch * 2 * h * (h + num_labels)
-  return 3 * forward
+  head = (tokens * 2 * h * NUM_TAGS if loss == "crf" else
+          batch * 2 * h * (h + 2))
+  return 3 * (layers * per_layer + head)
 
 
 def matmul_flops_per_second(n=2048, repeats=10):
@@ -53,34 +66,57 @@ def matmul_flops_per_second(n=2048, repeats=10):
   return 2 * n ** 3 / best
 
 
-def inputs(batch, seq):
+def inputs(batch, seq, vocab_size, loss):
   rng = np.random.default_rng(0)
-  ids = rng.integers(1000, 30000, size=(batch, seq)).astype(np.int32)
+  ids = rng.integers(1000, vocab_size - 100, size=(batch, seq)).astype(
+      np.int32)
   mask = np.ones((batch, seq), np.int32)
-  labels = rng.integers(0, 2, size=batch).astype(np.int32)
+  shape = (batch, seq) if loss == "crf" else (batch,)
+  labels = rng.integers(0, NUM_TAGS if loss == "crf" else 2,
+                        size=shape).astype(np.int32)
   return ids, mask, labels
 
 
-def build_ours(batch, seq):
+def head_loss(sequence, pooled, labels, loss, dense, transitions=None):
+  """The step's loss: softmax over the pooled output, or a CRF over the
+  tokens (tensorflow_addons, as the seq_tag head)."""
+  if loss == "cls":
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=labels, logits=dense(pooled)))
+  import tensorflow_addons as tfa  # pylint: disable=g-import-not-at-top
+  unary = dense(sequence)
+  lengths = tf.fill([tf.shape(unary)[0]], tf.shape(unary)[1])
+  log_likelihood, _ = tfa.text.crf_log_likelihood(unary, labels, lengths,
+                                                  transitions)
+  return -tf.reduce_mean(log_likelihood)
+
+
+def build_ours(shape, use_xla=False):
   """A callable running one bert_mtl training step (graph + session)."""
-  ids, mask, labels = inputs(batch, seq)
-  config = modeling.BertConfig(**BASE)
+  config_dict, batch, seq, loss_kind = SHAPES[shape]
+  ids, mask, labels = inputs(batch, seq, config_dict["vocab_size"], loss_kind)
+  config = modeling.BertConfig(**config_dict)
   graph = tf.Graph()
   with graph.as_default():
     model = modeling.BertModel(config, True, tf.constant(ids),
                                tf.constant(mask))
-    logits = tf1.layers.dense(model.get_pooled_output(), 2)
-    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.constant(labels), logits=logits))
+    outputs = NUM_TAGS if loss_kind == "crf" else 2
+    transitions = (tf1.get_variable("transitions", [NUM_TAGS, NUM_TAGS])
+                   if loss_kind == "crf" else None)
+    loss = head_loss(model.get_sequence_output(), model.get_pooled_output(),
+                     tf.constant(labels), loss_kind,
+                     lambda x: tf1.layers.dense(x, outputs), transitions)
     train_op = optimization.create_optimizer(loss, 1e-5, 1000, 100)
     init = tf1.global_variables_initializer()
-  sess = tf1.Session(graph=graph)
+  sess = tf1.Session(graph=graph,
+                     config=optimization.xla_session_config(use_xla))
   sess.run(init)
-  sess.run(train_op)  # warm-up
+  sess.run(train_op)  # warm-up (and XLA compilation)
+  sess.run(train_op)
   return lambda: sess.run(train_op)
 
 
-def build_hf(batch, seq):
+def build_hf(shape):
   """A callable running one HF TFBertModel training step, or None."""
   try:
     from transformers import AdamWeightDecay, BertConfig, TFBertModel  # pylint: disable=g-import-not-at-top
@@ -89,10 +125,12 @@ def build_hf(batch, seq):
     from transformers.modeling_tf_utils import keras  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
-  ids, mask, labels = inputs(batch, seq)
-  config = BertConfig(hidden_act="gelu_new", **BASE)
+  config_dict, batch, seq, loss_kind = SHAPES[shape]
+  ids, mask, labels = inputs(batch, seq, config_dict["vocab_size"], loss_kind)
+  config = BertConfig(hidden_act="gelu_new", **config_dict)
   bert = TFBertModel(config)
-  head = keras.layers.Dense(2)
+  head = keras.layers.Dense(NUM_TAGS if loss_kind == "crf" else 2)
+  transitions = tf.Variable(tf.zeros([NUM_TAGS, NUM_TAGS]))
   # HF's own port of BERT's optimizer, as its create_optimizer builds it.
   opt = AdamWeightDecay(learning_rate=1e-5, weight_decay_rate=0.01,
                         epsilon=1e-6, exclude_from_weight_decay=[
@@ -101,11 +139,11 @@ def build_hf(batch, seq):
   @tf.function
   def step(ids, mask, labels):
     with tf.GradientTape() as tape:
-      pooled = bert(input_ids=ids, attention_mask=mask,
-                    training=True).pooler_output
-      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-          labels=labels, logits=head(pooled)))
-    variables = bert.trainable_variables + head.trainable_variables
+      out = bert(input_ids=ids, attention_mask=mask, training=True)
+      loss = head_loss(out.last_hidden_state, out.pooler_output, labels,
+                       loss_kind, head, transitions)
+    variables = bert.trainable_variables + head.trainable_variables + (
+        [transitions] if loss_kind == "crf" else [])
     grads = tape.gradient(loss, variables)
     grads, _ = tf.clip_by_global_norm(grads, 1.0)
     opt.apply_gradients(zip(grads, variables))
@@ -130,31 +168,36 @@ def interleaved_best(fns, rounds):
 
 def main():
   parser = argparse.ArgumentParser()
-  parser.add_argument("--batch_size", type=int, default=8)
-  parser.add_argument("--seq_length", type=int, default=128)
+  parser.add_argument("--shape", choices=sorted(SHAPES), default="base")
   parser.add_argument("--steps", type=int, default=8,
                       help="rounds; each times every variant once")
   args = parser.parse_args()
-  flops = step_flops(args.batch_size, args.seq_length, BASE)
-  ours_step = build_ours(args.batch_size, args.seq_length)
-  hf_step = build_hf(args.batch_size, args.seq_length)
+  config_dict, batch, seq, loss_kind = SHAPES[args.shape]
+  flops = step_flops(batch, seq, config_dict, loss_kind)
+  variants = [("bert_mtl training step", build_ours(args.shape)),
+              ("bert_mtl with --use_xla", build_ours(args.shape, True))]
+  hf_step = build_hf(args.shape)
+  if hf_step:
+    variants.append(("HF TFBertModel step", hf_step))
   peak = matmul_flops_per_second()
-  fns = [ours_step] + ([hf_step] if hf_step else [])
-  times = interleaved_best(fns, args.steps)
-  ours, hf = times[0], (times[1] if hf_step else None)
+  times = interleaved_best([fn for _, fn in variants], args.steps)
   peak = max(peak, matmul_flops_per_second())
-  print("BERT-Base shape, batch %d x seq %d, %d threads" %
-        (args.batch_size, args.seq_length, os.cpu_count()))
+  print("%s shape (%d layers, hidden %d), batch %d x seq %d, %s loss, %d "
+        "threads" % (args.shape, config_dict["num_hidden_layers"],
+                     config_dict["hidden_size"], batch, seq, loss_kind,
+                     os.cpu_count()))
   print("dense float32 tf.matmul 2048^3:        %8.1f GFLOP/s (baseline)" %
         (peak / 1e9))
-  print("bert_mtl training step:    %7.3f s  %8.1f GFLOP/s  %5.1f%% of matmul"
-        % (ours, flops / ours / 1e9, 100 * flops / ours / peak))
-  if hf is None:
+  for (name, _), seconds in zip(variants, times):
+    print("%-26s %7.4f s  %6.2f steps/s  %8.1f GFLOP/s  %5.1f%% of matmul"
+          % (name + ":", seconds, 1 / seconds, flops / seconds / 1e9,
+             100 * flops / seconds / peak))
+  print("XLA: %.2fx the step rate without" % (times[0] / times[1]))
+  if hf_step is None:
     print("transformers not installed: HF comparison skipped")
   else:
-    print("HF TFBertModel step:       %7.3f s  %8.1f GFLOP/s  %5.1f%% of matmul"
-          % (hf, flops / hf / 1e9, 100 * flops / hf / peak))
-    print("ratio: bert_mtl is %.2fx the speed of HF TFBertModel" % (hf / ours))
+    print("ratio: bert_mtl is %.2fx the speed of HF TFBertModel" %
+          (times[2] / times[0]))
 
 
 if __name__ == "__main__":

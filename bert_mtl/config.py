@@ -115,6 +115,9 @@ class RunConfig:
   mixed_precision: typing.Optional[str] = _field(
       None, "float16 (dynamic loss scaling) or bfloat16.",
       choices=MIXED_PRECISION)
+  use_xla: bool = _field(False, "JIT-compile the model with XLA "
+                         "(auto-clustering); off by default "
+                         "(benchmarks/train_step.py times both).")
   sampling: str = _field("proportional", "How '|' groups are sampled.",
                          choices=SAMPLING_STRATEGIES)
   sampling_temperature: float = _field(2.0, "T of temperature sampling.")

@@ -167,8 +167,9 @@ class Experiment(object):
 
   def estimator(self, num_train_steps=None, strategy=None,
                 predict_problems=None):
-    session_config = optimization.mixed_precision_session_config(
-        self.options["mixed_precision"])
+    session_config = optimization.xla_session_config(
+        self.options["use_xla"], optimization.mixed_precision_session_config(
+            self.options["mixed_precision"]))
     session_config.allow_soft_placement = True
     run_config = tf.estimator.RunConfig(
         model_dir=self.output_dir, tf_random_seed=self.options["seed"],

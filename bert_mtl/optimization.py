@@ -398,3 +398,15 @@ def mixed_precision_session_config(mode, session_config=None):
     raise ValueError("mixed precision mode must be float16, bfloat16 or None, "
                      "got %r" % (mode,))
   return config
+
+
+def xla_session_config(use_xla, session_config=None):
+  """Session config with XLA auto-clustering (JIT compilation of the
+  model's graph; the tf.data input pipeline is not compiled) when
+  `use_xla`; otherwise unchanged."""
+  config = session_config or tf1.ConfigProto()
+  if use_xla:
+    config.graph_options.optimizer_options.global_jit_level = (
+        tf1.OptimizerOptions.ON_1)
+  return config
+
