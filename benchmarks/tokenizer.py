@@ -22,7 +22,7 @@ import sys
 
 import numpy as np
 
-from common import REPO, best_time, data_dir, data_file, row, two_thread_ceiling
+from common import best_time, data_dir, data_file, row, two_thread_ceiling
 
 from bert_mtl.testing import reference_tokenization as ref  # pylint: disable=g-import-not-at-top
 from bert_mtl import tokenization  # pylint: disable=g-import-not-at-top
