@@ -264,8 +264,10 @@ class Experiment(object):
           cluster.task_name().replace(" ", "-"))))
       hooks.append(cluster.WorkerWatchdogHook(
           self.output_dir, self.options["worker_timeout_secs"]))
-    eval_fn, _, _ = self.input_fn("eval", False,
-                                  self.options["eval_batch_size"])
+    eval_fn, _, eval_built = self.input_fn("eval", False,
+                                           self.options["eval_batch_size"])
+    eval_hooks = [progress.EvalProgressHook("evaluating eval", sum(
+        meta["count"] for _, meta in eval_built))]
     best = tf.estimator.BestExporter(
         name="best", serving_input_receiver_fn=(
             model_fn.serving_input_receiver_fn(
@@ -274,7 +276,8 @@ class Experiment(object):
         estimator, tf.estimator.TrainSpec(input_fn, max_steps=steps,
                                           hooks=hooks),
         tf.estimator.EvalSpec(eval_fn, steps=None, throttle_secs=0,
-                              start_delay_secs=0, exporters=[best]))
+                              start_delay_secs=0, exporters=[best],
+                              hooks=eval_hooks))
 
   # ------------------------------------------------- evaluation, prediction
 
