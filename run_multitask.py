@@ -38,9 +38,7 @@ for _flag, _key, _default, _help, _choices, _kind in config_lib.flag_fields():
   else:
     _DEFINE[_kind](_flag, _default, _help)
 # The flag of each config key (nested keys as "pretrain.<key>").
-CONFIG_FLAGS = {("pretrain." + key if flag.startswith("pretrain_") or key in (
-    "short_seq_prob", "masked_lm_prob", "max_predictions_per_seq",
-    "do_whole_word_mask") else key): flag
+CONFIG_FLAGS = {key: flag
                 for flag, key, _, _, _, _ in config_lib.flag_fields()}
 
 # Everything else: google-research/bert's file flags, the actions, and the
@@ -224,12 +222,11 @@ def _is_main_job():
 def run_config_from_flags(groups):
   """The RunConfig the flags describe (structured fields included),
   validated; a bad value is a UsageError naming its flag."""
-  values = {key: FLAGS[flag].value
-            for flag, key, _, _, _, _ in config_lib.flag_fields()
-            if not CONFIG_FLAGS.get("pretrain." + key) == flag}
-  pretrain = {key: FLAGS[flag].value
-              for flag, key, _, _, _, _ in config_lib.flag_fields(
-                  config_lib.PretrainConfig)}
+  values = {key: FLAGS[flag].value for key, flag in CONFIG_FLAGS.items()
+            if "." not in key}
+  pretrain = {key.partition(".")[2]: FLAGS[flag].value
+              for key, flag in CONFIG_FLAGS.items()
+              if key.startswith("pretrain.")}
   shared = {setting: FLAGS[flag].value for flag, setting in
             SETTING_FLAGS.items() if FLAGS[flag].value is not None}
   settings = {"*": shared} if shared else {}

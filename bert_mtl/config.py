@@ -255,15 +255,15 @@ def _need(ok, key, value, reason):
     raise ConfigError(key, value, reason)
 
 
-def flag_fields(config_class=RunConfig):
+def flag_fields(config_class=RunConfig, prefix=""):
   """(flag name, key, default, help, choices, python type) of the fields
-  exposed as flags, nested configs' included (flag name from `flag_name`,
-  else the field's name)."""
+  exposed as flags, nested configs' included with dotted keys
+  ("pretrain.masked_lm_prob"); the flag name is `flag_name`, else the
+  field's name."""
   out = []
   for field in dataclasses.fields(config_class):
-    if dataclasses.is_dataclass(field.type) if isinstance(
-        field.type, type) else False:
-      out.extend(flag_fields(field.type))
+    if isinstance(field.type, type) and dataclasses.is_dataclass(field.type):
+      out.extend(flag_fields(field.type, prefix + field.name + "."))
       continue
     if not field.metadata.get("flag"):
       continue
@@ -272,7 +272,7 @@ def flag_fields(config_class=RunConfig):
     kind = field.type
     if typing.get_origin(kind) is typing.Union:  # Optional[X]
       kind = [a for a in typing.get_args(kind) if a is not type(None)][0]
-    out.append((field.metadata.get("flag_name", field.name), field.name,
-                default, field.metadata["help"],
+    out.append((field.metadata.get("flag_name", field.name),
+                prefix + field.name, default, field.metadata["help"],
                 field.metadata.get("choices"), kind))
   return out
