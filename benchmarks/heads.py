@@ -81,8 +81,10 @@ class Step(object):
                   "types": {"p": problem_type}, "num_labels": {"p": num_labels},
                   "settings": {"p": settings}}
         features = features_for(problem_type, batch, seq, rng)
-        heads, outputs = model_fn.build(features, TRAIN, params)
-        loss, _ = model_fn.total_loss(heads, outputs, features, params)
+        heads, outputs, head_features = model_fn.build(features, TRAIN,
+                                                       params)
+        loss, _ = model_fn.total_loss(heads, outputs, features, params,
+                                      head_features)
       self.op = optimization.create_optimizer(loss, 1e-5, 100, 0)
       self.session = tf1.Session()
       self.session.run(tf1.global_variables_initializer())
@@ -106,7 +108,7 @@ def beam_rate(batch, seq, rounds=3):
                                  "share_embeddings": True}}}
     features = features_for("cls", batch, seq, np.random.default_rng(1))
     del features["p_label"]  # served: inputs only
-    _, outputs = model_fn.build(features, PREDICT, params)
+    _, outputs, _ = model_fn.build(features, PREDICT, params)
     with tf1.Session() as session:
       session.run(tf1.global_variables_initializer())
       session.run(outputs["p"]["decoded_ids"])

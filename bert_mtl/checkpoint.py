@@ -38,9 +38,12 @@ TRAINING_ONLY_NAMES = ("global_step", "beta1_power", "beta2_power",
 def latest_step(model_dir):
   """global_step of model_dir's latest checkpoint, or None."""
   latest = tf.train.latest_checkpoint(model_dir)
-  if latest is None:
-    return None
-  m = re.search(r"-(\d+)$", latest)
+  return None if latest is None else step_of(latest)
+
+
+def step_of(checkpoint_path):
+  """The global step in a checkpoint prefix ("model.ckpt-N"), or None."""
+  m = re.search(r"-(\d+)$", checkpoint_path)
   return int(m.group(1)) if m else None
 
 

@@ -7,7 +7,7 @@ import os
 
 import tensorflow as tf
 
-from bert_mtl import decoding, problems, progress, types
+from bert_mtl import checkpoint, decoding, problems, progress, types
 
 
 def score(name, examples, results, encoder, context):
@@ -37,6 +37,31 @@ class Evaluator(object):
 
   def __init__(self, run):
     self.run = run
+    # {(split, global step): the Estimator's metrics of that checkpoint}
+    self._graph_metrics = {}
+
+  def remember(self, split, graph_metrics):
+    """Keeps the in-graph metrics of an evaluation of `split` (at
+    graph_metrics["global_step"]) for evaluate() on the same checkpoint."""
+    self._graph_metrics[(split, int(graph_metrics["global_step"]))] = dict(
+        graph_metrics)
+
+  def graph_metrics(self, split, checkpoint_path=None):
+    """The Estimator's in-graph losses and metrics of `split` at the
+    checkpoint (default: the latest), computed once per checkpoint."""
+    checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(
+        self.run.output_dir)
+    step = checkpoint.step_of(checkpoint_path) if checkpoint_path else None
+    if (split, step) in self._graph_metrics:
+      return self._graph_metrics[(split, step)]
+    input_fn, _, built = self.run.input_fn(
+        split, False, self.run.options["eval_batch_size"])
+    metrics = self.run.estimator().evaluate(
+        input_fn, checkpoint_path=checkpoint_path, hooks=[
+            progress.EvalProgressHook("evaluating %s" % split, sum(
+                meta["count"] for _, meta in built))])
+    self.remember(split, metrics)
+    return metrics
 
   def evaluate(self, split="eval", write=True, checkpoint_path=None):
     """In-graph losses plus sentence-level metrics per problem, and the
@@ -46,13 +71,7 @@ class Evaluator(object):
     Returns:
       {problem: {metric: value}} (and "_graph": the Estimator's metrics).
     """
-    estimator = self.run.estimator()
-    input_fn, _, built = self.run.input_fn(
-        split, False, self.run.options["eval_batch_size"])
-    graph_metrics = estimator.evaluate(
-        input_fn, checkpoint_path=checkpoint_path, hooks=[
-            progress.EvalProgressHook("evaluating %s" % split, sum(
-                meta["count"] for _, meta in built))])
+    graph_metrics = self.graph_metrics(split, checkpoint_path)
     results = {"_graph": {k: float(v) for k, v in graph_metrics.items()}}
     for group in self.run.groups:
       if not all(self.run.kind(n).decodes for n in group):

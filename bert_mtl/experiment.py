@@ -272,12 +272,16 @@ class Experiment(object):
         name="best", serving_input_receiver_fn=(
             model_fn.serving_input_receiver_fn(
                 self.directory.vocab_file)), exports_to_keep=1)
-    tf.estimator.train_and_evaluate(
+    evaluated = tf.estimator.train_and_evaluate(
         estimator, tf.estimator.TrainSpec(input_fn, max_steps=steps,
                                           hooks=hooks),
         tf.estimator.EvalSpec(eval_fn, steps=None, throttle_secs=0,
                               start_delay_secs=0, exporters=[best],
                               hooks=eval_hooks))
+    if evaluated and evaluated[0]:
+      # The last evaluation ran on the final checkpoint: --do_eval's
+      # evaluate() reuses its in-graph metrics instead of a second pass.
+      self.evaluator.remember("eval", evaluated[0])
 
   # ------------------------------------------------- evaluation, prediction
 

@@ -44,7 +44,9 @@ def build_heads(params):
 
 
 def build(features, mode, params, body_transform=None):
-  """(heads, {name: head outputs}) for `features` in `mode`.
+  """(heads, {name: head outputs}, {name: the features its head saw}) for
+  `features` in `mode`: in TRAIN and EVAL each head sees only the rows that
+  have its problem (rows_with); in PREDICT every row.
 
   body_transform: optional fn(Body, mode) -> Body run between the encoder
   and the heads (e.g. an extra layer over the sequence output).
@@ -66,20 +68,54 @@ def build(features, mode, params, body_transform=None):
   if body_transform is not None:
     with tf1.variable_scope("body_transform"):
       body = body_transform(body, mode)
-  outputs = {}
+  outputs, head_features = {}, {}
   for head in heads:
+    head_body, head_features[head.name] = body, features
+    if mode != ModeKeys.PREDICT:
+      head_body, head_features[head.name] = rows_with(head.name, body,
+                                                      features)
     if getattr(head, "global_scope", False):
-      outputs[head.name] = head.build(body, features, mode)
+      outputs[head.name] = head.build(head_body, head_features[head.name],
+                                      mode)
     else:
       with tf1.variable_scope(head.name):
-        outputs[head.name] = head.build(body, features, mode)
-  return heads, outputs
+        outputs[head.name] = head.build(head_body, head_features[head.name],
+                                        mode)
+  return heads, outputs, head_features
 
 
-def total_loss(heads, outputs, features, params):
-  """(weighted total, {name: problem loss})."""
+def rows_with(name, body, features):
+  """(Body, features) of the batch's rows that have problem `name`.
+
+  In a chain, a batch mixes rows of several groups (training samples a
+  group per row; evaluation runs one group's rows after another), and a
+  head's loss and metrics only count its own rows: running each head on
+  those rows alone gives the same losses without computing an MLM softmax
+  or a decoder over rows that do not have the problem.  Every feature is
+  per row ([batch, ...]); without `<name>_present` every row counts."""
+  if name + "_present" not in features:
+    return body, features
+  rows = tf.where(features[name + "_present"] > 0)[:, 0]
+
+  def take(tensor):
+    return tf.gather(tensor, rows)
+  return body._replace(
+      sequence_output=take(body.sequence_output),
+      pooled_output=take(body.pooled_output),
+      input_ids=take(body.input_ids),
+      input_mask=take(body.input_mask)), {
+          key: take(value) for key, value in features.items()}
+
+
+def total_loss(heads, outputs, features, params, head_features=None):
+  """(weighted total, {name: problem loss}).
+
+  head_features: {name: the features its head was built on} (build's);
+    default `features` for every head."""
   weights = params.get("loss_weights") or {}
-  losses = {h.name: h.loss(outputs[h.name], features) for h in heads}
+  head_features = head_features or {h.name: features for h in heads}
+  losses = {h.name: h.loss(outputs[h.name], head_features[h.name])
+            for h in heads}
   terms = []
   for name, loss in losses.items():
     weighted = float(weights.get(name, 1.0)) * loss
@@ -169,14 +205,15 @@ def make_model_fn(body_transform=None):
 def model_fn(features, labels, mode, params, body_transform=None):
   """The Estimator model_fn (labels travel inside `features`)."""
   del labels
-  heads, outputs = build(features, mode, params, body_transform)
+  heads, outputs, head_features = build(features, mode, params,
+                                        body_transform)
   if mode == ModeKeys.PREDICT:
     predictions = predictions_of(heads, outputs, features)
     return tf.estimator.EstimatorSpec(
         mode, predictions=predictions,
         export_outputs=export_outputs(heads, predictions))
 
-  loss, losses = total_loss(heads, outputs, features, params)
+  loss, losses = total_loss(heads, outputs, features, params, head_features)
   if mode == ModeKeys.EVAL:
     # Each replica's batch size, for the evaluation progress line.
     tf.identity(tf.shape(features["input_ids"])[0], name=constants.EVAL_ROWS)
@@ -187,7 +224,8 @@ def model_fn(features, labels, mode, params, body_transform=None):
       # over the split's rows however the batches were cut (buckets).
       metrics[head.name + "/loss"] = tf1.metrics.mean(
           losses[head.name], weights=tf.reduce_sum(present))
-      for key, op in head.metrics(outputs[head.name], features).items():
+      for key, op in head.metrics(outputs[head.name],
+                                  head_features[head.name]).items():
         metrics["%s/%s" % (head.name, key)] = op
     return tf.estimator.EstimatorSpec(mode, loss=loss,
                                       eval_metric_ops=metrics)

@@ -112,3 +112,25 @@ def test_small_beams_equal_the_reference_at_any_batch_size():
     # The same rows alone (batch 1) give the same answers.
     single, _ = _run(table[2:3], beam_size, 6, 0.6)
     assert single[0].tolist() == ids[2].tolist()
+
+
+def test_blocked_top_k_equals_top_k_with_ties():
+  """The decoding step's blocked top-k (large vocabularies) gives
+  tf.math.top_k's values and indices, lower index first on ties, for any
+  vocabulary size (padded blocks included)."""
+  rng = np.random.RandomState(5)
+  for vocab_size in (256, 1000, 21128):
+    for k in (1, 4, 7):
+      logits = rng.normal(size=(9, vocab_size)).astype(np.float32)
+      # Ties: repeated maxima within and across blocks, and a row of one
+      # value.
+      logits[1, [3, 40, 41, vocab_size - 1]] = 9.0
+      logits[2, :] = 0.5
+      logits[3, ::97] = logits[3].max()
+      values, indices, row_max = beam_search.top_k_with_max(
+          tf.constant(logits), k)
+      want_values, want_indices = tf.math.top_k(logits, k=k)
+      np.testing.assert_array_equal(indices.numpy(), want_indices.numpy())
+      np.testing.assert_array_equal(values.numpy(), want_values.numpy())
+      np.testing.assert_array_equal(row_max.numpy()[:, 0],
+                                    logits.max(-1))

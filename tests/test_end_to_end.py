@@ -47,3 +47,8 @@ def test_chain_trains_evaluates_and_predicts(chain, tmp_path):
   # best checkpoint's export.
   best = list((model / "export" / "best").glob("*/saved_model.pb"))
   assert len(best) == 1
+  # ...and --do_eval reuses that evaluation of the final checkpoint: the
+  # in-graph pass over the eval split runs once.
+  finished = [line for line in process.stderr.splitlines()
+              if "evaluating eval: " in line and "(100%)" in line]
+  assert len(finished) == 1, finished

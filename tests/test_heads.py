@@ -143,9 +143,10 @@ def test_absent_problem_gets_zero_gradient_through_the_model_fn():
 
   def build():
     features = _features(batch, length, extra=extra)
-    heads, outputs = model_fn.build(features, tf.estimator.ModeKeys.TRAIN,
-                                    params)
-    loss, losses = model_fn.total_loss(heads, outputs, features, params)
+    heads, outputs, head_features = model_fn.build(
+        features, tf.estimator.ModeKeys.TRAIN, params)
+    loss, losses = model_fn.total_loss(heads, outputs, features, params,
+                                       head_features)
     variables = tf1.trainable_variables()
     senti_vars = [v for v in variables if v.name.startswith("senti/")]
     grads = tf.gradients(loss, senti_vars)
@@ -159,6 +160,49 @@ def test_absent_problem_gets_zero_gradient_through_the_model_fn():
   assert any(np.any(getattr(g, "values", g)) for g in body_grads)
 
 
+def test_each_head_runs_on_its_own_rows_with_the_same_losses():
+  """In TRAIN and EVAL a head is built on the rows that have its problem
+  (a chain's batch mixes groups): its outputs have those rows only, and
+  each loss equals the loss of a batch holding just those rows."""
+  batch, length = 6, 9
+  rng = np.random.RandomState(4)
+  tags = rng.randint(0, 3, (batch, length)).astype(np.int32)
+  tags[:, 0] = tags[:, -1] = IGNORE
+  extra = {
+      "ner_label": tags, "ner_present": np.array([1, 0, 1, 1, 0, 0],
+                                                 np.int32),
+      "c_label": rng.randint(0, 2, batch).astype(np.int32),
+      "c_present": np.array([0, 1, 0, 0, 1, 1], np.int32),
+      "gen_label": rng.randint(3, 7, (batch, 5)).astype(np.int32),
+      "gen_present": np.array([0, 1, 0, 0, 0, 1], np.int32)}
+  params = _params({"ner": "seq_tag", "c": "cls", "gen": "seq2seq_tag"},
+                   {"ner": 3, "c": 2, "gen": 8},
+                   {"gen": {"bos_id": 1, "eos_id": 2, "decoder_layers": 1}})
+  ids = rng.randint(5, 50, (batch, length)).astype(np.int32)
+  mask = np.ones([batch, length], np.int32)
+  mask[1, 6:] = mask[3, 4:] = 0
+
+  def run(rows):
+    def build():
+      features = {"input_ids": tf.constant(ids[rows]),
+                  "input_mask": tf.constant(mask[rows]),
+                  "segment_ids": tf.zeros([len(rows), length], tf.int32)}
+      features.update({k: tf.constant(v[rows]) for k, v in extra.items()})
+      heads, outputs, head_features = model_fn.build(
+          features, tf.estimator.ModeKeys.EVAL, params)
+      _, losses = model_fn.total_loss(heads, outputs, features, params,
+                                      head_features)
+      return losses, {n: tf.shape(outputs[n]["logits"])[0] for n in losses}
+    return _session_run(build)
+  losses, rows_seen = run(np.arange(batch))
+  assert rows_seen == {"ner": 3, "c": 3, "gen": 2}
+  for name in ("ner", "c", "gen"):
+    own = np.flatnonzero(extra[name + "_present"])
+    alone, _ = run(own)
+    assert losses[name] > 0
+    assert losses[name] == pytest.approx(alone[name], rel=1e-5), name
+
+
 def test_seq2seq_teacher_forcing_is_causal_and_masked():
   """Logits at position t must not see targets t, t+1, ... (shifted
   inputs), and padding positions must not change the loss."""
@@ -170,9 +214,10 @@ def test_seq2seq_teacher_forcing_is_causal_and_masked():
     def build():
       features = _features(batch, length, extra={
           "gen_label": target, "gen_present": np.ones([batch], np.int32)})
-      heads, outputs = model_fn.build(features, tf.estimator.ModeKeys.EVAL,
-                                      params)
-      return outputs["gen"]["logits"], heads[0].loss(outputs["gen"], features)
+      heads, outputs, head_features = model_fn.build(
+          features, tf.estimator.ModeKeys.EVAL, params)
+      return outputs["gen"]["logits"], heads[0].loss(outputs["gen"],
+                                                     head_features["gen"])
     return _session_run(build)
   base_target = np.array([[5, 6, 7, 2, 0], [4, 3, 2, 0, 0]], np.int32)
   logits, loss = run(base_target)
@@ -294,9 +339,10 @@ def test_uncertainty_weighting():
 
   def build():
     features = _features(extra=extra)
-    heads, outputs = model_fn.build(features, tf.estimator.ModeKeys.TRAIN,
-                                    params)
-    total, losses = model_fn.total_loss(heads, outputs, features, params)
+    heads, outputs, head_features = model_fn.build(
+        features, tf.estimator.ModeKeys.TRAIN, params)
+    total, losses = model_fn.total_loss(heads, outputs, features, params,
+                                        head_features)
     log_variances = [v for v in tf1.global_variables()
                      if v.name.startswith("uncertainty/")]
     names.extend(v.name for v in log_variances)

@@ -25,6 +25,38 @@ def _gather_beams(tensor, beams, batch_size, beam_size):
   return tf.gather(tensor, tf.reshape(flat, [-1]))
 
 
+BLOCK = 32  # vocabulary entries per block in top_k_with_max (measured)
+
+
+def top_k_with_max(logits, k):
+  """(values, indices) of each row's k largest logits, as tf.math.top_k
+  (ties: lower index first), and the row maxima [rows, 1].
+
+  Over a large vocabulary TopK is the costliest op of a decoding step, so
+  rows are cut into blocks of BLOCK: a row's top k lie in the k blocks with
+  the largest maxima (each block ranked before an element's block holds
+  a distinct element ranked before it), which are taken in index order and
+  searched alone.  A small vocabulary uses top_k directly."""
+  rows, vocab_size = tf.shape(logits)[0], logits.shape[-1]
+  if vocab_size is None or vocab_size < 8 * BLOCK:
+    values, indices = tf.math.top_k(logits, k=k)
+    return values, indices, tf.reduce_max(logits, -1, keepdims=True)
+  padding = -vocab_size % BLOCK
+  if padding:
+    logits = tf.pad(logits, [[0, 0], [0, padding]],
+                    constant_values=logits.dtype.min)
+  blocks = tf.reshape(logits, [rows, -1, BLOCK])
+  block_max = tf.reduce_max(blocks, -1)
+  _, top_blocks = tf.math.top_k(block_max, k=k)
+  top_blocks = tf.sort(top_blocks, -1)
+  candidates = tf.reshape(tf.gather(blocks, top_blocks, batch_dims=1),
+                          [rows, k * BLOCK])
+  values, positions = tf.math.top_k(candidates, k=k)
+  indices = tf.gather(top_blocks, positions // BLOCK, batch_dims=1) * BLOCK + (
+      positions % BLOCK)
+  return values, indices, tf.reduce_max(block_max, -1, keepdims=True)
+
+
 def _shape_invariant(tensor):
   """Batch and time may change (caches grow); inner sizes stay."""
   shape = tensor.shape.as_list()
@@ -66,15 +98,33 @@ def beam_search(step_fn, cache, batch_size, vocab_size, beam_size,
   def body(state):
     step = state["step"]
     logits, new_cache = step_fn(state["last"], state["cache"], step)
-    log_probs = tf.reshape(tf.nn.log_softmax(tf.cast(logits, tf.float32)),
-                           [batch_size, beam_size, vocab_size])
-    after_end = tf.concat([[0.0], tf.fill([vocab_size - 1], NEG)], 0)
-    log_probs = tf.where(state["finished"][:, :, None],
-                         after_end[None, None], log_probs)
-    candidates = tf.reshape(state["scores"][:, :, None] + log_probs,
-                            [batch_size, beam_size * vocab_size])
+    logits = tf.cast(logits, tf.float32)
+    # The best beam_size of all beam x vocab continuations are among each
+    # hypothesis' own best beam_size, so the full [batch, beam * vocab]
+    # candidate grid (log-softmax, masking, top-k over it) is never built:
+    # top-k of the logits (their order is the log-probabilities' order),
+    # then top-k over the beam x k survivors.  Same ids and scores, ties
+    # included (top_k keeps lower indices first at both stages).
+    k = min(beam_size, vocab_size)
+    top_logits, top_tokens, row_max = top_k_with_max(logits, k)
+    log_norm = row_max + tf.math.log(tf.reduce_sum(
+        tf.exp(logits - row_max), -1, keepdims=True))
+    top_log_probs = tf.reshape(top_logits - log_norm,
+                               [batch_size, beam_size, k])
+    top_tokens = tf.reshape(top_tokens, [batch_size, beam_size, k])
+    # A finished hypothesis continues with [PAD] at no cost; its other
+    # continuations (tokens 1.., NEG) are there only to keep the grid full.
+    after_end = tf.concat([[0.0], tf.fill([k - 1], NEG)], 0)
+    finished_now = state["finished"][:, :, None]
+    top_log_probs = tf.where(finished_now, after_end[None, None],
+                             top_log_probs)
+    top_tokens = tf.where(finished_now, tf.range(k)[None, None], top_tokens)
+    candidates = tf.reshape(state["scores"][:, :, None] + top_log_probs,
+                            [batch_size, beam_size * k])
     scores, index = tf.math.top_k(candidates, k=beam_size)
-    beams, tokens = index // vocab_size, index % vocab_size
+    beams = index // k
+    tokens = tf.gather(tf.reshape(top_tokens, [batch_size, beam_size * k]),
+                       index, batch_dims=1)
     finished = tf.gather(state["finished"], beams, batch_dims=1)
     lengths = tf.gather(state["lengths"], beams, batch_dims=1)
     ids = tf.gather(state["ids"], beams, batch_dims=1)

@@ -81,6 +81,9 @@ class Seq2SeqHead(base.Head):
       # pass, the export): evaluation's in-graph pass computes the
       # teacher-forced loss and token accuracy, and decodes nothing.
       if mode == tf.estimator.ModeKeys.PREDICT:
+        # Read once, not once per decoding step inside the loop.
+        table = tf.convert_to_tensor(table)
+
         def step(ids, cache, position):
           kv, layer_cache = cache["encoder"], cache["layers"]
           x = embed(ids[:, None], position)
