@@ -294,12 +294,24 @@ def _quiet_tensorflow():
                           message=r".* is deprecated and will be removed")
   warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-  class DropDeprecations(logging.Filter):
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  # Our code: this script and the bert_mtl package (found without importing
+  # it, which would import TensorFlow before the filters are in place).
+  ours = tuple(os.path.abspath(p) for p in [__file__] + list(
+      importlib.util.find_spec("bert_mtl").submodule_search_locations))
+
+  class OurLines(logging.Filter):
+    """Deprecation notices go; TensorFlow's own INFO lines (the Estimator's
+    config dump, its loss and global_step/sec lines, which our progress line
+    replaces, saver and SavedModel chatter) go too; warnings stay."""
 
     def filter(self, record):
-      return not record.pathname.endswith("deprecation.py")
+      if record.pathname.endswith("deprecation.py"):
+        return False
+      return (record.levelno >= logging.WARNING or
+              os.path.abspath(record.pathname).startswith(ours))
 
-  logging.getLogger("tensorflow").addFilter(DropDeprecations())
+  logging.getLogger("tensorflow").addFilter(OurLines())
 
 
 def _configure_devices():

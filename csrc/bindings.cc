@@ -12,6 +12,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "example_proto.h"
@@ -725,6 +726,57 @@ py::tuple LookupLabels(const py::handle& rows, const py::dict& mapping) {
   return py::make_tuple(ids, -1);
 }
 
+// The Unicode tables the tokenizer reads (unicode_tables.h), as numpy
+// arrays: the in-graph tokenizer of the export (bert_mtl.graph_tokenizer)
+// is built from exactly these.  A code point's record is
+// records[stage2[(stage1[cp >> block_shift] << block_shift) | (cp & mask)]].
+py::dict UnicodeTables() {
+  namespace u = bert_mtl::unicode;
+  auto copy = [](const auto* data, size_t n) {
+    using T = std::remove_cv_t<std::remove_reference_t<decltype(*data)>>;
+    py::array_t<T> out(static_cast<py::ssize_t>(n));
+    std::memcpy(out.mutable_data(), data, n * sizeof(T));
+    return out;
+  };
+  const size_t n = sizeof(u::kRecords) / sizeof(u::kRecords[0]);
+  py::array_t<uint8_t> flags(n), ccc(n), lower_len(n), nfd_len(n);
+  py::array_t<uint32_t> lower_off(n), nfd_off(n);
+  for (size_t i = 0; i < n; ++i) {
+    flags.mutable_at(i) = u::kRecords[i].flags;
+    ccc.mutable_at(i) = u::kRecords[i].ccc;
+    lower_len.mutable_at(i) = u::kRecords[i].lower_len;
+    nfd_len.mutable_at(i) = u::kRecords[i].nfd_len;
+    lower_off.mutable_at(i) = u::kRecords[i].lower_off;
+    nfd_off.mutable_at(i) = u::kRecords[i].nfd_off;
+  }
+  py::dict out;
+  out["unidata_version"] = u::kUnidataVersion;
+  out["block_shift"] = u::kBlockShift;
+  out["stage1"] = copy(u::kStage1, sizeof(u::kStage1) / sizeof(u::kStage1[0]));
+  out["stage2"] = copy(u::kStage2, sizeof(u::kStage2) / sizeof(u::kStage2[0]));
+  out["flags"] = flags;
+  out["ccc"] = ccc;
+  out["lower_len"] = lower_len;
+  out["lower_off"] = lower_off;
+  out["nfd_len"] = nfd_len;
+  out["nfd_off"] = nfd_off;
+  out["lower_pool"] = copy(u::kLowerPool,
+                           sizeof(u::kLowerPool) / sizeof(u::kLowerPool[0]));
+  out["nfd_pool"] = copy(u::kNfdPool,
+                         sizeof(u::kNfdPool) / sizeof(u::kNfdPool[0]));
+  py::dict bits;
+  bits["control"] = u::kControl;
+  bits["clean_space"] = u::kCleanSpace;
+  bits["py_space"] = u::kPySpace;
+  bits["punct"] = u::kPunct;
+  bits["mn"] = u::kMn;
+  bits["cjk"] = u::kCjk;
+  bits["cased"] = u::kCased;
+  bits["case_ignorable"] = u::kCaseIgnorable;
+  out["flag_bits"] = bits;
+  return out;
+}
+
 PYBIND11_MODULE(_native, m) {
   using bert_mtl::NativeTokenizer;
   m.doc() = "Native core of bert_mtl: WordPiece tokenizer and CRF Viterbi.";
@@ -749,6 +801,8 @@ PYBIND11_MODULE(_native, m) {
            py::arg("texts_b") = py::none(), py::arg("max_seq_length") = 128,
            py::arg("num_threads") = 1)
       .def_property_readonly("do_lower_case", &NativeTokenizer::do_lower_case);
+  m.def("unicode_tables", &UnicodeTables,
+        "The tokenizer's Unicode tables as numpy arrays (see bindings.cc).");
   m.def("viterbi_decode", &bert_mtl::Viterbi, py::arg("potentials"),
         py::arg("transitions"), py::arg("lengths"),
         py::arg("start_scores") = py::none(), py::arg("end_scores") = py::none(),

@@ -16,6 +16,7 @@ LAYERS = [
               "bert_mtl.metrics", "bert_mtl.labels", "bert_mtl.testing"]),
     ("native", ["bert_mtl._native", "bert_mtl.tokenization", "bert_mtl.crf"]),
     ("primitives", ["bert_mtl.modeling", "bert_mtl.optimization",
+                    "bert_mtl.graph_tokenizer",
                     "bert_mtl.checkpoint", "bert_mtl.heads", "bert_mtl.data",
                     "bert_mtl.data.features", "bert_mtl.data.pretraining",
                     "bert_mtl.data.cache"]),
