@@ -278,6 +278,11 @@ def _options(vocab_file):
   return config
 
 
+# TensorFlow INFO lines a user of the run wants (see _quiet_tensorflow).
+KEPT_INFO = ("Restoring parameters from", "Saving checkpoints for",
+             "Loss for final step")
+
+
 def _quiet_tensorflow():
   """Keeps the terminal to our lines: unless --verbosity is 1 or more,
   TensorFlow's deprecation notices, the Addons end-of-life notice and the
@@ -303,13 +308,18 @@ def _quiet_tensorflow():
   class OurLines(logging.Filter):
     """Deprecation notices go; TensorFlow's own INFO lines (the Estimator's
     config dump, its loss and global_step/sec lines, which our progress line
-    replaces, saver and SavedModel chatter) go too; warnings stay."""
+    replaces, SavedModel chatter) go too, but for the lines naming the
+    distribution strategy and its devices and the checkpoints restored and
+    saved; warnings stay."""
 
     def filter(self, record):
       if record.pathname.endswith("deprecation.py"):
         return False
-      return (record.levelno >= logging.WARNING or
-              os.path.abspath(record.pathname).startswith(ours))
+      if record.levelno >= logging.WARNING or os.path.abspath(
+          record.pathname).startswith(ours):
+        return True
+      message = record.getMessage()
+      return "Strategy" in message or message.startswith(KEPT_INFO)
 
   logging.getLogger("tensorflow").addFilter(OurLines())
 

@@ -41,9 +41,11 @@ class UnicodeTables(object):
     const = lambda a: tf.constant(np.asarray(a, np.int32))
     self.stage1, self.stage2 = const(t["stage1"]), const(t["stage2"])
     self.flags, self.ccc = const(t["flags"]), const(t["ccc"])
-    self.lower_len, self.lower_off = const(t["lower_len"]), const(t["lower_off"])
+    self.lower_len = const(t["lower_len"])
+    self.lower_off = const(t["lower_off"])
     self.nfd_len, self.nfd_off = const(t["nfd_len"]), const(t["nfd_off"])
-    self.lower_pool, self.nfd_pool = const(t["lower_pool"]), const(t["nfd_pool"])
+    self.lower_pool = const(t["lower_pool"])
+    self.nfd_pool = const(t["nfd_pool"])
 
   def record(self, cp):
     """Record index of each code point of `cp` (int32 [N])."""
@@ -59,13 +61,13 @@ class UnicodeTables(object):
         tf.gather(self.flags, record), self.bits[flag]), 0)
 
 
-def _starts(ids):
+def run_starts(ids):
   """bool [N]: each position starts a new run of equal `ids` (int [N])."""
   return tf.concat([tf.ones([tf.minimum(tf.size(ids), 1)], tf.bool),
                     tf.not_equal(ids[1:], ids[:-1])], 0)
 
 
-def _shift_right(x, fill):
+def shift_right(x, fill):
   """x [N] moved one position later, `fill` first."""
   return tf.concat([tf.fill([tf.minimum(tf.size(x), 1)], fill), x[:-1]], 0)
 
@@ -104,8 +106,8 @@ class GraphTokenizer(tf.Module):
     for index, token in enumerate(tokens):
       vocab[token] = index  # a duplicate keeps its last id, as the original
     if tokenization.UNK_TOKEN not in vocab:
-      raise ValueError("vocab file %s has no %s token" % (vocab_file,
-                                                          tokenization.UNK_TOKEN))
+      raise ValueError("vocab file %s has no %s token" % (
+          vocab_file, tokenization.UNK_TOKEN))
     self.do_lower_case = bool(do_lower_case)
     self.unk_id = vocab[tokenization.UNK_TOKEN]
     self.tables = UnicodeTables()
@@ -152,8 +154,9 @@ class GraphTokenizer(tf.Module):
     spans = tf.stack([tf.reduce_min(sources, axis=1),
                       tf.reduce_max(sources, axis=1) + 1], axis=1)
     piece_row = tf.gather(token_row, piece_token)
-    return (tf.RaggedTensor.from_value_rowids(ids, piece_row, nrows),
-            tf.RaggedTensor.from_value_rowids(spans, piece_row, nrows))
+    ragged = lambda values: tf.RaggedTensor.from_value_rowids(
+        values, piece_row, nrows, validate=False)
+    return ragged(ids), ragged(spans)
 
   # --------------------------------------------------------------- stages
 
@@ -173,11 +176,11 @@ class GraphTokenizer(tf.Module):
                           t.has(record, "py_space"))
     cjk = t.has(record, "cjk")
     start = tf.logical_or(tf.logical_or(
-        _starts(row), _shift_right(space, True)),
-        tf.logical_or(cjk, _shift_right(cjk, False)))
+        run_starts(row), shift_right(space, True)),
+        tf.logical_or(cjk, shift_right(cjk, False)))
     cp, src, row, start = _select(tf.logical_not(space), cp, src, row, start)
     # A text's first kept character after removal of spaces starts a word.
-    start = tf.logical_or(start, _starts(row))
+    start = tf.logical_or(start, run_starts(row))
     return cp, src, row, tf.cumsum(tf.cast(start, tf.int32)) - 1
 
   def _lower_and_strip_accents(self, cp, src, row, word):
@@ -218,7 +221,7 @@ class GraphTokenizer(tf.Module):
     # combining class; a run ends at a starter (class 0) or a word's end.
     record = t.record(cp)
     ccc = tf.gather(t.ccc, record)
-    group = tf.cumsum(tf.cast(tf.logical_or(tf.equal(ccc, 0), _starts(word)),
+    group = tf.cumsum(tf.cast(tf.logical_or(tf.equal(ccc, 0), run_starts(word)),
                               tf.int64))
     order = tf.argsort(group * 256 + tf.cast(ccc, tf.int64), stable=True)
     cp, src, row, word, record = [tf.gather(x, order)
@@ -234,11 +237,11 @@ class GraphTokenizer(tf.Module):
     record = t.record(cp)
     punct = t.has(record, "punct")
     space = tf.logical_and(t.has(record, "py_space"), tf.logical_not(punct))
-    start = tf.logical_or(tf.logical_or(_starts(word), punct), tf.logical_or(
-        _shift_right(punct, False), _shift_right(space, False)))
+    start = tf.logical_or(tf.logical_or(run_starts(word), punct), tf.logical_or(
+        shift_right(punct, False), shift_right(space, False)))
     cp, src, row, start, word = _select(tf.logical_not(space), cp, src, row,
                                         start, word)
-    start = tf.logical_or(start, _starts(word))
+    start = tf.logical_or(start, run_starts(word))
     return cp, src, row, tf.cumsum(tf.cast(start, tf.int32)) - 1
 
   def _wordpiece(self, cp, token):
@@ -250,13 +253,15 @@ class GraphTokenizer(tf.Module):
     num_tokens = tf.reduce_max(tf.concat([token, [-1]], 0)) + 1
     length = tf.math.unsorted_segment_sum(tf.ones_like(token), token,
                                           num_tokens)
-    ragged = tf.RaggedTensor.from_value_rowids(cp, token, num_tokens)
+    ragged = tf.RaggedTensor.from_value_rowids(cp, token, num_tokens,
+                                               validate=False)
     strings = tf.strings.unicode_encode(ragged, "UTF-8")
     utf8_len = 1 + tf.cast(cp >= 0x80, tf.int32) + tf.cast(
         cp >= 0x800, tf.int32) + tf.cast(cp >= 0x10000, tf.int32)
     # byte_at[token_first[t] + t + k]: byte offset of character k of token t.
     token_first = tf.cumsum(length, exclusive=True)
-    byte_at = tf.RaggedTensor.from_row_lengths(utf8_len, length)
+    byte_at = tf.RaggedTensor.from_row_lengths(utf8_len, length,
+                                               validate=False)
     byte_at = tf.concat([tf.zeros([num_tokens, 1], tf.int32),
                          tf.cumsum(byte_at, axis=1)], axis=1).flat_values
     bound_first = token_first + tf.range(num_tokens)
@@ -300,9 +305,9 @@ class GraphTokenizer(tf.Module):
       pieces = pieces.write(i, matched)
       start = tf.tensor_scatter_nd_add(start, todo[:, None],
                                        tf.where(hit, best, 0))
-      failed = tf.tensor_scatter_nd_update(failed, todo[:, None],
-                                           tf.logical_or(tf.gather(failed, todo),
-                                                         tf.logical_not(hit)))
+      failed = tf.tensor_scatter_nd_update(
+          failed, todo[:, None], tf.logical_or(tf.gather(failed, todo),
+                                               tf.logical_not(hit)))
       return i + 1, start, failed, pieces
 
     _, _, failed, pieces = tf.while_loop(

@@ -25,7 +25,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import base, decoding, files, model_fn, tokenization, types
+from bert_mtl import (base, decoding, files, model_fn, text_serving,
+                      tokenization, types)
 from bert_mtl.data import features
 from bert_mtl.labels import LabelEncoder
 
@@ -60,7 +61,8 @@ def export(run, export_dir):
   path = estimator.export_saved_model(
       export_dir, model_fn.serving_input_receiver_fn(vocab_file),
       assets_extra=assets)
-  return path.decode("utf-8") if isinstance(path, bytes) else path
+  path = path.decode("utf-8") if isinstance(path, bytes) else path
+  return text_serving.add_text_signatures(path)
 
 
 def resolve_export(export_dir):
@@ -123,7 +125,11 @@ class Predictor(object):
   same way.
   """
 
-  def __init__(self, export_dir, batch_size=64, native_viterbi=True):
+  def __init__(self, export_dir, batch_size=64, native_viterbi=True,
+               text_signature=False):
+    """text_signature: tokenize, window and decode in the graph (the
+    export's `serving_text` signature, as TF Serving clients use it) and
+    only turn its outputs into results here."""
     export_dir = resolve_export(export_dir)
     assets = os.path.join(export_dir, "assets.extra")
     with open(os.path.join(assets, MANIFEST), encoding="utf-8") as f:
@@ -154,8 +160,17 @@ class Predictor(object):
     # CRF problems: decode whole texts (all windows' scores merged) with
     # the native Viterbi and the exported transitions, as evaluation does.
     self._transitions = {}
+    self._text = None
+    if text_signature:
+      if text_serving.TEXT_SIGNATURE not in signatures:
+        raise ValueError("%s has no %s signature (exported before text "
+                         "signatures existed): export it again" % (
+                             export_dir, text_serving.TEXT_SIGNATURE))
+      self._text = signatures[text_serving.TEXT_SIGNATURE]
     if native_viterbi:
-      variables = {v.name[:-len(":0")]: v for v in self._model.variables}
+      # A text-signature export keeps the model's variables by name.
+      variables = dict(getattr(self._model, "exported_variables", None) or
+                       {v.name[:-len(":0")]: v for v in self._model.variables})
       self._transitions = decoding.crf_transitions(
           self.entries, lambda v: variables[v].numpy() if v in variables
           else None)
@@ -224,6 +239,8 @@ class Predictor(object):
     """One result per text of `texts`, a list (or other sequence) of str or
     bytes (UTF-8, invalid bytes dropped, as FullTokenizer reads them)."""
     texts = check_texts(texts)
+    if self._text is not None:
+      return self._predict_in_graph(texts)
     results = [{} for _ in texts]
     for form, names in self.forms().items():
       rows, inputs, units = self.encode(texts, form)
@@ -251,3 +268,38 @@ class Predictor(object):
                                   units[index] if units else None))
                    for index, result in enumerate(decoded[name])]
     return out
+
+  def _predict_in_graph(self, texts):
+    """predict through the `serving_text` signature."""
+    results = []
+    for start in range(0, len(texts), self.batch_size):
+      batch = texts[start:start + self.batch_size]
+      out = {k: v.numpy() for k, v in self._text(text=tf.constant(
+          [t.encode("utf-8") for t in batch], tf.string)).items()}
+      for index, text in enumerate(batch):
+        results.append({name: self.serve_text_outputs(name, out, index, text)
+                        for name in self.entries})
+    return results
+
+  def serve_text_outputs(self, name, outputs, index, text):
+    """Problem `name`'s result for text `index` of a `serving_text`
+    response (`outputs`: {name: array}, as TF Serving returns them)."""
+    entry, encoder = self.entries[name], self.encoders[name]
+    kind = types.get(entry["type"])
+    form = entry["inputs"]
+    if (name + "/unit_spans") in outputs:
+      spans = np.asarray(outputs[name + "/unit_spans"][index])
+      spans = spans[spans[:, 0] >= 0]
+      units = [(text[s:e], int(s)) for s, e in spans]
+      result = encoder.decode(np.asarray(
+          outputs[name + "/tag_ids"][index])[:len(units)].tolist())
+      rows = None
+    else:
+      units = None if form == "text" else features.text_units(text, form)
+      rows = [{key.partition("/")[2]: value[index]
+               for key, value in outputs.items()
+               if key.partition("/")[0] == name}]
+      result = kind.decode(rows, encoder, decoding.Context(
+          None, None, None, entry, text, units))
+    return kind.serve(result, rows, encoder, decoding.Context(
+        None, None, None, entry, text, units))

@@ -1,7 +1,8 @@
 """Run in a fresh process with only TensorFlow imported: lists ops of a
 SavedModel that core TensorFlow does not register, and calls every
 signature on the inputs in an .npz (`tag_mask` goes to the signatures
-that take it), saving the outputs."""
+that take it; the text signatures get the texts of a JSON list), saving
+the outputs."""
 
 import json
 import sys
@@ -24,7 +25,7 @@ def unknown_ops(export_dir):
   return sorted(op for op in ops if op_def_registry.get(op) is None), len(ops)
 
 
-def main(export_dir, inputs_path, outputs_path):
+def main(export_dir, inputs_path, outputs_path, texts_path):
   bad, count = unknown_ops(export_dir)
   model = tf.saved_model.load(export_dir)
   inputs = dict(np.load(inputs_path))
@@ -36,8 +37,12 @@ def main(export_dir, inputs_path, outputs_path):
           value=v[row, :lengths[row]].tolist())) for k, v in inputs.items()})
                             ).SerializeToString()
                             for row in range(len(lengths))])
+  with open(texts_path, encoding="utf-8") as f:
+    texts = tf.constant([t.encode("utf-8") for t in json.load(f)])
   for name, signature in model.signatures.items():
-    if "examples" in signature.structured_input_signature[1]:
+    if "text" in signature.structured_input_signature[1]:
+      result = signature(text=texts)
+    elif "examples" in signature.structured_input_signature[1]:
       result = signature(examples=serialized)
     elif "tag_mask" in signature.structured_input_signature[1]:
       result = signature(tag_mask=tf.constant(tag_mask), **{

@@ -46,10 +46,13 @@ def test_export_serves_what_the_estimator_predicts(tmp_path):
   for row, n in enumerate(lengths):
     tag_mask[row, n - 1] = 0
   np.savez(tmp_path / "inputs.npz", tag_mask=tag_mask, **inputs)
+  with open(tmp_path / "texts.json", "w", encoding="utf-8") as f:
+    json.dump(TEXTS, f)
   check = subprocess.run(
       [sys.executable, os.path.join(os.path.dirname(__file__),
                                     "export_check.py"), export_dir,
-       str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz")],
+       str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz"),
+       str(tmp_path / "texts.json")],
       capture_output=True, text=True, timeout=300,
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
   assert check.returncode == 0, check.stderr[-3000:]
@@ -57,7 +60,7 @@ def test_export_serves_what_the_estimator_predicts(tmp_path):
   assert report["unknown_ops"] == [], report
   assert "serving_default" in report["signatures"]
   assert set(manifest_names(manifest)) <= set(report["signatures"])
-  served = dict(np.load(tmp_path / "outputs.npz"))
+  served = dict(np.load(tmp_path / "outputs.npz", allow_pickle=True))
 
   from bert_mtl import experiment  # pylint: disable=g-import-not-at-top
   run = experiment.Experiment(str(tmp_path / "model"))
@@ -94,6 +97,84 @@ def test_export_serves_what_the_estimator_predicts(tmp_path):
         atol=1e-5, err_msg=key)
     compared += 1
   assert compared >= 9
+  check_text_signatures(export_dir, manifest, served)
+
+
+# Several windows at max_seq_length 32, mixed scripts, empty and blank
+# texts, characters BERT deletes, a word over 200 characters.
+TEXTS = ["上海浦东开发与法制建设同步。", "", "   ",
+         "中国人民银行行长周小川在北京会见了美国财政部长。" * 3,
+         "Héllo WORLD 2001年１２月 iPhone13 ΟΔΟΣ", "a\u200bb\tc 好",
+         "x" * 230 + " 北京", "😀 smile ☺"]
+
+
+def check_text_signatures(export_dir, manifest, served):
+  """serving_text (run above in a process with core TensorFlow only)
+  gives the Predictor's results: decoded through the Predictor's own
+  output mapping, they equal Predictor.predict on raw text."""
+  from bert_mtl import serving  # pylint: disable=g-import-not-at-top
+  names = manifest_names(manifest)
+  for name in names:  # one text signature per problem too
+    assert any(k.startswith("serving_text:%s:" % name) for k in served)
+  text_out = {k.partition(":")[2]: v for k, v in served.items()
+              if k.startswith("serving_text:") and
+              k.count(":") == 1}
+  assert text_out["token_ids"].shape[0] == len(TEXTS)
+  predictor = serving.Predictor(export_dir, batch_size=3)
+  expected = predictor.predict(TEXTS)
+  from_serving = [{n: predictor.serve_text_outputs(n, text_out, i, t)
+                   for n in predictor.entries} for i, t in enumerate(TEXTS)]
+  in_graph = serving.Predictor(export_dir, text_signature=True).predict(
+      TEXTS)
+  for ours, served_result, graph, text in zip(expected, from_serving,
+                                              in_graph, TEXTS):
+    assert_same_results(ours, served_result, text)
+    assert_same_results(ours, graph, text)
+  # (The model is 3 steps old and tags nearly everything "O": the window
+  # merge, first tokens and Viterbi are checked on varied scores against
+  # their Python counterparts in tests/test_text_serving.py.)
+  # The text's own tokens and their spans, as the native tokenizer gives.
+  native = predictor.tokenizer.encode_ragged(TEXTS)
+  for i in range(len(TEXTS)):
+    lo, hi = native["row_splits"][i:i + 2]
+    assert text_out["token_ids"][i][:hi - lo].tolist() == (
+        native["ids"][lo:hi].tolist())
+    assert text_out["token_spans"][i][:hi - lo].tolist() == (
+        native["spans"][lo:hi].tolist())
+  # Invalid UTF-8 is dropped byte-wise, as tokenization.py does.
+  assert in_graph_predict(export_dir, [b"\xe4\xb8\x8a\xff\xe6\xb5\xb7"]) == (
+      in_graph_predict(export_dir, [b"\xe4\xb8\x8a\xe6\xb5\xb7"]))
+  # A 1 MB text (350,000 characters): a clear error naming the limit, not
+  # a crash or an out-of-memory.
+  model = tf.saved_model.load(export_dir)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="serving_text: the request needs more than"):
+    model.signatures["serving_text"](text=tf.constant(["北京" * 175000]))
+
+
+def in_graph_predict(export_dir, texts):
+  model = tf.saved_model.load(export_dir)
+  out = model.signatures["serving_text"](text=tf.constant(texts))
+  return {k: v.numpy().tolist() for k, v in out.items()}
+
+
+def assert_same_results(expected, got, text):
+  """Labels, tags, words and texts equal; probabilities within float32
+  noise (the two paths pad their batches differently)."""
+  assert expected.keys() == got.keys(), text
+  for name, value in expected.items():
+    other = got[name]
+    assert value.keys() == other.keys(), (name, text)
+    for key, item in value.items():
+      if key in ("probability", "probabilities"):
+        np.testing.assert_allclose(
+            np.asarray(list(item.values()) if isinstance(item, dict)
+                       else item), np.asarray(list(other[key].values())
+                                              if isinstance(item, dict)
+                                              else other[key]),
+            rtol=1e-4, atol=1e-5, err_msg="%s %r" % (name, text))
+      else:
+        assert item == other[key], (name, key, text)
 
 
 def manifest_names(manifest):

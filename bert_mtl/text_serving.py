@@ -1,0 +1,454 @@
+"""Text signatures of the export: raw text in, results per unit out, all in
+the SavedModel with core TensorFlow ops (no client tokenizer).
+
+`serving_text` (and `serving_text:<problem>`) take a string tensor `text`
+[batch] and do in the graph what the Predictor does in Python:
+
+  * tokenize (bert_mtl.graph_tokenizer, byte-identical to FullTokenizer);
+  * per input form, build the rows the training records were built from:
+    a text problem reads `[CLS] text [SEP]` (truncated as run_classifier
+    truncates); a unit problem reads the text cut into units (characters or
+    whitespace words, features.text_units), the units joined by single
+    spaces and tokenized, in windows of max_seq_length - 2 tokens every
+    window_stride, tagging each unit's first token;
+  * run the model (the export's own `tagged:serving_default` graph, pruned
+    to each form's problems);
+  * merge windows as features.best_windows does (each unit from the window
+    where it has the most context, ties to the earlier window) and decode a
+    CRF problem's whole text with one Viterbi pass over its units' scores
+    (the native Viterbi's arithmetic and tie rule, its scheme constraints),
+    units without a token taking the fallback label.
+
+Outputs: `token_ids` / `token_spans` [batch, tokens(, 2)] of the text's own
+tokenization (-1 padded; spans in code points of the UTF-8 decoded text,
+invalid bytes dropped), and per problem `<problem>/...`: for sequence
+labelling `unit_spans` [batch, units, 2], `tag_ids` and `tags` [batch,
+units] (-1 / "" padded); for the other types the model's outputs on the
+text's (first) row, as the ids signatures return them.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from bert_mtl import base, crf, graph_tokenizer, tokenization, types
+from bert_mtl.data import features
+
+TEXT_SIGNATURE = "serving_text"
+# Model rows (windows) one request may need: a bound on the memory a
+# request can take (a 1 MB text needs about 16,000 windows at length 128).
+MAX_REQUEST_ROWS = 4096
+
+
+def _flags(tokenizer, cp, flag):
+  return tokenizer.tables.has(tokenizer.tables.record(cp), flag)
+
+
+def unit_inputs(tokenizer, chars, kind):
+  """The text's units and the string the Predictor tokenizes for them.
+
+  Args:
+    chars: tf.RaggedTensor int32 [B, (chars)], the decoded texts.
+    kind: "char" (every non-space character) or "word" (runs of them).
+
+  Returns:
+    (joined string [B]: units joined by single spaces,
+     unit_spans RaggedTensor int32 [B, (units), 2] in `chars`,
+     joined_starts RaggedTensor int32 [B, (units)]: each unit's first
+     character in the joined string).
+  """
+  cp = chars.flat_values
+  row = tf.cast(chars.value_rowids(), tf.int32)
+  pos = tf.cast(tf.range(tf.size(cp, out_type=tf.int64)) - tf.gather(
+      chars.row_starts(), chars.value_rowids()), tf.int32)
+  # re's \S is exactly "not str.isspace()".
+  solid = tf.logical_not(_flags(tokenizer, cp, "py_space"))
+  new_row = graph_tokenizer.run_starts(row)
+  if kind == "char":
+    start = solid
+  else:
+    start = tf.logical_and(solid, tf.logical_or(
+        new_row, tf.logical_not(graph_tokenizer.shift_right(solid, False))))
+  cp, pos, row, start = [tf.boolean_mask(x, solid)
+                         for x in (cp, pos, row, start)]
+  unit = tf.cumsum(tf.cast(start, tf.int32)) - 1
+  num_units = tf.reduce_max(tf.concat([unit, [-1]], 0)) + 1
+  unit_row = tf.math.unsorted_segment_max(row, unit, num_units)
+  unit_begin = tf.math.unsorted_segment_min(pos, unit, num_units)
+  unit_end = tf.math.unsorted_segment_max(pos, unit, num_units) + 1
+  nrows = chars.nrows()
+  unit_row64 = tf.cast(unit_row, tf.int64)
+  # The joined string: a space before every unit but each text's first.
+  first_of_row = graph_tokenizer.run_starts(unit_row)
+  space_before = tf.logical_and(start, tf.logical_not(tf.gather(
+      first_of_row, tf.maximum(unit, 0))))
+  count = 1 + tf.cast(space_before, tf.int32)
+  owner = tf.repeat(tf.range(tf.size(cp)), count)
+  is_space = tf.logical_and(tf.gather(space_before, owner), tf.equal(
+      tf.range(tf.reduce_sum(count)) - tf.gather(tf.cumsum(
+          count, exclusive=True), owner), 0))
+  joined_cp = tf.where(is_space, 32, tf.gather(cp, owner))
+  joined_row = tf.cast(tf.gather(row, owner), tf.int64)
+  joined_chars = tf.RaggedTensor.from_value_rowids(
+      joined_cp, joined_row, nrows, validate=False)
+  joined = tf.strings.unicode_encode(joined_chars, "UTF-8")
+  # Each unit's first character in the joined string.
+  joined_pos = tf.range(tf.size(joined_cp)) - tf.cast(tf.gather(
+      joined_chars.row_starts(), joined_row), tf.int32)
+  char_at = tf.boolean_mask(joined_pos, tf.logical_not(is_space))
+  unit_joined = tf.math.unsorted_segment_min(char_at, unit, num_units)
+  spans = tf.stack([unit_begin, unit_end], 1)
+  per_unit = lambda values: tf.RaggedTensor.from_value_rowids(
+      values, unit_row64, nrows, validate=False)
+  return joined, per_unit(spans), per_unit(unit_joined)
+
+
+def first_tokens(token_spans, joined_starts):
+  """Each unit's first token (its index in the text's tokens), or -1 when
+  no token starts in the unit (features.encode_units' rule).
+
+  Args:
+    token_spans: RaggedTensor int32 [B, (tokens), 2] in the joined string.
+    joined_starts: RaggedTensor int32 [B, (units)].
+  Returns:
+    RaggedTensor int32 [B, (units)].
+  """
+  # Offsets made global (texts one after another) so one search serves all.
+  big = tf.cast(tf.reduce_max(tf.concat([token_spans.flat_values[:, 1],
+                                         joined_starts.flat_values, [0]],
+                                        0)) + 1, tf.int64)
+  token_row = token_spans.value_rowids()
+  unit_row = joined_starts.value_rowids()
+  token_at = tf.cast(token_spans.flat_values[:, 0], tf.int64) + token_row * big
+  unit_at = tf.cast(joined_starts.flat_values, tf.int64) + unit_row * big
+  unit_of_token = tf.searchsorted(unit_at, token_at, side="right") - 1
+  changes = tf.not_equal(unit_of_token, tf.concat(
+      [[-1], unit_of_token[:-1]], 0))
+  where = tf.cast(tf.reshape(tf.where(changes), [-1]), tf.int32)
+  num_units = tf.size(unit_at)
+  first = tf.tensor_scatter_nd_update(
+      tf.fill([num_units], -1), tf.cast(tf.gather(unit_of_token, where),
+                                        tf.int32)[:, None],
+      where - tf.cast(tf.gather(token_spans.row_starts(), tf.gather(
+          token_row, where)), tf.int32))
+  return joined_starts.with_flat_values(first)
+
+
+def window_plan(num_tokens, max_seq_length):
+  """features.window_spans for every text at once.
+
+  Returns (num_windows [B], stride, window length): window w of a text
+  covers tokens [w * stride, min(n, w * stride + length)).
+  """
+  length = max_seq_length - 2
+  stride = features.window_stride(max_seq_length)
+  extra = tf.maximum(num_tokens - length, 0)
+  return 1 + (extra + stride - 1) // stride, stride, length
+
+
+def best_window(position, num_tokens, num_windows, stride, length):
+  """features.best_windows for regular windows: the covering window that
+  maximises min(left, right) context, ties to the earlier one.
+
+  Args: int32 [N] each (a position, its text's token and window counts).
+  """
+  last = tf.minimum(position // stride, num_windows - 1)
+  best = last
+  best_score = tf.fill(tf.shape(position), -1)
+  for back in range((length + stride - 1) // stride, -1, -1):
+    w = last - back
+    start = w * stride
+    end = tf.minimum(num_tokens, start + length)
+    valid = tf.logical_and(w >= 0, tf.logical_and(start <= position,
+                                                  position < end))
+    score = tf.minimum(position - start, end - 1 - position)
+    better = tf.logical_and(valid, score > best_score)
+    best = tf.where(better, w, best)
+    best_score = tf.where(better, score, best_score)
+  return best
+
+
+def viterbi(potentials, transitions, lengths, start_scores=None,
+            end_scores=None):
+  """bert_mtl.crf.viterbi_decode in graph ops, with the same float32
+  arithmetic order and ties to the lowest tag.
+
+  Args:
+    potentials: float32 [B, T, K]; transitions float32 [K, K] (-inf where
+      forbidden); lengths int32 [B] (0 decodes like 1); start_scores /
+      end_scores float32 [K] or None.
+  Returns:
+    int32 [B, T], 0 beyond each length.
+  """
+  batch, steps = tf.shape(potentials)[0], tf.shape(potentials)[1]
+  lengths = tf.maximum(tf.minimum(lengths, steps), 1)
+  state = potentials[:, 0]
+  if start_scores is not None:
+    state = state + start_scores
+  pointers = tf.TensorArray(tf.int32, size=tf.maximum(steps, 1))
+  pointers = pointers.write(0, tf.zeros([batch, tf.shape(potentials)[2]],
+                                        tf.int32))
+
+  def forward(t, state, pointers):
+    scores = state[:, :, None] + transitions[None]
+    pointer = tf.argmax(scores, axis=1, output_type=tf.int32)
+    new = potentials[:, t] + tf.reduce_max(scores, axis=1)
+    state = tf.where((t < lengths)[:, None], new, state)
+    return t + 1, state, pointers.write(t, pointer)
+
+  _, state, pointers = tf.while_loop(lambda t, *_: t < steps, forward,
+                                     (tf.constant(1), state, pointers))
+  if end_scores is not None:
+    state = state + end_scores
+  top = tf.argmax(state, axis=1, output_type=tf.int32)
+  pointers = pointers.stack()  # [T, B, K]; pointers[t]: best tag at t - 1
+  tags = tf.TensorArray(tf.int32, size=tf.maximum(steps, 1))
+
+  def backward(t, later, tags):
+    """Tag t from tag t + 1 (`later`); the last real position takes the
+    best final tag, positions past a row's length 0."""
+    from_later = tf.gather(pointers[tf.minimum(t + 1, steps - 1)], later,
+                           batch_dims=1)
+    tag = tf.where(tf.equal(t, lengths - 1), top,
+                   tf.where(t < lengths - 1, from_later, 0))
+    return t - 1, tag, tags.write(t, tag)
+
+  _, _, tags = tf.while_loop(lambda t, *_: t >= 0, backward,
+                             (steps - 1, top, tags))
+  return tf.transpose(tags.stack())
+
+
+class TextModel(tf.Module):
+  """The text signatures around a loaded ids export (see module doc)."""
+
+  def __init__(self, loaded, manifest, vocab_file, encoders, transitions):
+    super().__init__(name="text_model")
+    self.model = loaded
+    self.tokenizer = graph_tokenizer.GraphTokenizer(
+        vocab_file, manifest["do_lower_case"])
+    self.max_seq_length = int(manifest["max_seq_length"])
+    vocab = {t: i for i, t in enumerate(
+        tokenization.load_vocab_tokens(vocab_file))}
+    self.cls_id, self.sep_id = vocab[base.CLS_TOKEN], vocab[base.SEP_TOKEN]
+    entries = {}
+    for entry in manifest["problems"]:
+      kind = types.get(entry["type"])
+      if kind.decodes:
+        entries[entry["name"]] = (entry, kind)
+    self.entries = entries
+    self.labels = {n: tf.constant(list(encoders[n].labels))
+                   for n in self.entries}
+    self.fallback = {n: features.fallback_label(encoders[n].labels)
+                     for n in self.entries}
+    crf_scores = {}
+    for name, value in transitions.items():
+      entry = self.entries[name][0]
+      allowed = start = end = None
+      if entry.get("crf_constraints") and entry.get("scheme"):
+        allowed, start, end = crf.scheme_constraints(encoders[name].labels,
+                                                     entry["scheme"])
+      value = np.asarray(value, np.float32)
+      if allowed is not None:
+        value = np.where(allowed, value, np.float32(crf.NEG_INF))
+      mask = lambda m: None if m is None else tf.constant(np.where(
+          m, np.float32(0), np.float32(crf.NEG_INF)).astype(np.float32))
+      crf_scores[name] = (tf.constant(value), mask(start), mask(end))
+    self.crf = crf_scores
+    signature = loaded.signatures["tagged:serving_default"]
+    self._outputs = {k: v.name for k, v in
+                     signature.structured_outputs.items()}
+    self._feeds = {k: t.name for k, t in zip(
+        sorted(signature.structured_input_signature[1]), signature.inputs)}
+    forms = {}
+    for name, (entry, _) in entries.items():
+      forms.setdefault(entry["inputs"], []).append(name)
+    runs = {}
+    for form, names in forms.items():
+      fetches = {k: v for k, v in self._outputs.items()
+                 if k.partition("/")[0] in names}
+      runs[form] = loaded.prune(
+          feeds=[self._feeds[k] for k in sorted(self._feeds)],
+          fetches=fetches)
+    self.forms, self._runs = forms, runs
+
+  # ------------------------------------------------------------ pieces
+
+  def _rows(self, ids, first_token, windowed):
+    """Model rows of every text: (inputs dict [R, L], row_text [R],
+    num_windows [B])."""
+    num_tokens = tf.cast(ids.row_lengths(), tf.int32)
+    if windowed:
+      num_windows, stride, length = window_plan(num_tokens,
+                                                self.max_seq_length)
+    else:
+      num_windows = tf.ones_like(num_tokens)
+      stride, length = 1, self.max_seq_length - 2
+    row_text = tf.repeat(tf.range(tf.size(num_tokens)), num_windows)
+    window = tf.range(tf.size(row_text)) - tf.gather(
+        tf.cumsum(num_windows, exclusive=True), row_text)
+    begin = window * stride
+    end = tf.minimum(tf.gather(num_tokens, row_text), begin + length)
+    token_base = tf.cast(tf.gather(ids.row_starts(), row_text), tf.int32)
+    positions = tf.ragged.range(token_base + begin, token_base + end)
+    window_ids = tf.gather(ids.flat_values, positions)
+    column = lambda value: tf.RaggedTensor.from_tensor(
+        tf.fill([tf.size(row_text), 1], value))
+    rows = tf.concat([column(self.cls_id), window_ids, column(self.sep_id)],
+                     axis=1)
+    input_ids = rows.to_tensor(0)
+    input_mask = tf.cast(tf.ones_like(rows).to_tensor(0), tf.int32)
+    if first_token is None:
+      tag_mask = tf.zeros_like(input_ids)
+    else:
+      # 1 on each unit's first token (global token index).
+      firsts = first_token.flat_values + tf.cast(tf.gather(
+          ids.row_starts(), first_token.value_rowids()), tf.int32)
+      firsts = tf.boolean_mask(firsts, first_token.flat_values >= 0)
+      is_first = tf.scatter_nd(firsts[:, None], tf.ones_like(firsts),
+                               tf.shape(ids.flat_values))
+      marks = tf.gather(is_first, positions)
+      tag_mask = tf.concat([column(0), marks, column(0)],
+                           axis=1).to_tensor(0)
+    inputs = {"input_ids": input_ids, "input_mask": input_mask,
+              "segment_ids": tf.zeros_like(input_ids),
+              "tag_mask": tag_mask}
+    return inputs, row_text, num_windows
+
+  def _run(self, form, inputs):
+    rows = tf.shape(inputs["input_ids"])[0]
+    check = tf.debugging.assert_less_equal(
+        rows, MAX_REQUEST_ROWS, message=(
+            "serving_text: the request needs more than %d model rows "
+            "(windows of max_seq_length tokens); send shorter texts or "
+            "fewer at a time, or use the Predictor, which batches any "
+            "length" % MAX_REQUEST_ROWS))
+    with tf.control_dependencies([check]):
+      feeds = [tf.identity(inputs[k]) for k in sorted(self._feeds)]
+    return self._runs[form](*feeds)
+
+  def _unit_results(self, name, outputs, ids, first_token, num_windows):
+    """tag ids [B, (units)] of a sequence-labelling problem."""
+    num_tokens = tf.cast(ids.row_lengths(), tf.int32)
+    _, stride, length = window_plan(num_tokens, self.max_seq_length)
+    unit_text = tf.cast(first_token.value_rowids(), tf.int32)
+    first = first_token.flat_values
+    tagged = first >= 0
+    position = tf.boolean_mask(first, tagged)
+    text = tf.boolean_mask(unit_text, tagged)
+    window = best_window(position, tf.gather(num_tokens, text),
+                         tf.gather(num_windows, text), stride, length)
+    row = tf.gather(tf.cumsum(num_windows, exclusive=True), text) + window
+    local = position - window * stride + 1  # +1: [CLS]
+    at = tf.stack([row, local], 1)
+    fallback = self.fallback[name]
+    if name in self.crf:
+      transitions, start, end = self.crf[name]
+      potentials = tf.gather_nd(outputs[name + "/potentials"], at)
+      ragged = tf.RaggedTensor.from_value_rowids(
+          potentials, tf.cast(text, tf.int64), first_token.nrows(),
+          validate=False)
+      tags = viterbi(ragged.to_tensor(), transitions,
+                     tf.cast(ragged.row_lengths(), tf.int32), start, end)
+      chosen = tf.RaggedTensor.from_tensor(
+          tags, lengths=ragged.row_lengths()).flat_values
+    else:
+      chosen = tf.gather_nd(outputs[name + "/tag_ids"], at)
+    where = tf.cast(tf.reshape(tf.where(tagged), [-1]), tf.int32)
+    values = tf.tensor_scatter_nd_update(
+        tf.fill(tf.shape(first), fallback), where[:, None], chosen)
+    return first_token.with_flat_values(values)
+
+  # ------------------------------------------------------------ serving
+
+  def serve(self, text, names=None):
+    """The text signature's outputs for problems `names` (all: None)."""
+    names = list(self.entries) if names is None else names
+    text = tf.convert_to_tensor(text, tf.string)
+    ids, spans = self.tokenizer.tokenize(text)
+    out = {"token_ids": ids.to_tensor(-1),
+           "token_spans": spans.to_tensor(-1)}
+    chars = tf.strings.unicode_decode(text, "UTF-8", errors="ignore")
+    for form, members in self.forms.items():
+      members = [n for n in members if n in names]
+      if not members:
+        continue
+      if form == "text":
+        inputs, row_text, num_windows = self._rows(ids, None, False)
+        first_token = None
+      else:
+        joined, unit_spans, joined_starts = unit_inputs(self.tokenizer,
+                                                        chars, form)
+        unit_ids, unit_token_spans = self.tokenizer.tokenize(joined)
+        first_token = first_tokens(unit_token_spans, joined_starts)
+        inputs, row_text, num_windows = self._rows(unit_ids, first_token,
+                                                   True)
+      outputs = self._run(form, inputs)
+      del row_text
+      first_row = tf.cumsum(num_windows, exclusive=True)
+      for name in members:
+        kind = self.entries[name][1]
+        if first_token is not None and kind.token_aligned:
+          tag_ids = self._unit_results(name, outputs, unit_ids, first_token,
+                                       num_windows)
+          out[name + "/unit_spans"] = unit_spans.to_tensor(-1)
+          out[name + "/tag_ids"] = tag_ids.to_tensor(-1)
+          out[name + "/tags"] = tf.ragged.map_flat_values(
+              lambda i, n=name: tf.gather(self.labels[n], i),
+              tag_ids).to_tensor("")
+          continue
+        for key, value in outputs.items():
+          if key.partition("/")[0] == name:
+            out[key] = tf.gather(value, first_row)
+    return out
+
+
+def _text_function(model, names):
+  # No autograph: the graph code is plain TensorFlow (explicit while
+  # loops), and converting it would only slow down the export.
+  @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
+                                              name="text")],
+               autograph=False)
+  def serve(text):
+    return model.serve(text, names)
+  return serve
+
+
+def add_text_signatures(export_dir):
+  """Rewrites the SavedModel at `export_dir` (an Estimator export) with
+  every signature it has plus `serving_text` and `serving_text:<problem>`;
+  its assets.extra (manifest, vocab, label maps) are kept.  The new model
+  is written beside it and swapped in, so a failure leaves the original."""
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  from bert_mtl import decoding  # pylint: disable=g-import-not-at-top
+  from bert_mtl import labels  # pylint: disable=g-import-not-at-top
+  assets = os.path.join(export_dir, "assets.extra")
+  with open(os.path.join(assets, "manifest.json"), encoding="utf-8") as f:
+    manifest = json.load(f)
+  encoders = {e["name"]: labels.LabelEncoder.load(
+      os.path.join(assets, e["labels"]))
+              for e in manifest["problems"]}
+  loaded = tf.saved_model.load(export_dir)
+  variables = {v.name[:-len(":0")]: v for v in loaded.variables}
+  transitions = decoding.crf_transitions(
+      {e["name"]: e for e in manifest["problems"]},
+      lambda v: variables[v].numpy() if v in variables else None)
+  model = TextModel(loaded, manifest, os.path.join(assets, manifest["vocab"]),
+                    encoders, transitions)
+  # Kept by name so readers of the export (the Predictor's CRF
+  # transitions) find them after the rewrite.
+  model.exported_variables = dict(variables)
+  signatures = dict(loaded.signatures)
+  signatures[TEXT_SIGNATURE] = _text_function(model, None)
+  for name in model.entries:
+    signatures["%s:%s" % (TEXT_SIGNATURE, name)] = _text_function(
+        model, [name])
+  staged = export_dir.rstrip("/") + ".text"
+  shutil.rmtree(staged, ignore_errors=True)
+  tf.saved_model.save(model, staged, signatures=signatures)
+  shutil.copytree(assets, os.path.join(staged, "assets.extra"))
+  retired = export_dir.rstrip("/") + ".ids"
+  os.rename(export_dir, retired)
+  os.rename(staged, export_dir)
+  shutil.rmtree(retired)
+  return export_dir
