@@ -321,7 +321,10 @@ def _quiet_tensorflow():
       message = record.getMessage()
       return "Strategy" in message or message.startswith(KEPT_INFO)
 
-  logging.getLogger("tensorflow").addFilter(OurLines())
+  # Newer TensorFlow modules (SavedModel loading and saving) log through
+  # absl's logger, the rest through "tensorflow".
+  for name in ("tensorflow", "absl"):
+    logging.getLogger(name).addFilter(OurLines())
 
 
 def _configure_devices():
