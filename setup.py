@@ -31,11 +31,13 @@ TEST_EXTRAS = [
     "seqeval==1.2.2",
     "safetensors",
     "matplotlib",  # benchmarks/accuracy.py draws learning curves
+    "python-crfsuite==0.9.12",  # ... and trains the CRFsuite baseline
 ]
 
 BENCH_EXTRAS = [
     "tokenizers",
     "matplotlib",
+    "python-crfsuite==0.9.12",
 ]
 
 

@@ -12,6 +12,9 @@ Protocol:
    (`pd98_cws@pku_cws`). Small problems (and chains holding one) run with
    several seeds.
 3. The single-task runs again from random initialisation, same budget.
+4. The classic peer in the same run: a CRFsuite character CRF
+   (benchmarks/crfsuite_peer.py) on PKU, MSRA and Weibo, scored by the same
+   metric code, with its CPU time (`--no_peer` skips it).
 
     python benchmarks/accuracy.py [--budget cpu] [--parallel 2]
 
@@ -36,6 +39,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 PRETRAIN = "pretrain"
+PEER = "CRFsuite"
 
 # Steps are per budget; "large" problems have 10k+ training sentences,
 # "small" ones about a thousand (Weibo) or are easy (sentiment).
@@ -347,6 +351,8 @@ def table(records, jobs, budget):
       columns.append(column_of(job))
   columns = ([c for c in columns if not c.startswith("random")] +
              [c for c in columns if c.startswith("random")])
+  if any(r["setting"] == PEER for r in records):
+    columns.append(PEER)
   problems = []
   for record in records:
     if record["problem"] not in problems:
@@ -372,6 +378,12 @@ def table(records, jobs, budget):
           b["small"], b["learning_rate"], b["pretrain_steps"],
           b["pretrain_batch"], b["pretrain_learning_rate"], b["dupe_factor"],
           platform.processor() or platform.machine(), os.cpu_count() or 0))
+  for record in records:
+    if record["setting"] == PEER:
+      lines.append("- %s, CRFsuite: %d L-BFGS iterations on %d training "
+                   "sentences, %.0f s of CPU" % (
+                       record["problem"], record["iterations"],
+                       record["train_sentences"], record["train_cpu_seconds"]))
   pretrain = result_of(jobs[0])
   if pretrain:
     final = pretrain["final"]["zh_pretrain"]
@@ -426,9 +438,36 @@ def plot(jobs, path):
   fig.savefig(path, dpi=90)
 
 
-def report(jobs, budget, results_dir):
+def peer_records(output_dir, data_dir, budget, wanted=None):
+  """The CRFsuite peer's records (benchmarks/crfsuite_peer.py) on the
+  problems of `wanted` settings (None: all), each kept in
+  <output_dir>/runs/crfsuite/ so a rerun does not train it again."""
+  import crfsuite_peer  # pylint: disable=g-import-not-at-top
+  directory = os.path.join(output_dir, "runs", "crfsuite")
+  os.makedirs(directory, exist_ok=True)
+  records = []
+  for name in crfsuite_peer.PROBLEMS:
+    if wanted is not None and name.partition("@")[0] not in wanted:
+      continue
+    path = os.path.join(directory, name + ".json")
+    if not os.path.exists(path):
+      record = crfsuite_peer.run(name, data_dir, directory, max_examples=
+                                 BUDGETS[budget]["max_examples"])
+      from bert_mtl import files  # pylint: disable=g-import-not-at-top
+      files.atomic_write(path, json.dumps(record, indent=1))
+    with open(path, encoding="utf-8") as f:
+      record = json.load(f)
+    record.update(values=[record["value"]], mean=record["value"], std=0.0,
+                  seeds=[])
+    records.append(record)
+    print("CRFsuite %s: %s %.4f (%.0f s CPU)" % (
+        name, record["metric"], record["value"], record["train_cpu_seconds"]))
+  return records
+
+
+def report(jobs, budget, results_dir, peers=()):
   os.makedirs(results_dir, exist_ok=True)
-  records = records_of(jobs)
+  records = records_of(jobs) + list(peers)
   pretrain = result_of(jobs[0])
   with open(os.path.join(results_dir, "accuracy.json"), "w",
             encoding="utf-8") as f:
@@ -457,6 +496,8 @@ def main():
   parser.add_argument("--only", default=None,
                       help="comma-separated settings to run (pretraining "
                            "is always run first)")
+  parser.add_argument("--no_peer", action="store_true",
+                      help="skip the CRFsuite baseline")
   parser.add_argument("--job", default=None, help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.job:
@@ -467,13 +508,16 @@ def main():
   data_dir = data_dir_lib.resolve(args.data_dir)
   jobs = make_jobs(args.budget, os.path.abspath(args.output_dir), data_dir,
                    os.path.join(os.path.abspath(args.output_dir), "cache"))
+  wanted = None
   if args.only:
     wanted = set(args.only.split(","))
     jobs = [j for j in jobs if j["kind"] == "pretrain" or
             j["setting"] in wanted]
   failed = run_all(jobs, args.parallel,
                    os.path.join(os.path.abspath(args.output_dir), "logs"))
-  report(jobs, args.budget, args.results_dir)
+  peers = () if args.no_peer else peer_records(
+      os.path.abspath(args.output_dir), data_dir, args.budget, wanted)
+  report(jobs, args.budget, args.results_dir, peers)
   if failed:
     sys.exit("failed runs: %s" % ", ".join(failed))
 

@@ -86,6 +86,11 @@ def test_quick_run_writes_table_json_and_curves(tmp_path):
   assert all(0.0 <= p["metrics"]["zh_pretrain"] <= 1.0
              for p in report["pretraining_curve"])
   assert "| weibo_ner | entity_f1 |" in (results / "accuracy.md").read_text()
+  # The CRFsuite peer ran in the same run, scored by our metric code.
+  peer = records[("weibo_ner", "CRFsuite")]
+  assert peer["metric"] == "entity_f1" and 0.0 <= peer["value"] <= 1.0
+  assert peer["train_sentences"] == accuracy.BUDGETS["quick"]["max_examples"]
+  assert "CRFsuite" in (results / "accuracy.md").read_text().splitlines()[0]
   assert (results / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
   # A rerun finds every run finished and only rewrites the report.
   again = subprocess.run(
