@@ -179,6 +179,11 @@ def viterbi(potentials, transitions, lengths, start_scores=None,
   Returns:
     int32 [B, T], 0 beyond each length.
   """
+  given_steps = tf.shape(potentials)[1]
+  # A batch with no position at all (no text has a tagged unit) still
+  # decodes one dummy step, cut off at the end.
+  potentials = tf.pad(potentials, [[0, 0], [0, tf.maximum(
+      1 - given_steps, 0)], [0, 0]])
   batch, steps = tf.shape(potentials)[0], tf.shape(potentials)[1]
   lengths = tf.maximum(tf.minimum(lengths, steps), 1)
   state = potentials[:, 0]
@@ -214,7 +219,7 @@ def viterbi(potentials, transitions, lengths, start_scores=None,
 
   _, _, tags = tf.while_loop(lambda t, *_: t >= 0, backward,
                              (steps - 1, top, tags))
-  return tf.transpose(tags.stack())
+  return tf.transpose(tags.stack())[:, :given_steps]
 
 
 class TextModel(tf.Module):
@@ -294,8 +299,11 @@ class TextModel(tf.Module):
         tf.fill([tf.size(row_text), 1], value))
     rows = tf.concat([column(self.cls_id), window_ids, column(self.sep_id)],
                      axis=1)
-    input_ids = rows.to_tensor(0)
-    input_mask = tf.cast(tf.ones_like(rows).to_tensor(0), tf.int32)
+    # Every row holds [CLS] and [SEP]; an empty request still has width 2.
+    dense = lambda ragged: tf.pad(ragged.to_tensor(0), [[0, 0], [
+        0, tf.maximum(2 - ragged.bounding_shape(1, out_type=tf.int32), 0)]])
+    input_ids = dense(rows)
+    input_mask = dense(tf.ones_like(rows))
     if first_token is None:
       tag_mask = tf.zeros_like(input_ids)
     else:
@@ -306,8 +314,7 @@ class TextModel(tf.Module):
       is_first = tf.scatter_nd(firsts[:, None], tf.ones_like(firsts),
                                tf.shape(ids.flat_values))
       marks = tf.gather(is_first, positions)
-      tag_mask = tf.concat([column(0), marks, column(0)],
-                           axis=1).to_tensor(0)
+      tag_mask = dense(tf.concat([column(0), marks, column(0)], axis=1))
     inputs = {"input_ids": input_ids, "input_mask": input_mask,
               "segment_ids": tf.zeros_like(input_ids),
               "tag_mask": tag_mask}

@@ -141,6 +141,10 @@ def check_text_signatures(export_dir, manifest, served):
         native["ids"][lo:hi].tolist())
     assert text_out["token_spans"][i][:hi - lo].tolist() == (
         native["spans"][lo:hi].tolist())
+  # Requests with nothing to tag, and with no text at all.
+  in_graph_predictor = serving.Predictor(export_dir, text_signature=True)
+  for batch in ([""], ["", "  ", "\u200b"], []):
+    assert in_graph_predictor.predict(batch) == predictor.predict(batch)
   # Invalid UTF-8 is dropped byte-wise, as tokenization.py does.
   assert in_graph_predict(export_dir, [b"\xe4\xb8\x8a\xff\xe6\xb5\xb7"]) == (
       in_graph_predict(export_dir, [b"\xe4\xb8\x8a\xe6\xb5\xb7"]))

@@ -66,6 +66,12 @@ def test_viterbi_equals_the_native_decoder(constrained):
     np.testing.assert_array_equal(got.numpy(), want, err_msg=str(trial))
 
 
+def test_viterbi_of_no_positions():
+  got = text_serving.viterbi(tf.zeros([2, 0, 3]), tf.zeros([3, 3]),
+                             tf.constant([0, 0]))
+  assert got.shape == (2, 0)
+
+
 def _units_in_graph(tokenizer, texts, kind):
   chars = tf.strings.unicode_decode(tf.constant(
       [t.encode("utf-8") for t in texts]), "UTF-8", errors="ignore")
