@@ -124,8 +124,8 @@ def check_text_signatures(export_dir, manifest, served):
   expected = predictor.predict(TEXTS)
   from_serving = [{n: predictor.serve_text_outputs(n, text_out, i, t)
                    for n in predictor.entries} for i, t in enumerate(TEXTS)]
-  in_graph = serving.Predictor(export_dir, text_signature=True).predict(
-      TEXTS)
+  in_graph_predictor = serving.Predictor(export_dir, text_signature=True)
+  in_graph = in_graph_predictor.predict(TEXTS)
   for ours, served_result, graph, text in zip(expected, from_serving,
                                               in_graph, TEXTS):
     assert_same_results(ours, served_result, text)
@@ -142,24 +142,19 @@ def check_text_signatures(export_dir, manifest, served):
     assert text_out["token_spans"][i][:hi - lo].tolist() == (
         native["spans"][lo:hi].tolist())
   # Requests with nothing to tag, and with no text at all.
-  in_graph_predictor = serving.Predictor(export_dir, text_signature=True)
   for batch in ([""], ["", "  ", "\u200b"], []):
     assert in_graph_predictor.predict(batch) == predictor.predict(batch)
   # Invalid UTF-8 is dropped byte-wise, as tokenization.py does.
-  assert in_graph_predict(export_dir, [b"\xe4\xb8\x8a\xff\xe6\xb5\xb7"]) == (
-      in_graph_predict(export_dir, [b"\xe4\xb8\x8a\xe6\xb5\xb7"]))
+  signature = in_graph_predictor._text  # pylint: disable=protected-access
+  call = lambda texts: {k: v.numpy().tolist() for k, v in signature(
+      text=tf.constant(texts)).items()}
+  assert call([b"\xe4\xb8\x8a\xff\xe6\xb5\xb7"]) == call(
+      [b"\xe4\xb8\x8a\xe6\xb5\xb7"])
   # A 1 MB text (350,000 characters): a clear error naming the limit, not
   # a crash or an out-of-memory.
-  model = tf.saved_model.load(export_dir)
   with pytest.raises(tf.errors.InvalidArgumentError,
                      match="serving_text: the request needs more than"):
-    model.signatures["serving_text"](text=tf.constant(["北京" * 175000]))
-
-
-def in_graph_predict(export_dir, texts):
-  model = tf.saved_model.load(export_dir)
-  out = model.signatures["serving_text"](text=tf.constant(texts))
-  return {k: v.numpy().tolist() for k, v in out.items()}
+    signature(text=tf.constant(["北京" * 175000]))
 
 
 def assert_same_results(expected, got, text):
