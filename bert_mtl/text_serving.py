@@ -278,8 +278,8 @@ class TextModel(tf.Module):
   # ------------------------------------------------------------ pieces
 
   def _rows(self, ids, first_token, windowed):
-    """Model rows of every text: (inputs dict [R, L], row_text [R],
-    num_windows [B])."""
+    """Model rows of every text: (inputs dict [R, L], num_windows [B]);
+    text b's rows are the num_windows[b] rows after those of texts < b."""
     num_tokens = tf.cast(ids.row_lengths(), tf.int32)
     if windowed:
       num_windows, stride, length = window_plan(num_tokens,
@@ -318,7 +318,7 @@ class TextModel(tf.Module):
     inputs = {"input_ids": input_ids, "input_mask": input_mask,
               "segment_ids": tf.zeros_like(input_ids),
               "tag_mask": tag_mask}
-    return inputs, row_text, num_windows
+    return inputs, num_windows
 
   def _run(self, form, inputs):
     rows = tf.shape(inputs["input_ids"])[0]
@@ -379,17 +379,15 @@ class TextModel(tf.Module):
       if not members:
         continue
       if form == "text":
-        inputs, row_text, num_windows = self._rows(ids, None, False)
+        inputs, num_windows = self._rows(ids, None, False)
         first_token = None
       else:
         joined, unit_spans, joined_starts = unit_inputs(self.tokenizer,
                                                         chars, form)
         unit_ids, unit_token_spans = self.tokenizer.tokenize(joined)
         first_token = first_tokens(unit_token_spans, joined_starts)
-        inputs, row_text, num_windows = self._rows(unit_ids, first_token,
-                                                   True)
+        inputs, num_windows = self._rows(unit_ids, first_token, True)
       outputs = self._run(form, inputs)
-      del row_text
       first_row = tf.cumsum(num_windows, exclusive=True)
       for name in members:
         kind = self.entries[name][1]
