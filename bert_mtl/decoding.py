@@ -35,8 +35,9 @@ def problem_entry(name, settings, inputs):
 
   Args:
     settings: the problem's resolved head settings.
-    inputs: how its inputs were given in training: "text", "document", or
-      a unit kind of features.UNIT_KINDS.
+    inputs: how its inputs were given in training: "text", "pair" (a
+      (text_a, text_b) pair), "document", or a unit kind of
+      features.UNIT_KINDS.
   """
   spec = problems.get(name)
   entry = {"name": name, "type": spec.type, "metric": spec.metric,
@@ -51,7 +52,7 @@ def input_form(examples):
   first = examples[0].inputs
   if isinstance(first, list):
     return features.unit_kind(e.inputs for e in examples)
-  return "text"
+  return "pair" if isinstance(first, tuple) else "text"
 
 
 def rows_by_example(predictions, names):

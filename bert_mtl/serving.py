@@ -185,21 +185,27 @@ class Predictor(object):
       out.setdefault(entry["inputs"], []).append(name)
     return out
 
-  def encode(self, texts, form):
+  def encode(self, texts, form, texts_b=None):
     """(rows, inputs, units) of `texts` in input form `form`: model rows
     (input_ids, segment_ids, tag_mask, example_index, window_start), each
-    text's model inputs (a text, or its unit list) and its units
-    [(unit, offset)] (None for text problems)."""
+    text's model inputs (a text, a (text, text_b) pair, or its unit list)
+    and its units [(unit, offset)] (None for text problems).  texts_b:
+    the second texts of a "pair" form ("" or None: a single text)."""
     rows = []
-    if form == "text":
-      ragged = self.tokenizer.encode_ragged(texts)
-      splits = ragged["row_splits"]
+    if form in ("text", "pair"):
+      texts_b = texts_b if form == "pair" and texts_b else [""] * len(texts)
+      ragged_a = self.tokenizer.encode_ragged(texts)
+      ragged_b = self.tokenizer.encode_ragged(texts_b)
+      row = lambda ragged, i: ragged["ids"][
+          ragged["row_splits"][i]:ragged["row_splits"][i + 1]]
       for index in range(len(texts)):
         ids, segments = features.pack(
-            ragged["ids"][splits[index]:splits[index + 1]],
-            self.max_seq_length, self._cls, self._sep)
+            row(ragged_a, index), self.max_seq_length, self._cls, self._sep,
+            row(ragged_b, index))
         rows.append((ids, segments, np.zeros_like(ids), index, 0))
-      return rows, list(texts), None
+      inputs = (list(texts) if form == "text" else
+                [(a, b) for a, b in zip(texts, texts_b)])
+      return rows, inputs, None
     units = [features.text_units(t, form) for t in texts]
     inputs = [[u for u, _ in us] for us in units]
     for index, alignment in enumerate(features.align_units(self.tokenizer,
@@ -235,15 +241,26 @@ class Predictor(object):
         out[i]["example_index"], out[i]["window_start"] = rows[i][3:]
     return out
 
-  def predict(self, texts):
+  def predict(self, texts, texts_b=None):
     """One result per text of `texts`, a list (or other sequence) of str or
-    bytes (UTF-8, invalid bytes dropped, as FullTokenizer reads them)."""
+    bytes (UTF-8, invalid bytes dropped, as FullTokenizer reads them).
+
+    texts_b: for problems trained on (text_a, text_b) pairs (entry inputs
+    "pair"), the second text of each pair, index-aligned with `texts`; ""
+    (or no texts_b) reads the text alone, as run_classifier does an
+    example without text_b.  Other problems ignore it."""
     texts = check_texts(texts)
+    if texts_b is not None:
+      texts_b = check_texts(texts_b)
+      if len(texts_b) != len(texts):
+        raise ValueError("texts_b has %d texts, texts %d: give one second "
+                         "text per text (\"\" for none)" % (
+                             len(texts_b), len(texts)))
     if self._text is not None:
-      return self._predict_in_graph(texts)
+      return self._predict_in_graph(texts, texts_b)
     results = [{} for _ in texts]
     for form, names in self.forms().items():
-      rows, inputs, units = self.encode(texts, form)
+      rows, inputs, units = self.encode(texts, form, texts_b)
       for name, values in self.decode(names, texts, inputs, units,
                                       self.run(rows)).items():
         for result, value in zip(results, values):
@@ -269,13 +286,21 @@ class Predictor(object):
                    for index, result in enumerate(decoded[name])]
     return out
 
-  def _predict_in_graph(self, texts):
+  def _predict_in_graph(self, texts, texts_b):
     """predict through the `serving_text` signature."""
     results = []
+    strings = lambda batch: tf.constant([t.encode("utf-8") for t in batch],
+                                        tf.string)
+    takes_b = (text_serving.TEXT_B in
+               self._text.structured_input_signature[1])
     for start in range(0, len(texts), self.batch_size):
       batch = texts[start:start + self.batch_size]
-      out = {k: v.numpy() for k, v in self._text(text=tf.constant(
-          [t.encode("utf-8") for t in batch], tf.string)).items()}
+      feeds = {"text": strings(batch)}
+      if takes_b:
+        feeds[text_serving.TEXT_B] = strings(
+            texts_b[start:start + self.batch_size] if texts_b
+            else [""] * len(batch))
+      out = {k: v.numpy() for k, v in self._text(**feeds).items()}
       for index, text in enumerate(batch):
         results.append({name: self.serve_text_outputs(name, out, index, text)
                         for name in self.entries})
@@ -295,7 +320,8 @@ class Predictor(object):
           outputs[name + "/tag_ids"][index])[:len(units)].tolist())
       rows = None
     else:
-      units = None if form == "text" else features.text_units(text, form)
+      units = (None if form in ("text", "pair") else
+               features.text_units(text, form))
       rows = [{key.partition("/")[2]: value[index]
                for key, value in outputs.items()
                if key.partition("/")[0] == name}]

@@ -2,12 +2,15 @@
 the SavedModel with core TensorFlow ops (no client tokenizer).
 
 `serving_text` (and `serving_text:<problem>`) take a string tensor `text`
-[batch] and do in the graph what the Predictor does in Python:
+[batch] (and, when they serve a problem trained on sentence pairs, `text_b`
+[batch], "" where a text has no second sentence) and do in the graph what
+the Predictor does in Python:
 
   * tokenize (bert_mtl.graph_tokenizer, byte-identical to FullTokenizer);
   * per input form, build the rows the training records were built from:
-    a text problem reads `[CLS] text [SEP]` (truncated as run_classifier
-    truncates); a unit problem reads the text cut into units (characters or
+    a text problem reads `[CLS] text [SEP]`, a pair problem `[CLS] text
+    [SEP] text_b [SEP]` (truncated as run_classifier truncates); a unit
+    problem reads the text cut into units (characters or
     whitespace words, features.text_units), the units joined by single
     spaces and tokenized, in windows of max_seq_length - 2 tokens every
     window_stride, tagging each unit's first token;
@@ -21,7 +24,8 @@ the SavedModel with core TensorFlow ops (no client tokenizer).
 
 Outputs: `token_ids` / `token_spans` [batch, tokens(, 2)] of the text's own
 tokenization (-1 padded; spans in code points of the UTF-8 decoded text,
-invalid bytes dropped), and per problem `<problem>/...`: for sequence
+invalid bytes dropped), `text_b_token_ids` / `text_b_token_spans` alike
+when the signature takes text_b, and per problem `<problem>/...`: for sequence
 labelling `unit_spans` [batch, units, 2], `tag_ids` and `tags` [batch,
 units] (-1 / "" padded); for the other types the model's outputs on the
 text's (first) row, as the ids signatures return them.
@@ -34,6 +38,8 @@ from bert_mtl import base, crf, graph_tokenizer, tokenization, types
 from bert_mtl.data import features
 
 TEXT_SIGNATURE = "serving_text"
+# The second texts of pair problems (GLUE's sentence2), one per `text`.
+TEXT_B = "text_b"
 # Model rows (windows) one request may need: a bound on the memory a
 # request can take (a 1 MB text needs about 16,000 windows at length 128).
 MAX_REQUEST_ROWS = 4096
@@ -222,6 +228,46 @@ def viterbi(potentials, transitions, lengths, start_scores=None,
   return tf.transpose(tags.stack())[:, :given_steps]
 
 
+def truncate_pair_lengths(len_a, len_b, max_seq_length):
+  """tokenization.truncate_pair_lengths for int32 [B] lengths: the loop
+  that drops a token from the longer side (b on ties) until [CLS] a [SEP] b
+  [SEP] fits ends with a at max(ceil(budget / 2), budget - len_b) tokens,
+  or all of a when shorter; a text without b keeps max_seq_length - 2."""
+  budget = max_seq_length - 3
+  over = len_a + len_b > budget
+  kept_a = tf.minimum(len_a, tf.maximum((budget + 1) // 2, budget - len_b))
+  pair_a = tf.where(over, kept_a, len_a)
+  pair_b = tf.where(over, budget - kept_a, len_b)
+  single = tf.equal(len_b, 0)
+  return (tf.where(single, tf.minimum(len_a, max_seq_length - 2), pair_a),
+          tf.where(single, 0, pair_b))
+
+
+def _token_ranges(ids, text, begin, end):
+  """RaggedTensor [R, (end - begin)] of indices into ids.flat_values:
+  tokens begin..end of text `text` of each row (int32 [R] each)."""
+  base_index = tf.cast(tf.gather(ids.row_starts(), text), tf.int32)
+  return tf.ragged.range(base_index + begin, base_index + end)
+
+
+def _column(rows):
+  """fn(value) -> RaggedTensor [rows, 1] holding `value`."""
+  return lambda value: tf.RaggedTensor.from_tensor(tf.fill([rows, 1], value))
+
+
+def _model_inputs(rows, segments, marks):
+  """The model's int32 [R, L] inputs from ragged rows of token ids, their
+  segment ids and tag marks (None: no tagged position)."""
+  # Every row holds [CLS] and [SEP]; an empty request still has width 2.
+  dense = lambda ragged: tf.pad(ragged.to_tensor(0), [[0, 0], [
+      0, tf.maximum(2 - ragged.bounding_shape(1, out_type=tf.int32), 0)]])
+  input_ids = dense(rows)
+  return {"input_ids": input_ids, "input_mask": dense(tf.ones_like(rows)),
+          "segment_ids": dense(segments),
+          "tag_mask": (tf.zeros_like(input_ids) if marks is None
+                       else dense(marks))}
+
+
 class TextModel(tf.Module):
   """The text signatures around a loaded ids export (see module doc)."""
 
@@ -292,20 +338,13 @@ class TextModel(tf.Module):
         tf.cumsum(num_windows, exclusive=True), row_text)
     begin = window * stride
     end = tf.minimum(tf.gather(num_tokens, row_text), begin + length)
-    token_base = tf.cast(tf.gather(ids.row_starts(), row_text), tf.int32)
-    positions = tf.ragged.range(token_base + begin, token_base + end)
+    positions = _token_ranges(ids, row_text, begin, end)
     window_ids = tf.gather(ids.flat_values, positions)
-    column = lambda value: tf.RaggedTensor.from_tensor(
-        tf.fill([tf.size(row_text), 1], value))
+    column = _column(tf.size(row_text))
     rows = tf.concat([column(self.cls_id), window_ids, column(self.sep_id)],
                      axis=1)
-    # Every row holds [CLS] and [SEP]; an empty request still has width 2.
-    dense = lambda ragged: tf.pad(ragged.to_tensor(0), [[0, 0], [
-        0, tf.maximum(2 - ragged.bounding_shape(1, out_type=tf.int32), 0)]])
-    input_ids = dense(rows)
-    input_mask = dense(tf.ones_like(rows))
     if first_token is None:
-      tag_mask = tf.zeros_like(input_ids)
+      marks = None
     else:
       # 1 on each unit's first token (global token index).
       firsts = first_token.flat_values + tf.cast(tf.gather(
@@ -313,12 +352,30 @@ class TextModel(tf.Module):
       firsts = tf.boolean_mask(firsts, first_token.flat_values >= 0)
       is_first = tf.scatter_nd(firsts[:, None], tf.ones_like(firsts),
                                tf.shape(ids.flat_values))
-      marks = tf.gather(is_first, positions)
-      tag_mask = dense(tf.concat([column(0), marks, column(0)], axis=1))
-    inputs = {"input_ids": input_ids, "input_mask": input_mask,
-              "segment_ids": tf.zeros_like(input_ids),
-              "tag_mask": tag_mask}
-    return inputs, num_windows
+      marks = tf.concat([column(0), tf.gather(is_first, positions),
+                         column(0)], axis=1)
+    return _model_inputs(rows, tf.zeros_like(rows), marks), num_windows
+
+  def _pair_rows(self, ids_a, ids_b):
+    """Model rows of (text, text_b) pairs, one per pair: [CLS] a [SEP]
+    (b [SEP]) with segment ids 0 / 1, truncated as features.pack (the
+    original run_classifier) truncates; an empty b reads a alone."""
+    len_a, len_b = truncate_pair_lengths(
+        tf.cast(ids_a.row_lengths(), tf.int32),
+        tf.cast(ids_b.row_lengths(), tf.int32), self.max_seq_length)
+    text = tf.range(tf.size(len_a))
+    part = lambda ids, n: tf.gather(ids.flat_values, _token_ranges(
+        ids, text, tf.zeros_like(n), n))
+    column = _column(tf.size(len_a))
+    sep_b = tf.RaggedTensor.from_tensor(tf.fill([tf.size(len_a), 1],
+                                                self.sep_id),
+                                        lengths=tf.minimum(len_b, 1))
+    a = tf.concat([column(self.cls_id), part(ids_a, len_a),
+                   column(self.sep_id)], axis=1)
+    b = tf.concat([part(ids_b, len_b), sep_b], axis=1)
+    rows = tf.concat([a, b], axis=1)
+    segments = tf.concat([tf.zeros_like(a), tf.ones_like(b)], axis=1)
+    return _model_inputs(rows, segments, None), tf.ones_like(len_a)
 
   def _run(self, form, inputs):
     rows = tf.shape(inputs["input_ids"])[0]
@@ -366,21 +423,41 @@ class TextModel(tf.Module):
 
   # ------------------------------------------------------------ serving
 
-  def serve(self, text, names=None):
-    """The text signature's outputs for problems `names` (all: None)."""
+  def takes_pairs(self, names=None):
+    """Whether problems `names` (all: None) include a pair problem, whose
+    signature takes `text_b`."""
+    names = list(self.entries) if names is None else names
+    return any(self.entries[n][0]["inputs"] == "pair" for n in names)
+
+  def serve(self, text, names=None, text_b=None):
+    """The text signature's outputs for problems `names` (all: None);
+    text_b: string [batch], the pair problems' second texts."""
     names = list(self.entries) if names is None else names
     text = tf.convert_to_tensor(text, tf.string)
+    if text_b is None and self.takes_pairs(names):
+      text_b = tf.zeros_like(text)  # no second texts: "" each
     ids, spans = self.tokenizer.tokenize(text)
     out = {"token_ids": ids.to_tensor(-1),
            "token_spans": spans.to_tensor(-1)}
+    if text_b is not None:
+      check = tf.debugging.assert_equal(
+          tf.size(text_b), tf.size(text), message=(
+              "serving_text: text_b must hold one text per text (\"\" for "
+              "none)"))
+      with tf.control_dependencies([check]):
+        ids_b, spans_b = self.tokenizer.tokenize(tf.identity(text_b))
+      out[TEXT_B + "_token_ids"] = ids_b.to_tensor(-1)
+      out[TEXT_B + "_token_spans"] = spans_b.to_tensor(-1)
     chars = tf.strings.unicode_decode(text, "UTF-8", errors="ignore")
     for form, members in self.forms.items():
       members = [n for n in members if n in names]
       if not members:
         continue
+      first_token = None
       if form == "text":
         inputs, num_windows = self._rows(ids, None, False)
-        first_token = None
+      elif form == "pair":
+        inputs, num_windows = self._pair_rows(ids, ids_b)
       else:
         joined, unit_spans, joined_starts = unit_inputs(self.tokenizer,
                                                         chars, form)
@@ -409,9 +486,15 @@ class TextModel(tf.Module):
 def _text_function(model, names):
   # No autograph: the graph code is plain TensorFlow (explicit while
   # loops), and converting it would only slow down the export.
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string,
-                                              name="text")],
-               autograph=False)
+  spec = tf.TensorSpec([None], tf.string, name="text")
+  if model.takes_pairs(names):
+    @tf.function(input_signature=[spec, tf.TensorSpec(
+        [None], tf.string, name=TEXT_B)], autograph=False)
+    def serve_pairs(text, text_b):
+      return model.serve(text, names, text_b)
+    return serve_pairs
+
+  @tf.function(input_signature=[spec], autograph=False)
   def serve(text):
     return model.serve(text, names)
   return serve

@@ -1,7 +1,8 @@
 """Run in a fresh process with only TensorFlow imported: lists ops of a
 SavedModel that core TensorFlow does not register, and calls every
 signature on the inputs in an .npz (`tag_mask` goes to the signatures
-that take it; the text signatures get the texts of a JSON list), saving
+that take it; the text signatures get the texts of a JSON list, and those of pair
+problems the same texts reversed as text_b), saving
 the outputs."""
 
 import json
@@ -40,7 +41,9 @@ def main(export_dir, inputs_path, outputs_path, texts_path):
   with open(texts_path, encoding="utf-8") as f:
     texts = tf.constant([t.encode("utf-8") for t in json.load(f)])
   for name, signature in model.signatures.items():
-    if "text" in signature.structured_input_signature[1]:
+    if "text_b" in signature.structured_input_signature[1]:
+      result = signature(text=texts, text_b=tf.reverse(texts, [0]))
+    elif "text" in signature.structured_input_signature[1]:
       result = signature(text=texts)
     elif "examples" in signature.structured_input_signature[1]:
       result = signature(examples=serialized)

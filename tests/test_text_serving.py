@@ -116,3 +116,43 @@ def test_units_on_real_sentences():
                                                for us in units])
     assert ids == [a.ids.tolist() for a in alignments]
     assert first == [a.first_token.tolist() for a in alignments]
+
+
+def test_pair_truncation_is_run_classifiers_loop():
+  for max_seq_length in (3, 4, 5, 8, 9, 16):
+    grid = [(a, b) for a in range(0, 20) for b in range(0, 20)]
+    len_a, len_b = text_serving.truncate_pair_lengths(
+        tf.constant([a for a, _ in grid]), tf.constant([b for _, b in grid]),
+        max_seq_length)
+    got = list(zip(len_a.numpy().tolist(), len_b.numpy().tolist()))
+    assert got == [tokenization.truncate_pair_lengths(a, b, max_seq_length)
+                   for a, b in grid], max_seq_length
+
+
+def test_pair_rows_are_the_records_rows():
+  """[CLS] a [SEP] b [SEP] rows, segment ids and masks as features.pack
+  builds the training records, on random lengths (b empty included)."""
+  rng = np.random.RandomState(2)
+  cls_id, sep_id = 101, 102
+  for max_seq_length in (5, 9, 16):
+    texts_a = [rng.randint(200, 300, rng.randint(0, 20)) for _ in range(40)]
+    texts_b = [rng.randint(300, 400, rng.randint(0, 12) * (k % 3 != 0))
+               for k in range(40)]
+    model = type("Model", (), {"max_seq_length": max_seq_length,
+                               "cls_id": cls_id, "sep_id": sep_id})()
+    ragged = lambda rows: tf.ragged.constant([r.tolist() for r in rows],
+                                             tf.int32, row_splits_dtype=tf.int64)
+    inputs, num_windows = text_serving.TextModel._pair_rows(  # pylint: disable=protected-access
+        model, ragged(texts_a), ragged(texts_b))
+    assert num_windows.numpy().tolist() == [1] * 40
+    for row, (a, b) in enumerate(zip(texts_a, texts_b)):
+      ids, segments = features.pack(a.tolist(), max_seq_length, cls_id,
+                                    sep_id, b.tolist())
+      n = len(ids)
+      assert inputs["input_ids"][row, :n].numpy().tolist() == ids.tolist()
+      assert inputs["segment_ids"][row, :n].numpy().tolist() == (
+          segments.tolist())
+      mask = inputs["input_mask"][row].numpy()
+      assert mask[:n].all() and not mask[n:].any()
+      assert not inputs["input_ids"][row, n:].numpy().any()
+      assert not inputs["tag_mask"][row].numpy().any()

@@ -231,6 +231,44 @@ def test_regression_on_stsb(trained):
   assert stsb["loss"] == pytest.approx(stsb["mse"], rel=1e-5)
   served = serving.Predictor(export_dir).predict(["猫在上"])[0]["stsb"]
   assert set(served) == {"value"} and isinstance(served["value"], float)
+  # Served as pairs: the Predictor (native tokenizer) and the text
+  # signature (text, text_b) give evaluation's values on the eval pairs.
+  pairs = [e.inputs for e in group.examples["stsb"]]
+  assert all(isinstance(p, tuple) and p[1] for p in pairs)
+  texts, texts_b = [a for a, _ in pairs], [b for _, b in pairs]
+  for predictor in (serving.Predictor(export_dir, batch_size=7),
+                    serving.Predictor(export_dir, text_signature=True)):
+    got = [r["stsb"]["value"] for r in predictor.predict(texts, texts_b)]
+    assert got == pytest.approx(values, abs=1e-5)
+    # "" reads the text alone, as no text_b does.
+    alone = predictor.predict(texts[:3], ["", "", ""])
+    assert alone == predictor.predict(texts[:3])
+    with pytest.raises(ValueError, match=r"texts_b has 1 texts, texts 2"):
+      predictor.predict(texts[:2], texts_b[:1])
+  entry, = [e for e in predictor.manifest["problems"] if e["name"] == "stsb"]
+  assert entry["inputs"] == "pair"
+  # The pair rows are the training records' rows: [CLS] a [SEP] b [SEP].
+  tokenizer = predictor.tokenizer
+  (ids, segments, _, _, _), = predictor.encode(texts[:1], "pair",
+                                               texts_b[:1])[0]
+  ids_a, ids_b = [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(t))
+                  for t in (texts[0], texts_b[0])]
+  cls_id, sep_id = tokenizer.convert_tokens_to_ids(["[CLS]", "[SEP]"])
+  assert ids.tolist() == [cls_id] + ids_a + [sep_id] + ids_b + [sep_id]
+  assert segments.tolist() == [0] * (len(ids_a) + 2) + [1] * (len(ids_b) + 1)
+  # The text signature of the pair problem takes text_b and returns its
+  # tokens; a text_b batch of another size is a clear error.
+  model = tf.saved_model.load(export_dir)
+  signature = model.signatures["serving_text:stsb"]
+  assert sorted(signature.structured_input_signature[1]) == ["text",
+                                                             "text_b"]
+  out = signature(text=tf.constant(["猫在上"]), text_b=tf.constant(["狗"]))
+  assert out["text_b_token_ids"].numpy().tolist() == [
+      predictor.tokenizer.convert_tokens_to_ids(["狗"])]
+  assert out["text_b_token_spans"].numpy().tolist() == [[[0, 1]]]
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match="text_b must hold one text per text"):
+    signature(text=tf.constant(["猫", "狗"]), text_b=tf.constant(["狗"]))
   # Predicted like cls: the predict split (pairs) into predictions/.
   run.predict()
   with open(os.path.join(run.output_dir, "predictions", "stsb.jsonl"),
