@@ -160,6 +160,8 @@ def job_options(job, vocab_file):
       "log_every_steps": max(1, min(200, steps // 5)), "num_processes": 1,
       "num_threads": 1,
       "pretrain": config.PretrainConfig(dupe_factor=job["dupe_factor"]),
+      # A lever's own settings (benchmarks/ablation.py).
+      **job.get("options", {}),
   }).validate()
 
 

@@ -86,6 +86,11 @@ class RunConfig:
       flag=False)
   do_lower_case: bool = _field(True, "Lower-case input (must match the "
                                "checkpoint's vocabulary).")
+  normalize_width: bool = _field(
+      False, "Tokenize full-width ASCII variants (U+FF01-U+FF5E, U+3000) as "
+      "their ASCII forms, in training, evaluation and the export (corpora "
+      "that mix widths, as People's Daily and the SIGHAN tests; the "
+      "vocabulary gives the two widths different ids).")
   init_checkpoint: typing.Optional[str] = _field(
       None, "Initial checkpoint (an original BERT checkpoint or a bert_mtl "
       "run).")

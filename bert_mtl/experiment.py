@@ -57,7 +57,8 @@ class Experiment(object):
     self.types = {n: problems.get(n).type for n in self.names}
     saved_vocab = self.directory.install_vocab(vocab_file)
     self.tokenizer = tokenization.FullTokenizer(
-        saved_vocab, self.options["do_lower_case"])
+        saved_vocab, self.options["do_lower_case"],
+        self.options["normalize_width"])
     self.bert_config = modeling.BertConfig.from_dict(
         self.options["bert_config"])
     self.bert_config.validate(saved_vocab)

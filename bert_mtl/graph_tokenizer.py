@@ -91,16 +91,23 @@ def _expand(cp, length, offset, pool, carried):
   return out, [tf.gather(t, owner) for t in carried]
 
 
+def half_width(cp):
+  """tokenization.normalize_width_of on code points int32 [N]."""
+  full = tf.logical_and(cp >= 0xFF01, cp <= 0xFF5E)
+  return tf.where(full, cp - 0xFEE0, tf.where(tf.equal(cp, 0x3000), 32, cp))
+
+
 class GraphTokenizer(tf.Module):
-  """FullTokenizer(vocab_file, do_lower_case) in graph ops.
+  """FullTokenizer(vocab_file, do_lower_case, normalize_width) in graph ops.
 
   Build it in the graph that uses it (an Estimator's export graph), or keep
   it as an attribute of a tf.Module for tf.saved_model.save: it owns the
   vocabulary's hash table.
   """
 
-  def __init__(self, vocab_file, do_lower_case=True):
+  def __init__(self, vocab_file, do_lower_case=True, normalize_width=False):
     super().__init__(name="graph_tokenizer")
+    self.normalize_width = bool(normalize_width)
     tokens = tokenization.load_vocab_tokens(vocab_file)
     vocab = {}
     for index, token in enumerate(tokens):
@@ -135,6 +142,8 @@ class GraphTokenizer(tf.Module):
     chars = tf.strings.unicode_decode(text, "UTF-8", errors="ignore")
     nrows = tf.shape(text, out_type=tf.int64)[0]
     cp = chars.flat_values
+    if self.normalize_width:
+      cp = half_width(cp)
     row = chars.value_rowids()
     src = tf.cast(tf.range(tf.size(cp, out_type=tf.int64)) -
                   tf.gather(chars.row_starts(), row), tf.int32)

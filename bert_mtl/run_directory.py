@@ -27,7 +27,8 @@ INPUTS_FILE = "inputs.json"
 # the same output_dir must keep them.  Everything else (steps, learning
 # rate, data location, logging, devices) may change on resume and is
 # recorded in run.json's history.
-FIXED_SETTINGS = ("problems", "bert_config", "do_lower_case", "max_seq_length",
+FIXED_SETTINGS = ("problems", "bert_config", "do_lower_case",
+                  "normalize_width", "max_seq_length",
                   "max_target_length", "settings", "pretrain",
                   "uncertainty_weighting", "gradient_accumulation_steps",
                   "mixed_precision")

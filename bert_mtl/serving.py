@@ -40,6 +40,7 @@ def manifest(run):
                  for name in INPUTS},
       "max_seq_length": run.options["max_seq_length"],
       "do_lower_case": run.options["do_lower_case"],
+      "normalize_width": run.options["normalize_width"],
       "vocab": "vocab.txt",
       "problems": [run.entry(name) for name in run.names],
   }
@@ -136,7 +137,8 @@ class Predictor(object):
       self.manifest = json.load(f)
     self.tokenizer = tokenization.FullTokenizer(
         os.path.join(assets, self.manifest["vocab"]),
-        self.manifest["do_lower_case"])
+        self.manifest["do_lower_case"],
+        self.manifest.get("normalize_width", False))
     self.entries = {}
     self.encoders = {}
     for entry in self.manifest["problems"]:

@@ -275,7 +275,8 @@ class TextModel(tf.Module):
     super().__init__(name="text_model")
     self.model = loaded
     self.tokenizer = graph_tokenizer.GraphTokenizer(
-        vocab_file, manifest["do_lower_case"])
+        vocab_file, manifest["do_lower_case"],
+        manifest.get("normalize_width", False))
     self.max_seq_length = int(manifest["max_seq_length"])
     vocab = {t: i for i, t in enumerate(
         tokenization.load_vocab_tokens(vocab_file))}

@@ -267,14 +267,30 @@ class WordpieceTokenizer(object):
     return [self.unk_token if p is None else p for p in pieces]
 
 
+# Full-width ASCII variants and the ideographic space -> ASCII: the
+# width normalisation of FullTokenizer(normalize_width=True), one character
+# for one (so character offsets are unchanged).
+HALF_WIDTH = dict([(cp, cp - 0xFEE0) for cp in range(0xFF01, 0xFF5F)] +
+                  [(0x3000, 0x20)])
+
+
+def normalize_width_of(text):
+  """`text` with full-width ASCII variants and U+3000 in their ASCII form."""
+  return text.translate(HALF_WIDTH)
+
+
 class FullTokenizer(object):
   """BasicTokenizer + WordPiece, identical to the original FullTokenizer
   (and to `wordpiece_tokenizer.tokenize` over `basic_tokenizer.tokenize`,
   done here in one native pass)."""
 
-  def __init__(self, vocab_file, do_lower_case=True):
+  def __init__(self, vocab_file, do_lower_case=True, normalize_width=False):
+    """normalize_width: read full-width ASCII variants (U+FF01-U+FF5E,
+    ideographic space U+3000) as ASCII first (normalize_width_of), for
+    corpora that mix both widths; off, as the original."""
     self.vocab_file = vocab_file
     self.do_lower_case = bool(do_lower_case)
+    self.normalize_width = bool(normalize_width)
     tokens = load_vocab_tokens(vocab_file)
     self.vocab = collections.OrderedDict()
     for index, token in enumerate(tokens):
@@ -285,7 +301,8 @@ class FullTokenizer(object):
                        "for unknown words" % (vocab_file, UNK_TOKEN))
     self._native = _native.NativeTokenizer(
         tokens, self.do_lower_case, self.vocab[UNK_TOKEN],
-        self.vocab.get(CLS_TOKEN, -1), self.vocab.get(SEP_TOKEN, -1))
+        self.vocab.get(CLS_TOKEN, -1), self.vocab.get(SEP_TOKEN, -1),
+        self.normalize_width)
     self._basic_tokenizer = None
     self._wordpiece_tokenizer = None
 

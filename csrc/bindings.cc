@@ -129,8 +129,8 @@ void CheckThreads(int num_threads) {
 class NativeTokenizer {
  public:
   NativeTokenizer(const py::list& tokens, bool do_lower_case, int32_t unk_id,
-                  int32_t cls_id, int32_t sep_id)
-      : tokenizer_(ToVocab(tokens), do_lower_case, unk_id),
+                  int32_t cls_id, int32_t sep_id, bool normalize_width)
+      : tokenizer_(ToVocab(tokens), do_lower_case, unk_id, normalize_width),
         cls_id_(cls_id),
         sep_id_(sep_id) {
     // [CLS] and [SEP] may be absent (-1) for a vocab used only to tokenize;
@@ -417,6 +417,7 @@ class NativeTokenizer {
   }
 
   bool do_lower_case() const { return tokenizer_.do_lower_case(); }
+  bool normalize_width() const { return tokenizer_.normalize_width(); }
 
  private:
   static std::vector<std::u32string> ToVocab(const py::list& tokens) {
@@ -786,9 +787,10 @@ PYBIND11_MODULE(_native, m) {
   m.attr("max_input_chars_per_word") =
       bert_mtl::WordpieceTokenizer::kMaxInputCharsPerWord;
   py::class_<NativeTokenizer>(m, "NativeTokenizer")
-      .def(py::init<const py::list&, bool, int32_t, int32_t, int32_t>(),
+      .def(py::init<const py::list&, bool, int32_t, int32_t, int32_t, bool>(),
            py::arg("tokens"), py::arg("do_lower_case"), py::arg("unk_id"),
-           py::arg("cls_id"), py::arg("sep_id"))
+           py::arg("cls_id"), py::arg("sep_id"),
+           py::arg("normalize_width") = false)
       .def("tokenize", &NativeTokenizer::Tokenize, py::arg("text"))
       .def("basic_tokenize", &NativeTokenizer::BasicTokenize, py::arg("text"))
       .def("wordpiece_tokenize", &NativeTokenizer::WordpieceTokenize,
@@ -800,7 +802,9 @@ PYBIND11_MODULE(_native, m) {
       .def("encode_batch", &NativeTokenizer::EncodeBatch, py::arg("texts"),
            py::arg("texts_b") = py::none(), py::arg("max_seq_length") = 128,
            py::arg("num_threads") = 1)
-      .def_property_readonly("do_lower_case", &NativeTokenizer::do_lower_case);
+      .def_property_readonly("do_lower_case", &NativeTokenizer::do_lower_case)
+      .def_property_readonly("normalize_width",
+                             &NativeTokenizer::normalize_width);
   m.def("unicode_tables", &UnicodeTables,
         "The tokenizer's Unicode tables as numpy arrays (see bindings.cc).");
   m.def("viterbi_decode", &bert_mtl::Viterbi, py::arg("potentials"),

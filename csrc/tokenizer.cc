@@ -165,8 +165,11 @@ int32_t Vocab::Find(const char32_t* s, int32_t n, bool continuation) const {
 
 WordpieceTokenizer::WordpieceTokenizer(
     const std::vector<std::u32string>& vocab_tokens, bool do_lower_case,
-    int32_t unk_id)
-    : vocab_(vocab_tokens), do_lower_case_(do_lower_case), unk_id_(unk_id) {}
+    int32_t unk_id, bool normalize_width)
+    : vocab_(vocab_tokens),
+      do_lower_case_(do_lower_case),
+      unk_id_(unk_id),
+      normalize_width_(normalize_width) {}
 
 void WordpieceTokenizer::Tokenize(const TextView& text, Tokenization* out,
                                   bool basic_only) const {
@@ -183,7 +186,7 @@ void WordpieceTokenizer::Tokenize(const TextView& text, Tokenization* out,
     }
   };
   for (int64_t i = 0; i < text.length; ++i) {
-    const char32_t cp = text.At(i);
+    const char32_t cp = normalize_width_ ? HalfWidth(text.At(i)) : text.At(i);
     const uint8_t flags = Record(cp).flags;
     if (cp == 0 || cp == 0xFFFD || (flags & unicode::kControl)) continue;
     if (flags & (unicode::kCleanSpace | unicode::kPySpace)) {

@@ -82,8 +82,12 @@ class WordpieceTokenizer {
  public:
   static constexpr int32_t kMaxInputCharsPerWord = 200;
 
+  // `normalize_width`: read the full-width forms of ASCII (U+FF01-U+FF5E)
+  // and the ideographic space (U+3000) as their ASCII forms before
+  // anything else, one character for one, so offsets are unchanged.
   WordpieceTokenizer(const std::vector<std::u32string>& vocab_tokens,
-                     bool do_lower_case, int32_t unk_id);
+                     bool do_lower_case, int32_t unk_id,
+                     bool normalize_width = false);
 
   // Appends the pieces of `text` to `out` (which is not cleared).  With
   // `basic_only` each piece is a whole BasicTokenizer token (id -1), as the
@@ -100,6 +104,7 @@ class WordpieceTokenizer {
                  Tokenization* out) const;
 
   bool do_lower_case() const { return do_lower_case_; }
+  bool normalize_width() const { return normalize_width_; }
   int32_t unk_id() const { return unk_id_; }
   const Vocab& vocab() const { return vocab_; }
 
@@ -124,7 +129,15 @@ class WordpieceTokenizer {
   Vocab vocab_;
   bool do_lower_case_;
   int32_t unk_id_;
+  bool normalize_width_;
 };
+
+// The ASCII form of a full-width ASCII variant or of U+3000; other
+// characters unchanged.
+inline char32_t HalfWidth(char32_t cp) {
+  if (cp >= 0xFF01 && cp <= 0xFF5E) return cp - 0xFEE0;
+  return cp == 0x3000 ? U' ' : cp;
+}
 
 // Text of a piece as the original prints it ("##" prefix, "[UNK]").
 std::u32string PieceText(const Tokenization& t, const Piece& p);

@@ -242,6 +242,35 @@ def test_scoring_a_head_on_another_problems_data(tokenizer, tmp_path):
                           sources={"pd98_cws": "chn_sentiment"})
 
 
+def test_width_normalisation_changes_the_features_and_their_key(tokenizer,
+                                                                tmp_path):
+  """normalize_width: PD98's full-width digits and letters become the ids
+  of their ASCII forms (the PKU test's), in a cache entry of their own."""
+  wide = tokenization.FullTokenizer(tokenizer.vocab_file, True, True)
+  groups = []
+  for t in (tokenizer, wide):
+    config = dataset.make_config(t, data_dir(), 64, cache_dir=str(tmp_path),
+                                 max_examples=200)
+    encoders = dataset.fit_label_encoders([["pd98_cws"]], config)
+    groups.append(dataset.GroupFeatures(["pd98_cws"], "eval", config,
+                                        encoders))
+  assert groups[0].key() != groups[1].key()
+  ids = []
+  for group in groups:
+    ids.append(np.concatenate([tf.train.Example.FromString(r).features
+                               .feature["input_ids"].int64_list.value
+                               for r in group.records()]))
+  full = set(tokenizer.convert_tokens_to_ids(
+      [c for c in map(chr, tokenization.HALF_WIDTH) if c in tokenizer.vocab]))
+  assert np.isin(ids[0], list(full)).sum() > 20
+  assert not np.isin(ids[1], list(full)).any()
+  # One position per character either way; only the ids differ.
+  assert len(ids[0]) == len(ids[1])
+  half = [tokenizer.vocab[chr(tokenization.HALF_WIDTH[ord(c)])]
+          for c in "０１２３４５６７８９"]
+  assert np.isin(ids[1], half).sum() >= np.isin(ids[0], half).sum() + 20
+
+
 def test_a_label_unseen_in_training_names_its_file_and_line(tokenizer,
                                                            tmp_path):
   """The native record path looks labels up in bulk; a label the map lacks

@@ -11,6 +11,7 @@ import os
 import random
 import subprocess
 import sys
+import unicodedata
 
 import numpy as np
 import pytest
@@ -83,9 +84,9 @@ def graph_encode(tokenizer, texts):
   return ids, spans, np.asarray(splits)
 
 
-def assert_same(vocab_file, lower, texts, what):
-  native = tokenization.FullTokenizer(vocab_file, lower)
-  graph = graph_tokenizer.GraphTokenizer(vocab_file, lower)
+def assert_same(vocab_file, lower, texts, what, width=False):
+  native = tokenization.FullTokenizer(vocab_file, lower, width)
+  graph = graph_tokenizer.GraphTokenizer(vocab_file, lower, width)
   ids, spans, splits = graph_encode(graph, texts)
   want = native.encode_ragged(texts)
   if (np.array_equal(ids, want["ids"]) and np.array_equal(
@@ -296,3 +297,37 @@ def test_saved_model_loads_with_core_tensorflow_only(tmp_path):
     assert ids[:n] == native["ids"][lo:hi].tolist()
     assert set(ids[n:]) <= {-1}
     assert report["spans"][i][:n] == native["spans"][lo:hi].tolist()
+
+
+def test_width_normalisation(tmp_path):
+  """normalize_width reads U+FF01-U+FF5E and U+3000 as NFKC does (their
+  ASCII forms), one character for one: native and graph tokenizers equal
+  the original tokenizer on the normalised text, spans unchanged, on the
+  corpus lines that hold full-width characters and on random strings."""
+  for cp, half in tokenization.HALF_WIDTH.items():
+    assert unicodedata.normalize("NFKC", chr(cp)) == chr(half)
+  assert len(tokenization.HALF_WIDTH) == 95
+  chinese = data_file("vocab/chinese_vocab.txt")
+  texts = [l.decode("utf-8", "ignore") for l in corpus_lines(data_dir())]
+  wide = [t for t in texts if any(ord(c) in tokenization.HALF_WIDTH
+                                  for c in t)]
+  assert len(wide) > 10000
+  rng = random.Random(11)
+  mixed = ["".join(rng.choice("１２ａＺ！　 x年.%") for _ in range(
+      rng.randint(0, 30))) + random_text(rng) for _ in range(2000)]
+  normalised = tokenization.FullTokenizer(chinese, True, True)
+  plain = tokenization.FullTokenizer(chinese, True)
+  got = normalised.encode_ragged(wide + mixed)
+  want = plain.encode_ragged([tokenization.normalize_width_of(t)
+                              for t in wide + mixed])
+  for key in ("ids", "spans", "row_splits"):
+    assert np.array_equal(got[key], want[key]), key
+  vocab = ref.load_vocab(chinese)
+  for text in wide[:300] + mixed[:300]:
+    assert normalised.tokenize(text) == ref.tokenize(
+        tokenization.normalize_width_of(text), vocab, True), repr(text)
+  assert normalised.tokenize("２００１年１２月　ＡＢＣ") == [
+      "2001", "年", "12", "月", "abc"]
+  for lower in (True, False):
+    assert_same(chinese, lower, wide[::2 if lower else 5] + mixed,
+                "width-normalised", width=True)

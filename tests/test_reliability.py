@@ -283,6 +283,7 @@ def test_a_rerun_never_damages_the_run_directory(tmp_path):
        "bert_config.hidden_size: 32 there, 64 asked"),
       (("--max_seq_length=48",), "max_seq_length: 32 there, 48 asked"),
       (("--nodo_lower_case",), "do_lower_case: true there, false asked"),
+      (("--normalize_width",), "normalize_width: false there, true asked"),
   ]
   for flags, message in cases:
     process = _train(tmp_path, data, *flags, check=False)

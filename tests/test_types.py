@@ -92,7 +92,7 @@ def _mentions_hotel(split, data_dir_):
 # Sequence labelling whose eval split is a list of texts chosen to stress
 # decoding: Latin, digits, full-width, spaces, and texts over many windows.
 DECODE_TEXTS = [
-    "iPhone 12 Pro发布于2020年10月，售价５４９９元。",
+    "iPhone 12 Pro发布于2020年10月，售价５４９９元。ＡＢＣ　ｘ",
     "上海浦东开发与法制建设同步。",
     "我爱北京天安门。" * 14,
     "ABC公司CEO John Smith在1994年访问了北京和上海。" * 3,
@@ -171,6 +171,9 @@ def trained(tmp_path_factory, registered):  # pylint: disable=redefined-outer-na
       "max_seq_length": 32, "max_examples": 300, "num_train_steps": 30,
       "train_batch_size": 16, "learning_rate": 2e-3,
       "settings": {"test_decode_cws": {"crf": False}},
+      # Width normalisation on, so evaluation, the Predictor and the text
+      # signature are compared with it (the other exports test it off).
+      "normalize_width": True,
   }
   run = experiment.Experiment(str(root / "model"), options, vocab)
   run.train()
@@ -324,6 +327,12 @@ def test_evaluation_and_the_predictor_decode_alike(trained):
     cws = decoded["test_decode_cws"][index]
     assert served[index]["test_decode_cws"]["words"] == (
         metrics.words_from_tags([u for u, _ in units], cws))
+  # The text signature tokenizes in the graph with the same width
+  # normalisation, recorded in the manifest.
+  in_graph = serving.Predictor(export_dir, text_signature=True)
+  assert in_graph.manifest["normalize_width"] is True
+  assert in_graph.predict(DECODE_TEXTS) == serving.Predictor(
+      export_dir).predict(DECODE_TEXTS)
   # Both kinds of head are covered: one CRF, one softmax.
   entries = {e["name"]: e for e in serving.Predictor(
       export_dir).manifest["problems"]}

@@ -26,7 +26,8 @@ from bert_mtl.data import cache, features
 from bert_mtl.problems import chain
 
 PipelineConfig = collections.namedtuple("PipelineConfig", [
-    "tokenizer", "vocab_file", "do_lower_case", "max_seq_length", "data_dir",
+    "tokenizer", "vocab_file", "do_lower_case", "normalize_width",
+    "max_seq_length", "data_dir",
     "cache_dir", "num_shards", "max_examples", "num_threads",
     "max_target_length", "target_tokenizer", "pretrain", "num_processes"])
 
@@ -45,7 +46,8 @@ def make_config(tokenizer, data_dir, max_seq_length=None, cache_dir=None,
     options["max_seq_length"] = max_seq_length
   run = config_lib.RunConfig.from_dict(options)
   return PipelineConfig(tokenizer, tokenizer.vocab_file,
-                        tokenizer.do_lower_case, run.max_seq_length, data_dir,
+                        tokenizer.do_lower_case, tokenizer.normalize_width,
+                        run.max_seq_length, data_dir,
                         cache_dir or cache.default_cache_dir(),
                         run.num_shards, run.max_examples, run.num_threads,
                         run.max_target_length, target_tokenizer or tokenizer,
@@ -227,7 +229,8 @@ class GroupFeatures(object):
         base.native().source_digest,  # the native record builder's build
         self.group, self.sources, self.split,
         cache.file_digest(self.config.vocab_file),
-        self.config.do_lower_case, self.config.max_seq_length,
+        self.config.do_lower_case, self.config.normalize_width,
+        self.config.max_seq_length,
         self.config.max_target_length,
         cache.file_digest(self.config.target_tokenizer.vocab_file),
         self.config.pretrain if self.document else None,

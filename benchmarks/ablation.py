@@ -1,0 +1,137 @@
+"""What each accuracy lever buys: one line per change, measured in one run.
+
+Every line trains one problem from random initialisation at the `cpu`
+budget of benchmarks/accuracy.py (tiny model, batch 32, max_seq_length
+128) with one change against the line it names as its base, and records the
+problem's main metric (PKU gold test word F1 for `pd98_cws`, entity F1 on
+the MSRA test for `msra_ner`), the training seconds and the seed.  The base
+lines repeat the accuracy table's "random init" protocol, so each ratio is
+against a baseline measured in the same run on the same machine.
+
+    python benchmarks/ablation.py [--only NAME,...] [--parallel 2]
+
+Runs live in output/ablation/runs/<line>/ (finished ones are skipped on a
+rerun, killed ones resume from their checkpoints); the table is written to
+benchmarks/results/ablation.md and .json.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import accuracy  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+PROBLEMS = {"pd98_cws": ({"pd98_cws": "pku_cws"}, "pd98_cws@pku_cws"),
+            "msra_ner": ({}, "msra_ner")}
+
+# (line, problem, base line or None, change: job fields and RunConfig
+# options, what it is)
+LINES = [
+    ("cws-base", "pd98_cws", None, {}, "the table's random-init run"),
+    ("cws-lr1e-3", "pd98_cws", "cws-base", {"learning_rate": 1e-3},
+     "learning rate 5e-4 -> 1e-3"),
+    ("cws-lr2e-3", "pd98_cws", "cws-base", {"learning_rate": 2e-3},
+     "learning rate 5e-4 -> 2e-3"),
+    ("cws-width", "pd98_cws", "cws-lr1e-3",
+     {"learning_rate": 1e-3, "options": {"normalize_width": True}},
+     "normalize_width (PD98 full-width, PKU half-width digits and letters)"),
+    ("msra-base", "msra_ner", None, {}, "the table's random-init run"),
+    ("msra-lr1e-3", "msra_ner", "msra-base", {"learning_rate": 1e-3},
+     "learning rate 5e-4 -> 1e-3"),
+]
+
+
+def line_job(line, budget, output_dir, data_dir, seed=0):
+  """The accuracy protocol's job for one line (its change applied)."""
+  name, problem, _, change, _ = line
+  b = accuracy.BUDGETS[budget]
+  eval_on, _ = PROBLEMS[problem]
+  job = dict(budget=budget, data_dir=data_dir,
+             cache_dir=os.path.join(output_dir, "cache"), model=b["model"],
+             max_seq_length=b["max_seq_length"],
+             max_examples=b["max_examples"], name=name, setting=name,
+             kind="single", chain=problem, init="random", seed=seed,
+             steps=b["large"], batch=b["batch"],
+             learning_rate=b["learning_rate"], eval_on=eval_on,
+             sampling="proportional", curve=False,
+             dupe_factor=b["dupe_factor"], init_checkpoint=None,
+             output_dir=os.path.join(output_dir, "runs", name))
+  options = dict(change.get("options", {}))
+  job.update({k: v for k, v in change.items() if k != "options"})
+  job["options"] = options
+  return job
+
+
+def table(lines, jobs):
+  """Markdown table and records: metric, its change against the base
+  line, train seconds."""
+  by_name = {j["name"]: accuracy.result_of(j) for j in jobs}
+  records, rows = [], []
+  for (name, problem, base, _, what), job in zip(lines, jobs):
+    result = by_name[name]
+    if result is None:
+      continue
+    metric_key = PROBLEMS[problem][1]
+    value = accuracy.headline(result["final"])[metric_key]
+    base_result = by_name.get(base)
+    delta = None
+    if base_result is not None:
+      delta = value - accuracy.headline(base_result["final"])[metric_key]
+    records.append({"line": name, "problem": metric_key, "base": base,
+                    "change": what, "value": value, "delta": delta,
+                    "steps": job["steps"], "seed": job["seed"],
+                    "train_seconds": round(result["train_seconds"], 1),
+                    "job": job})
+    rows.append("| %s | %s | %s | %.3f | %s | %d | %.0f s |" % (
+        name, metric_key, what, value,
+        "–" if delta is None else "%+.3f vs %s" % (delta, base),
+        job["steps"], result["train_seconds"]))
+  head = ("| line | problem | change | value | vs base | steps | train |\n"
+          "|---|---|---|---|---|---|---|\n")
+  return head + "\n".join(rows) + "\n", records
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--budget", choices=sorted(accuracy.BUDGETS),
+                      default="cpu")
+  parser.add_argument("--parallel", type=int, default=2)
+  parser.add_argument("--only", default=None,
+                      help="comma-separated lines to run (default: all)")
+  parser.add_argument("--output_dir", default=os.path.join(
+      accuracy.REPO, "output", "ablation"))
+  parser.add_argument("--results_dir", default=accuracy.RESULTS)
+  parser.add_argument("--data_dir", default=None)
+  args = parser.parse_args()
+  from bert_mtl import data_dir as data_dir_lib  # pylint: disable=g-import-not-at-top
+  data_dir = data_dir_lib.resolve(args.data_dir)
+  output_dir = os.path.abspath(args.output_dir)
+  lines = LINES
+  if args.only:
+    wanted = set(args.only.split(","))
+    unknown = wanted - {line[0] for line in LINES}
+    if unknown:
+      sys.exit("unknown lines: %s" % ", ".join(sorted(unknown)))
+    lines = [line for line in LINES if line[0] in wanted]
+  jobs = [line_job(line, args.budget, output_dir, data_dir) for line in lines]
+  failed = accuracy.run_all(jobs, args.parallel,
+                            os.path.join(output_dir, "logs"))
+  all_jobs = [line_job(line, args.budget, output_dir, data_dir)
+              for line in LINES]
+  text, records = table(LINES, all_jobs)
+  os.makedirs(args.results_dir, exist_ok=True)
+  with open(os.path.join(args.results_dir, "ablation.json"), "w",
+            encoding="utf-8") as f:
+    json.dump(records, f, indent=1, sort_keys=True)
+  with open(os.path.join(args.results_dir, "ablation.md"), "w",
+            encoding="utf-8") as f:
+    f.write(text)
+  print(text)
+  if failed:
+    sys.exit("failed runs: %s" % ", ".join(failed))
+
+
+if __name__ == "__main__":
+  main()
