@@ -91,6 +91,13 @@ def _expand(cp, length, offset, pool, carried):
   return out, [tf.gather(t, owner) for t in carried]
 
 
+def positions_in_rows(ragged):
+  """int32 [N]: each value's index within its row of `ragged` [B, (n)]."""
+  return tf.cast(tf.range(tf.size(ragged.flat_values, out_type=tf.int64)) -
+                 tf.gather(ragged.row_starts(), ragged.value_rowids()),
+                 tf.int32)
+
+
 def half_width(cp):
   """tokenization.normalize_width_of on code points int32 [N]."""
   full = tf.logical_and(cp >= 0xFF01, cp <= 0xFF5E)
@@ -117,6 +124,9 @@ class GraphTokenizer(tf.Module):
           vocab_file, tokenization.UNK_TOKEN))
     self.do_lower_case = bool(do_lower_case)
     self.unk_id = vocab[tokenization.UNK_TOKEN]
+    # [CLS] / [SEP] for the rows a model reads (-1: not in the vocab).
+    self.cls_id = vocab.get(tokenization.CLS_TOKEN, -1)
+    self.sep_id = vocab.get(tokenization.SEP_TOKEN, -1)
     self.tables = UnicodeTables()
     keys = [k.encode("utf-8") for k in vocab]
     self.table = tf.lookup.StaticHashTable(
@@ -145,8 +155,7 @@ class GraphTokenizer(tf.Module):
     if self.normalize_width:
       cp = half_width(cp)
     row = chars.value_rowids()
-    src = tf.cast(tf.range(tf.size(cp, out_type=tf.int64)) -
-                  tf.gather(chars.row_starts(), row), tf.int32)
+    src = positions_in_rows(chars)
     cp, src, row, word = self._words(cp, src, row)
     if self.do_lower_case:
       cp, src, row, word = self._lower_and_strip_accents(cp, src, row, word)

@@ -25,13 +25,12 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import (base, decoding, files, model_fn, text_serving,
-                      tokenization, types)
+from bert_mtl import (base, decoding, export_assets, files, model_fn,
+                      text_serving, tokenization, types)
 from bert_mtl.data import features
-from bert_mtl.labels import LabelEncoder
 
 INPUTS, TAG_MASK = model_fn.INPUTS, model_fn.TAG_MASK
-MANIFEST = "manifest.json"
+MANIFEST = export_assets.MANIFEST
 
 
 def manifest(run):
@@ -132,12 +131,10 @@ class Predictor(object):
     export's `serving_text` signature, as TF Serving clients use it) and
     only turn its outputs into results here."""
     export_dir = resolve_export(export_dir)
-    assets = os.path.join(export_dir, "assets.extra")
-    with open(os.path.join(assets, MANIFEST), encoding="utf-8") as f:
-      self.manifest = json.load(f)
+    assets = export_assets.read(export_dir)
+    self.manifest = assets.manifest
     self.tokenizer = tokenization.FullTokenizer(
-        os.path.join(assets, self.manifest["vocab"]),
-        self.manifest["do_lower_case"],
+        assets.vocab_file, self.manifest["do_lower_case"],
         self.manifest.get("normalize_width", False))
     self.entries = {}
     self.encoders = {}
@@ -149,8 +146,7 @@ class Predictor(object):
       entry.setdefault("inputs", "text" if types.get(entry["type"]).inputs
                        == "text" else "char")
       self.entries[entry["name"]] = entry
-      self.encoders[entry["name"]] = LabelEncoder.load(
-          os.path.join(assets, entry["labels"]))
+      self.encoders[entry["name"]] = assets.encoders[entry["name"]]
     self.max_seq_length = self.manifest["max_seq_length"]
     self.batch_size = batch_size
     self._model = tf.saved_model.load(export_dir)
@@ -170,12 +166,8 @@ class Predictor(object):
                              export_dir, text_serving.TEXT_SIGNATURE))
       self._text = signatures[text_serving.TEXT_SIGNATURE]
     if native_viterbi:
-      # A text-signature export keeps the model's variables by name.
-      variables = dict(getattr(self._model, "exported_variables", None) or
-                       {v.name[:-len(":0")]: v for v in self._model.variables})
-      self._transitions = decoding.crf_transitions(
-          self.entries, lambda v: variables[v].numpy() if v in variables
-          else None)
+      self._transitions = export_assets.crf_transitions(
+          self.entries, export_assets.variables_by_name(self._model))
     vocab = self.tokenizer.vocab
     self._cls, self._sep = vocab[base.CLS_TOKEN], vocab[base.SEP_TOKEN]
 

@@ -34,7 +34,7 @@ text's (first) row, as the ids signatures return them.
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import base, crf, graph_tokenizer, tokenization, types
+from bert_mtl import crf, graph_tokenizer, types
 from bert_mtl.data import features
 
 TEXT_SIGNATURE = "serving_text"
@@ -64,8 +64,7 @@ def unit_inputs(tokenizer, chars, kind):
   """
   cp = chars.flat_values
   row = tf.cast(chars.value_rowids(), tf.int32)
-  pos = tf.cast(tf.range(tf.size(cp, out_type=tf.int64)) - tf.gather(
-      chars.row_starts(), chars.value_rowids()), tf.int32)
+  pos = graph_tokenizer.positions_in_rows(chars)
   # re's \S is exactly "not str.isspace()".
   solid = tf.logical_not(_flags(tokenizer, cp, "py_space"))
   new_row = graph_tokenizer.run_starts(row)
@@ -278,9 +277,7 @@ class TextModel(tf.Module):
         vocab_file, manifest["do_lower_case"],
         manifest.get("normalize_width", False))
     self.max_seq_length = int(manifest["max_seq_length"])
-    vocab = {t: i for i, t in enumerate(
-        tokenization.load_vocab_tokens(vocab_file))}
-    self.cls_id, self.sep_id = vocab[base.CLS_TOKEN], vocab[base.SEP_TOKEN]
+    self.cls_id, self.sep_id = self.tokenizer.cls_id, self.tokenizer.sep_id
     entries = {}
     for entry in manifest["problems"]:
       kind = types.get(entry["type"])
@@ -506,24 +503,16 @@ def add_text_signatures(export_dir):
   every signature it has plus `serving_text` and `serving_text:<problem>`;
   its assets.extra (manifest, vocab, label maps) are kept.  The new model
   is written beside it and swapped in, so a failure leaves the original."""
-  import json  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
   import shutil  # pylint: disable=g-import-not-at-top
-  from bert_mtl import decoding  # pylint: disable=g-import-not-at-top
-  from bert_mtl import labels  # pylint: disable=g-import-not-at-top
-  assets = os.path.join(export_dir, "assets.extra")
-  with open(os.path.join(assets, "manifest.json"), encoding="utf-8") as f:
-    manifest = json.load(f)
-  encoders = {e["name"]: labels.LabelEncoder.load(
-      os.path.join(assets, e["labels"]))
-              for e in manifest["problems"]}
+  from bert_mtl import export_assets  # pylint: disable=g-import-not-at-top
+  assets = export_assets.read(export_dir)
   loaded = tf.saved_model.load(export_dir)
-  variables = {v.name[:-len(":0")]: v for v in loaded.variables}
-  transitions = decoding.crf_transitions(
-      {e["name"]: e for e in manifest["problems"]},
-      lambda v: variables[v].numpy() if v in variables else None)
-  model = TextModel(loaded, manifest, os.path.join(assets, manifest["vocab"]),
-                    encoders, transitions)
+  variables = export_assets.variables_by_name(loaded)
+  transitions = export_assets.crf_transitions(
+      {e["name"]: e for e in assets.manifest["problems"]}, variables)
+  model = TextModel(loaded, assets.manifest, assets.vocab_file,
+                    assets.encoders, transitions)
   # Kept by name so readers of the export (the Predictor's CRF
   # transitions) find them after the rewrite.
   model.exported_variables = dict(variables)
@@ -535,7 +524,8 @@ def add_text_signatures(export_dir):
   staged = export_dir.rstrip("/") + ".text"
   shutil.rmtree(staged, ignore_errors=True)
   tf.saved_model.save(model, staged, signatures=signatures)
-  shutil.copytree(assets, os.path.join(staged, "assets.extra"))
+  shutil.copytree(os.path.join(export_dir, "assets.extra"),
+                  os.path.join(staged, "assets.extra"))
   retired = export_dir.rstrip("/") + ".ids"
   os.rename(export_dir, retired)
   os.rename(staged, export_dir)
