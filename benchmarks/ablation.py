@@ -41,9 +41,16 @@ LINES = [
      {"learning_rate": 1e-3, "steps": 6000,
       "options": {"normalize_width": True}},
      "1500 -> 6000 steps (about 20 minutes of training)"),
+    ("cws-mini", "pd98_cws", "cws-width",
+     {"learning_rate": 1e-3, "model": "mini",
+      "options": {"normalize_width": True}},
+     "model tiny (2 x 128) -> mini (4 x 256), same steps"),
     ("msra-base", "msra_ner", None, {}, "the table's random-init run"),
     ("msra-lr1e-3", "msra_ner", "msra-base", {"learning_rate": 1e-3},
      "learning rate 5e-4 -> 1e-3"),
+    ("msra-steps", "msra_ner", "msra-lr1e-3",
+     {"learning_rate": 1e-3, "steps": 6000},
+     "1500 -> 6000 steps (about 20 minutes of training)"),
 ]
 
 
