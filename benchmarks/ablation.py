@@ -5,8 +5,10 @@ budget of benchmarks/accuracy.py (tiny model, batch 32, max_seq_length
 128) with one change against the line it names as its base, and records the
 problem's main metric (PKU gold test word F1 for `pd98_cws`, entity F1 on
 the MSRA test for `msra_ner`), the training seconds and the seed.  The base
-lines repeat the accuracy table's "random init" protocol, so each ratio is
-against a baseline measured in the same run on the same machine.
+lines repeat the accuracy table's "random init" protocol, so each change is
+against a baseline measured in the same run on the same machine, and every
+line is also set against the CRFsuite character CRF
+(benchmarks/crfsuite_peer.py) trained and scored in the same run.
 
     python benchmarks/ablation.py [--only NAME,...] [--parallel 2]
 
@@ -75,11 +77,18 @@ def line_job(line, budget, output_dir, data_dir, seed=0):
   return job
 
 
-def table(lines, jobs):
+def table(lines, jobs, peers=()):
   """Markdown table and records: metric, its change against the base
-  line, train seconds."""
+  line and against the peer on the same problem, train seconds."""
   by_name = {j["name"]: accuracy.result_of(j) for j in jobs}
+  peer = {p["problem"]: p for p in peers}
   records, rows = [], []
+  for record in peers:
+    rows.append("| %s | %s | %s | %.3f | – | – | %d iterations | %.0f s "
+                "CPU |" % (accuracy.PEER, record["problem"],
+                           "CRFsuite character CRF (the peer)",
+                           record["value"], record["iterations"],
+                           record["train_cpu_seconds"]))
   for (name, problem, base, _, what), job in zip(lines, jobs):
     result = by_name[name]
     if result is None:
@@ -90,18 +99,22 @@ def table(lines, jobs):
     delta = None
     if base_result is not None:
       delta = value - accuracy.headline(base_result["final"])[metric_key]
+    against = peer.get(metric_key)
+    versus = None if against is None else value - against["value"]
     records.append({"line": name, "problem": metric_key, "base": base,
                     "change": what, "value": value, "delta": delta,
+                    "vs_peer": versus,
                     "steps": job["steps"], "seed": job["seed"],
                     "train_seconds": round(result["train_seconds"], 1),
                     "job": job})
-    rows.append("| %s | %s | %s | %.3f | %s | %d | %.0f s |" % (
+    rows.append("| %s | %s | %s | %.3f | %s | %s | %d steps | %.0f s |" % (
         name, metric_key, what, value,
         "–" if delta is None else "%+.3f vs %s" % (delta, base),
+        "–" if versus is None else "%+.3f" % versus,
         job["steps"], result["train_seconds"]))
-  head = ("| line | problem | change | value | vs base | steps | train |\n"
-          "|---|---|---|---|---|---|---|\n")
-  return head + "\n".join(rows) + "\n", records
+  head = ("| line | problem | change | value | vs base | vs CRFsuite | "
+          "training | train time |\n|---|---|---|---|---|---|---|---|\n")
+  return head + "\n".join(rows) + "\n", records + list(peers)
 
 
 def main():
@@ -115,6 +128,8 @@ def main():
       accuracy.REPO, "output", "ablation"))
   parser.add_argument("--results_dir", default=accuracy.RESULTS)
   parser.add_argument("--data_dir", default=None)
+  parser.add_argument("--no_peer", action="store_true",
+                      help="skip the CRFsuite peer")
   args = parser.parse_args()
   from bert_mtl import data_dir as data_dir_lib  # pylint: disable=g-import-not-at-top
   data_dir = data_dir_lib.resolve(args.data_dir)
@@ -131,7 +146,9 @@ def main():
                             os.path.join(output_dir, "logs"))
   all_jobs = [line_job(line, args.budget, output_dir, data_dir)
               for line in LINES]
-  text, records = table(LINES, all_jobs)
+  peers = () if args.no_peer else accuracy.peer_records(
+      output_dir, data_dir, args.budget, set(PROBLEMS))
+  text, records = table(LINES, all_jobs, peers)
   os.makedirs(args.results_dir, exist_ok=True)
   with open(os.path.join(args.results_dir, "ablation.json"), "w",
             encoding="utf-8") as f:
