@@ -99,3 +99,50 @@ def test_quick_run_writes_table_json_and_curves(tmp_path):
        "--results_dir=%s" % results, "--data_dir=%s" % root],
       capture_output=True, text=True, timeout=300)
   assert again.returncode == 0 and "0 of 5 runs to do" in again.stdout
+
+
+def test_ablation_lines_change_one_thing_against_their_base():
+  """benchmarks/ablation.py: each line is its base's job with its change
+  applied, as a valid run configuration; the table sets each line against
+  its base and the peer."""
+  import ablation  # pylint: disable=g-import-not-at-top
+  vocab = os.path.join(data_dir(), "vocab", "chinese_vocab.txt")
+  if not os.path.exists(vocab):
+    pytest.skip("needs %s" % vocab)
+  jobs = {line[0]: ablation.line_job(line, "cpu", "/out", "/data")
+          for line in ablation.LINES}
+  options = {name: accuracy.job_options(job, vocab)
+             for name, job in jobs.items()}
+  assert options["cws-base"].learning_rate == 5e-4
+  assert options["cws-base"].normalize_width is False
+  assert options["cws-width"].normalize_width is True
+  assert options["cws-steps"].num_train_steps == 6000
+  assert options["cws-mini"].bert_config["hidden_size"] == 256
+  for name, problem, base, _, _ in ablation.LINES:
+    assert options[name].problems == problem
+    if base is None:
+      continue
+    differ = {k for k, v in options[name].to_dict().items()
+              if options[base].to_dict()[k] != v}
+    assert differ and differ <= {"learning_rate", "normalize_width",
+                                 "num_train_steps", "bert_config",
+                                 "save_checkpoints_steps",
+                                 "log_every_steps"}, (name, differ)
+  # The table, on made-up results: deltas against the base and the peer.
+  results = {"cws-base": 0.80, "cws-lr1e-3": 0.83}
+  original = accuracy.result_of
+  accuracy.result_of = lambda job: (
+      {"final": {"pd98_cws@pku_cws": {"word_f1": results[job["name"]]}},
+       "train_seconds": 10.0} if job["name"] in results else None)
+  try:
+    text, records = ablation.table(
+        ablation.LINES, [jobs[l[0]] for l in ablation.LINES],
+        [{"problem": "pd98_cws@pku_cws", "value": 0.88, "iterations": 60,
+          "train_cpu_seconds": 143.0}])
+  finally:
+    accuracy.result_of = original
+  by_line = {r.get("line"): r for r in records}
+  assert by_line["cws-lr1e-3"]["delta"] == pytest.approx(0.03)
+  assert by_line["cws-lr1e-3"]["vs_peer"] == pytest.approx(-0.05)
+  assert "| cws-lr1e-3 | pd98_cws@pku_cws |" in text and "+0.030 vs cws-base" in text
+  assert "msra-base" not in text  # no result, no line
