@@ -92,8 +92,8 @@ flags.DEFINE_float("beam_alpha", None, "seq2seq length penalty (default: "
 MAIN_JOB = {"problems": "msra_ner|pd98_cws&pd98_pos|chn_sentiment",
             "output_dir": os.path.join("output", "main_job"),
             "max_seq_length": 64, "train_batch_size": 32,
-            "num_train_steps": 1500, "learning_rate": 1e-3,
-            "save_checkpoints_steps": 750}
+            "num_train_steps": 3000, "learning_rate": 1e-3,
+            "save_checkpoints_steps": 1500, "normalize_width": True}
 EXAMPLE_SENTENCES = ["中国人民银行行长周小川在北京会见了美国财政部长。",
                      "这家酒店的服务很好，房间干净，下次还会再来。",
                      "上海浦东开发与法制建设同步。"]
