@@ -189,8 +189,10 @@ class Predictor(object):
     if form in ("text", "pair"):
       texts_b = texts_b if form == "pair" and texts_b else [""] * len(texts)
       ragged_a = self.tokenizer.encode_ragged(texts)
-      ragged_b = self.tokenizer.encode_ragged(texts_b)
-      row = lambda ragged, i: ragged["ids"][
+      # A text form has no second texts to tokenize.
+      ragged_b = (self.tokenizer.encode_ragged(texts_b) if form == "pair"
+                  else None)
+      row = lambda ragged, i: [] if ragged is None else ragged["ids"][
           ragged["row_splits"][i]:ragged["row_splits"][i + 1]]
       for index in range(len(texts)):
         ids, segments = features.pack(
