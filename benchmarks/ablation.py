@@ -11,10 +11,17 @@ line is also set against the CRFsuite character CRF
 (benchmarks/crfsuite_peer.py) trained and scored in the same run.
 
     python benchmarks/ablation.py [--only NAME,...] [--parallel 2]
+                                  [--seeds 0,1,2]
 
-Runs live in output/ablation/runs/<line>/ (finished ones are skipped on a
-rerun, killed ones resume from their checkpoints); the table is written to
-benchmarks/results/ablation.md and .json.
+Runs live in output/ablation/runs/<line>[-s<seed>]/ (finished ones are
+skipped on a rerun, killed ones resume from their checkpoints); the table of
+seed 0 is written to benchmarks/results/ablation.md and .json.  Further
+seeds give benchmarks/results/ablation_seeds.md and .json: each line's
+values over its seeds, their mean and standard deviation, and the mean's
+margin over the peer.  A seed whose run directory is gone is taken from the
+record an earlier run wrote to ablation.json when that record's job is the
+same job (the runs are deterministic for a seed: the base lines reproduce
+the accuracy table's values exactly), and the table says so.
 """
 
 import argparse
@@ -56,9 +63,14 @@ LINES = [
 ]
 
 
+def run_name(line_name, seed):
+  return line_name if seed == 0 else "%s-s%d" % (line_name, seed)
+
+
 def line_job(line, budget, output_dir, data_dir, seed=0):
   """The accuracy protocol's job for one line (its change applied)."""
-  name, problem, _, change, _ = line
+  line_name, problem, _, change, _ = line
+  name = run_name(line_name, seed)
   b = accuracy.BUDGETS[budget]
   eval_on, _ = PROBLEMS[problem]
   job = dict(budget=budget, data_dir=data_dir,
@@ -117,6 +129,72 @@ def table(lines, jobs, peers=()):
   return head + "\n".join(rows) + "\n", records + list(peers)
 
 
+def same_job(a, b):
+  """Jobs equal but for where they write."""
+  paths = ("output_dir", "cache_dir", "data_dir")
+  return ({k: v for k, v in a.items() if k not in paths} ==
+          {k: v for k, v in b.items() if k not in paths})
+
+
+def seed_table(lines, jobs_by_seed, recorded=(), peers=()):
+  """Markdown table and records of each line over its seeds.
+
+  Args:
+    jobs_by_seed: {seed: [job of each line]}.
+    recorded: records of an earlier ablation.json; one stands in for a
+      seed whose run has no result when its job is the same job.
+    peers: peer records (value per problem).
+  """
+  recorded = {(r["line"], r["seed"]): r for r in recorded if "line" in r}
+  peer = {p["problem"]: p["value"] for p in peers}
+  rows, records = [], []
+  for index, (name, problem, _, _, what) in enumerate(lines):
+    metric_key = PROBLEMS[problem][1]
+    values, seeds, taken = [], [], []
+    for seed in sorted(jobs_by_seed):
+      job = jobs_by_seed[seed][index]
+      result = accuracy.result_of(job)
+      if result is not None:
+        value = accuracy.headline(result["final"])[metric_key]
+      elif (name, seed) in recorded and same_job(
+          recorded[(name, seed)]["job"], job):
+        value = recorded[(name, seed)]["value"]
+        taken.append(seed)
+      else:
+        continue
+      values.append(value)
+      seeds.append(seed)
+    if not values:
+      continue
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 \
+        if len(values) > 1 else 0.0
+    versus = None if metric_key not in peer else mean - peer[metric_key]
+    records.append({"line": name, "problem": metric_key, "change": what,
+                    "values": values, "seeds": seeds, "mean": mean,
+                    "std": std, "vs_peer": versus,
+                    "from_earlier_record": taken})
+    rows.append("| %s | %s | %s | %s | %.3f ± %.3f | %s |" % (
+        name, metric_key, what, ", ".join(
+            "%.3f (seed %d%s)" % (v, s, ", recorded" if s in taken else "")
+            for v, s in zip(values, seeds)), mean, std,
+        "–" if versus is None else "%+.3f" % versus))
+  head = ("| line | problem | change | values | mean ± std | mean vs "
+          "CRFsuite |\n|---|---|---|---|---|---|\n")
+  return head + "\n".join(rows) + "\n", records
+
+
+def _write(results_dir, stem, text, records):
+  os.makedirs(results_dir, exist_ok=True)
+  with open(os.path.join(results_dir, stem + ".json"), "w",
+            encoding="utf-8") as f:
+    json.dump(records, f, indent=1, sort_keys=True)
+  with open(os.path.join(results_dir, stem + ".md"), "w",
+            encoding="utf-8") as f:
+    f.write(text)
+  print(text)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--budget", choices=sorted(accuracy.BUDGETS),
@@ -129,7 +207,10 @@ def main():
   parser.add_argument("--results_dir", default=accuracy.RESULTS)
   parser.add_argument("--data_dir", default=None)
   parser.add_argument("--no_peer", action="store_true",
-                      help="skip the CRFsuite peer")
+                      help="skip the CRFsuite peer (the seed table then "
+                      "uses the peer values recorded in ablation.json)")
+  parser.add_argument("--seeds", default="0",
+                      help="comma-separated seeds of each line (default 0)")
   args = parser.parse_args()
   from bert_mtl import data_dir as data_dir_lib  # pylint: disable=g-import-not-at-top
   data_dir = data_dir_lib.resolve(args.data_dir)
@@ -141,22 +222,29 @@ def main():
     if unknown:
       sys.exit("unknown lines: %s" % ", ".join(sorted(unknown)))
     lines = [line for line in LINES if line[0] in wanted]
-  jobs = [line_job(line, args.budget, output_dir, data_dir) for line in lines]
+  seeds = sorted({int(s) for s in args.seeds.split(",")})
+  jobs = [line_job(line, args.budget, output_dir, data_dir, seed)
+          for seed in seeds for line in lines]
   failed = accuracy.run_all(jobs, args.parallel,
                             os.path.join(output_dir, "logs"))
-  all_jobs = [line_job(line, args.budget, output_dir, data_dir)
-              for line in LINES]
   peers = () if args.no_peer else accuracy.peer_records(
       output_dir, data_dir, args.budget, set(PROBLEMS))
-  text, records = table(LINES, all_jobs, peers)
-  os.makedirs(args.results_dir, exist_ok=True)
-  with open(os.path.join(args.results_dir, "ablation.json"), "w",
-            encoding="utf-8") as f:
-    json.dump(records, f, indent=1, sort_keys=True)
-  with open(os.path.join(args.results_dir, "ablation.md"), "w",
-            encoding="utf-8") as f:
-    f.write(text)
-  print(text)
+  recorded_path = os.path.join(args.results_dir, "ablation.json")
+  recorded = []
+  if os.path.exists(recorded_path):
+    with open(recorded_path, encoding="utf-8") as f:
+      recorded = json.load(f)
+  if 0 in seeds:
+    all_jobs = [line_job(line, args.budget, output_dir, data_dir)
+                for line in LINES]
+    text, records = table(LINES, all_jobs, peers)
+    _write(args.results_dir, "ablation", text, records)
+  if seeds != [0]:
+    text, records = seed_table(
+        lines, {s: [line_job(line, args.budget, output_dir, data_dir, s)
+                    for line in lines] for s in set(seeds) | {0}},
+        recorded, peers or [r for r in recorded if "line" not in r])
+    _write(args.results_dir, "ablation_seeds", text, records)
   if failed:
     sys.exit("failed runs: %s" % ", ".join(failed))
 

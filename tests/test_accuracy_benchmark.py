@@ -146,3 +146,43 @@ def test_ablation_lines_change_one_thing_against_their_base():
   assert by_line["cws-lr1e-3"]["vs_peer"] == pytest.approx(-0.05)
   assert "| cws-lr1e-3 | pd98_cws@pku_cws |" in text and "+0.030 vs cws-base" in text
   assert "msra-base" not in text  # no result, no line
+
+
+def test_ablation_seed_table_means_over_seeds():
+  """The seed table: each line's values over seeds, mean and sample
+  standard deviation, margin over the peer; a seed without a run is taken
+  from an earlier record only when it is the same job."""
+  import ablation  # pylint: disable=g-import-not-at-top
+  lines = [l for l in ablation.LINES if l[0] in ("cws-steps", "msra-steps")]
+  jobs = {s: [ablation.line_job(l, "cpu", "/out", "/data", s) for l in lines]
+          for s in (0, 1, 2)}
+  assert jobs[1][0]["name"] == "cws-steps-s1" and jobs[1][0]["seed"] == 1
+  assert jobs[1][0]["output_dir"] == "/out/runs/cws-steps-s1"
+  assert jobs[0][0]["name"] == "cws-steps"  # seed 0 keeps the line's name
+  earlier = dict(jobs[0][0], output_dir="/elsewhere/runs/cws-steps")
+  changed = dict(jobs[0][1], steps=1500)
+  recorded = [{"line": "cws-steps", "seed": 0, "value": 0.92, "job": earlier},
+              {"line": "msra-steps", "seed": 0, "value": 0.5, "job": changed}]
+  results = {"cws-steps-s1": 0.93, "cws-steps-s2": 0.95,
+             "msra-steps-s1": 0.80}
+  original = accuracy.result_of
+  accuracy.result_of = lambda job: (
+      {"final": {"pd98_cws@pku_cws": {"word_f1": results[job["name"]]},
+                 "msra_ner": {"entity_f1": results[job["name"]]}}}
+      if job["name"] in results else None)
+  try:
+    text, records = ablation.seed_table(
+        lines, jobs, recorded, [{"problem": "pd98_cws@pku_cws",
+                                 "value": 0.88}])
+  finally:
+    accuracy.result_of = original
+  cws, msra = records
+  assert cws["values"] == [0.92, 0.93, 0.95] and cws["seeds"] == [0, 1, 2]
+  assert cws["from_earlier_record"] == [0]
+  assert cws["mean"] == pytest.approx(0.9333333)
+  assert cws["std"] == pytest.approx(0.0152753, abs=1e-6)
+  assert cws["vs_peer"] == pytest.approx(0.0533333)
+  # msra-steps' record is of another job (1500 steps): not used.
+  assert msra["values"] == [0.80] and msra["std"] == 0.0
+  assert msra["vs_peer"] is None
+  assert "0.920 (seed 0, recorded)" in text and "0.933 ± 0.015" in text
