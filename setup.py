@@ -27,6 +27,7 @@ STACK = [
 
 TEST_EXTRAS = [
     "pytest",
+    "pytest-xdist==3.8.0",  # the suite runs on every core (pyproject.toml)
     "hypothesis",
     "seqeval==1.2.2",
     "safetensors",

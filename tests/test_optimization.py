@@ -70,8 +70,11 @@ def test_steps_match_numpy(grad_scale):
         assert sess.run(step) == i + 1
         got = sess.run(tvars)
         for n in params:
-          # float32 against a float64 reference over five steps.
-          np.testing.assert_allclose(got[n], params[n], rtol=1e-5, atol=1e-5,
+          # float32 against a float64 reference over five steps: m/sqrt(v)
+          # amplifies round-off where a gradient changes sign (2e-5 seen on
+          # CI's CPU), while a step moves a weight by up to lr = 0.1 and the
+          # weight decay term alone by 1e-3: 4e-5 still catches either.
+          np.testing.assert_allclose(got[n], params[n], rtol=1e-5, atol=4e-5,
                                      err_msg="%s step %d" % (n, i))
       names = {v.op.name for v in tf1.global_variables()}
       assert {"dense/kernel/adam_m", "dense/kernel/adam_v",

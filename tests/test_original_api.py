@@ -375,7 +375,7 @@ def test_graph_checks_under_tf_behavior(behavior):
              TF_CPP_MIN_LOG_LEVEL="2")
   result = subprocess.run(
       [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-       "-W", "ignore", os.path.join(REPO, "tests",
+       "-n0", "-W", "ignore", os.path.join(REPO, "tests",
                                     "original_graph_checks.py")],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
       check=False)

@@ -230,6 +230,17 @@ def test_empty_split_and_missing_files(tmp_path):
     problems.read("pku_cws", "train", str(tmp_path))
 
 
+@pytest.fixture
+def unregister_after():
+  """Names registered by a test leave the registry with it (other tests in
+  the process list the registered problems)."""
+  before = set(problems.names())
+  yield
+  for name in set(problems.names()) - before:
+    problems.registry._PROBLEMS.pop(name)  # pylint: disable=protected-access
+
+
+@pytest.mark.usefixtures("unregister_after")
 def test_label_count_mismatch_is_rejected(tmp_path):
   @problems.problem("test_misaligned", "seq_tag")
   def _misaligned(split, data_dir):
