@@ -19,12 +19,21 @@ CHAIN = ("weibo_ner&weibo_cws|chn_sentiment|msra_entity_types|"
          "msra_entities_text|pd98_pos_seq")
 
 
-def test_export_serves_what_the_estimator_predicts(tmp_path):
+@pytest.fixture(scope="module")
+def exported_chain(tmp_path_factory):
+  """One run of CHAIN (trained 3 steps and exported) for the file's tests:
+  (run directory's parent, stdout of the run)."""
+  tmp_path = tmp_path_factory.mktemp("chain")
   args = base_args(tmp_path, data_dir(), CHAIN, steps=3, beam_size=2)
   process = run_multitask(args + ["--do_train", "--do_export"])
+  return tmp_path, process.stdout
+
+
+def test_export_serves_what_the_estimator_predicts(exported_chain, tmp_path):
+  run_root, stdout = exported_chain
   # The main-job style run ends with the Predictor on example sentences.
-  assert '"weibo_ner": {"entities"' in process.stdout
-  export_dir, = glob.glob(str(tmp_path / "model" / "export" / "*"))
+  assert '"weibo_ner": {"entities"' in stdout
+  export_dir, = glob.glob(str(run_root / "model" / "export" / "*"))
   manifest = json.load(open(os.path.join(export_dir, "assets.extra",
                                          "manifest.json")))
   assert [p["name"] for p in manifest["problems"]] == [
@@ -63,7 +72,7 @@ def test_export_serves_what_the_estimator_predicts(tmp_path):
   served = dict(np.load(tmp_path / "outputs.npz", allow_pickle=True))
 
   from bert_mtl import experiment  # pylint: disable=g-import-not-at-top
-  run = experiment.Experiment(str(tmp_path / "model"))
+  run = experiment.Experiment(str(run_root / "model"))
   predicted = list(run.estimator().predict(
       lambda: tf.data.Dataset.from_tensor_slices(inputs).batch(3),
       yield_single_examples=False))[0]
@@ -180,11 +189,11 @@ def manifest_names(manifest):
   return [p["name"] for p in manifest["problems"]]
 
 
-def test_predictor_maps_back_to_characters(tmp_path):
-  args = base_args(tmp_path, data_dir(), "weibo_ner&weibo_cws|chn_sentiment",
-                   steps=2)
-  run_multitask(args + ["--do_train", "--do_export"])
-  export_dir, = glob.glob(str(tmp_path / "model" / "export" / "*"))
+def test_predictor_maps_back_to_characters(exported_chain, tmp_path):
+  # CHAIN's export has weibo_ner&weibo_cws (character units) and
+  # chn_sentiment (text units).
+  run_root, _ = exported_chain
+  export_dir, = glob.glob(str(run_root / "model" / "export" / "*"))
   from bert_mtl import serving  # pylint: disable=g-import-not-at-top
   predictor = serving.Predictor(export_dir, batch_size=2)
   long_text = "我爱北京天安门。" * 12  # 96 characters: windows at length 32
@@ -233,7 +242,7 @@ def test_predictor_maps_back_to_characters(tmp_path):
                      "U\\+D800 at character 1"):
     predictor.predict(["a\ud800b"])
   # The export's parent directory resolves to its newest export.
-  parent = serving.Predictor(str(tmp_path / "model" / "export"))
+  parent = serving.Predictor(str(run_root / "model" / "export"))
   assert parent.predict(short) == predictor.predict(short)
   with pytest.raises(FileNotFoundError, match="no saved_model.pb"):
     serving.Predictor(str(tmp_path))
