@@ -319,12 +319,31 @@ def _quiet_tensorflow():
           record.pathname).startswith(ours):
         return True
       message = record.getMessage()
-      return "Strategy" in message or message.startswith(KEPT_INFO)
+      # (Not "Strategy" anywhere: the Estimator's config dump and its
+      # input_context notice name the strategy object too.)
+      return message.startswith(KEPT_INFO) or "Strategy with " in message
 
   # Newer TensorFlow modules (SavedModel loading and saving) log through
   # absl's logger, the rest through "tensorflow".
   for name in ("tensorflow", "absl"):
     logging.getLogger(name).addFilter(OurLines())
+  _import_tensorflow_quietly()
+
+
+def _import_tensorflow_quietly():
+  """Imports TensorFlow with file descriptor 2 on /dev/null: on a machine
+  without a GPU its import prints three "Unable to register cuDNN / cuFFT /
+  cuBLAS factory" lines at ERROR level, which TF_CPP_MIN_LOG_LEVEL=2 keeps.
+  A failing import still raises, with its message, after stderr is back."""
+  sys.stderr.flush()
+  saved = os.dup(2)
+  try:
+    with open(os.devnull, "w") as devnull:
+      os.dup2(devnull.fileno(), 2)
+      import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+  finally:
+    os.dup2(saved, 2)
+    os.close(saved)
 
 
 def _configure_devices():

@@ -274,6 +274,9 @@ def test_a_rerun_never_damages_the_run_directory(tmp_path):
   assert "step 2/2 (100%)" in first.stderr
   assert "Instructions for updating" not in first.stderr + first.stdout
   assert "TensorFlow Addons (TFA) has ended development" not in first.stderr
+  # ...nor the CUDA plug-in registration errors of TensorFlow's import.
+  assert "Unable to register" not in first.stderr, first.stderr[:2000]
+  assert "Using config:" not in first.stderr  # the Estimator's config dump
   before = _snapshot(model)
   cases = [
       (("--problems=msra_ner",), 'problems: "chn_sentiment" there, '
