@@ -482,7 +482,8 @@ def _main(argv):
       run.initialize()
     else:
       run.train(run.num_train_steps(), evaluate_during_training=bool(
-          FLAGS.do_eval))
+          FLAGS.do_eval), export_best=lambda checkpoint_path, export_dir: (
+              serving.export(run, export_dir, checkpoint_path)))
   else:
     record = experiment.load_run_record(FLAGS.output_dir)
     if record is None:

@@ -8,14 +8,17 @@ everything later steps need into output_dir, so evaluation, prediction and
 export need only the output directory.
 """
 
+import json
 import os
 import re
+import shutil
+import threading
 
 import tensorflow as tf
 
-from bert_mtl import (checkpoint, cluster, decoding, evaluation, model_fn,
-                      modeling, optimization, problems, progress, run_data,
-                      tokenization, types)
+from bert_mtl import (checkpoint, cluster, decoding, evaluation, files,
+                      model_fn, modeling, optimization, problems, progress,
+                      run_data, tokenization, types)
 from bert_mtl.config import RunConfig
 from bert_mtl.run_directory import (  # pylint: disable=unused-import
     FIXED_SETTINGS, RUN_FILE, RunDirectory, RunDirectoryError,
@@ -223,13 +226,17 @@ class Experiment(object):
         saver.save(session, os.path.join(self.output_dir, "model.ckpt"),
                    global_step=0)
 
-  def train(self, num_train_steps=None, evaluate_during_training=False):
+  def train(self, num_train_steps=None, evaluate_during_training=False,
+            export_best=None):
     """Trains to num_train_steps global steps; a rerun resumes from the
     last checkpoint in output_dir and stops at the same step.
 
     evaluate_during_training: evaluate every new checkpoint on the eval
-      split (train_and_evaluate) and export the one with the lowest loss to
-      <output_dir>/export/best/ (always so for multi-worker runs)."""
+      split (train_and_evaluate; always so for multi-worker runs).
+    export_best: export(checkpoint_path, export_dir) -> SavedModel
+      directory (serving.export of this run): with evaluation during
+      training, the checkpoint with the lowest eval loss is exported to
+      <output_dir>/export/best/ through it.  None: no best export."""
     steps = int(num_train_steps or self.num_train_steps())
     self.options["num_train_steps"] = steps
     strategy = self.strategy()
@@ -269,15 +276,12 @@ class Experiment(object):
                                            self.options["eval_batch_size"])
     eval_hooks = [progress.EvalProgressHook("evaluating eval", sum(
         meta["count"] for _, meta in eval_built))]
-    best = tf.estimator.BestExporter(
-        name="best", serving_input_receiver_fn=(
-            model_fn.serving_input_receiver_fn(
-                self.directory.vocab_file)), exports_to_keep=1)
+    exporters = [BestExport(export_best)] if export_best else None
     evaluated = tf.estimator.train_and_evaluate(
         estimator, tf.estimator.TrainSpec(input_fn, max_steps=steps,
                                           hooks=hooks),
         tf.estimator.EvalSpec(eval_fn, steps=None, throttle_secs=0,
-                              start_delay_secs=0, exporters=[best],
+                              start_delay_secs=0, exporters=exporters,
                               hooks=eval_hooks))
     if evaluated and evaluated[0]:
       # The last evaluation ran on the final checkpoint: --do_eval's
@@ -297,3 +301,63 @@ class Experiment(object):
   def _predict_group(self, group, split, sources=None, checkpoint_path=None):
     return self.evaluator.predict_group(group, split, sources,
                                         checkpoint_path)
+
+
+class BestExport(tf.estimator.Exporter):
+  """Exports the checkpoint of each evaluation whose loss is the lowest so
+  far (tf.estimator.BestExporter's rule) through `export`, so the best
+  export is the run's full SavedModel (text signatures included), and
+  keeps only the newest.  The best loss is kept in best.json beside the
+  exports: a resumed run does not replace a better export with a worse."""
+
+  RECORD = "best.json"
+
+  def __init__(self, export):
+    self._export = export
+
+  @property
+  def name(self):
+    return "best"
+
+  def export(self, estimator, export_path, checkpoint_path, eval_result,
+             is_the_final_export):
+    del estimator, is_the_final_export
+    record_path = os.path.join(export_path, self.RECORD)
+    best = None
+    if os.path.exists(record_path):
+      with open(record_path, encoding="utf-8") as f:
+        best = json.load(f)["loss"]
+    loss = float(eval_result["loss"])
+    if best is not None and not loss < best:
+      return None
+    tf.io.gfile.makedirs(export_path)
+    path = _in_own_thread(self._export, checkpoint_path, export_path)
+    files.atomic_write(record_path, json.dumps(
+        {"loss": loss, "checkpoint": os.path.basename(checkpoint_path),
+         "export": os.path.basename(path)}))
+    for name in os.listdir(export_path):
+      old = os.path.join(export_path, name)
+      if name != os.path.basename(path) and os.path.isdir(old):
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def _in_own_thread(function, *args):
+  """function(*args) in a new thread: its default graph and eager mode are
+  the thread's own, so an exporter can run eagerly (the text signatures)
+  while the training session's finalized graph is the caller's default."""
+  result = {}
+
+  def run():
+    try:
+      result["value"] = function(*args)
+    except BaseException as e:  # pylint: disable=broad-except
+      result["error"] = e
+
+  thread = threading.Thread(target=run, name="export")
+  thread.start()
+  thread.join()
+  if "error" in result:
+    raise result["error"]
+  return result["value"]
+

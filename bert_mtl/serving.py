@@ -21,6 +21,8 @@ training records, and decodes the outputs on the path evaluation uses
 import json
 import os
 import re
+import shutil
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -45,9 +47,21 @@ def manifest(run):
   }
 
 
-def export(run, export_dir):
-  """Exports the latest checkpoint of `run` (an Experiment); returns the
-  SavedModel directory."""
+# {(output_dir, checkpoint path): SavedModel directory} of this process'
+# exports: a second export of the same checkpoint (--do_export after the
+# best export of the final evaluation) is a copy, not a rebuild.
+_EXPORTED = {}
+
+
+def export(run, export_dir, checkpoint_path=None):
+  """Exports a checkpoint of `run` (an Experiment; default: its latest) to
+  a new timestamped directory under export_dir; returns that directory.
+  Every export, the best exporter's included, takes this one path."""
+  checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(
+      run.output_dir)
+  done = _EXPORTED.get((run.output_dir, checkpoint_path))
+  if done and os.path.exists(os.path.join(done, "saved_model.pb")):
+    return _copy_export(done, export_dir)
   estimator = run.estimator()
   manifest_path = os.path.join(run.output_dir, MANIFEST)
   files.atomic_write(manifest_path, json.dumps(manifest(run),
@@ -60,9 +74,25 @@ def export(run, export_dir):
                                                    name + ".json")
   path = estimator.export_saved_model(
       export_dir, model_fn.serving_input_receiver_fn(vocab_file),
-      assets_extra=assets)
+      assets_extra=assets, checkpoint_path=checkpoint_path)
   path = path.decode("utf-8") if isinstance(path, bytes) else path
-  return text_serving.add_text_signatures(path)
+  path = text_serving.add_text_signatures(path)
+  _EXPORTED[(run.output_dir, checkpoint_path)] = path
+  return path
+
+
+def _copy_export(source, export_dir):
+  """Copies SavedModel `source` to a new timestamped directory of
+  export_dir, atomically (a temporary name, then a rename)."""
+  stamp = int(time.time())
+  while os.path.exists(os.path.join(export_dir, str(stamp))):
+    stamp += 1
+  target = os.path.join(export_dir, str(stamp))
+  temporary = os.path.join(export_dir, "temp-%d" % stamp)
+  shutil.rmtree(temporary, ignore_errors=True)
+  shutil.copytree(source, temporary)
+  os.rename(temporary, target)
+  return target
 
 
 def resolve_export(export_dir):

@@ -23,6 +23,7 @@ def test_chain_trains_evaluates_and_predicts(chain, tmp_path):
   # pd98_cws's head is also scored on the SIGHAN PKU gold test.
   eval_on = ["--eval_on=pd98_cws=pku_cws"] if "pd98_cws" in names else []
   process = run_multitask(args + ["--do_train", "--do_eval", "--do_predict",
+                                  "--do_export",
                                   "--pretrain_dupe_factor=1"] + eval_on)
   model = tmp_path / "model"
   results = (model / "eval_results.txt").read_text()
@@ -47,8 +48,25 @@ def test_chain_trains_evaluates_and_predicts(chain, tmp_path):
   # best checkpoint's export.
   best = list((model / "export" / "best").glob("*/saved_model.pb"))
   assert len(best) == 1
+  # It is the run's full export (the text signatures too), and --do_export
+  # of the same (final) checkpoint copies it instead of building it again.
+  record = json.loads((model / "export" / "best" / "best.json").read_text())
+  assert record["checkpoint"] == "model.ckpt-4"
+  assert "serving_text" in signature_names(best[0].parent)
+  final, = (model / "export").glob("[0-9]*/saved_model.pb")
+  assert final.read_bytes() == best[0].read_bytes()
+  assert sorted(p.name for p in final.parent.rglob("*")) == sorted(
+      p.name for p in best[0].parent.rglob("*"))
   # ...and --do_eval reuses that evaluation of the final checkpoint: the
   # in-graph pass over the eval split runs once.
   finished = [line for line in process.stderr.splitlines()
               if "evaluating eval: " in line and "(100%)" in line]
   assert len(finished) == 1, finished
+
+
+def signature_names(export_dir):
+  """The SavedModel's signatures, read from saved_model.pb alone."""
+  from tensorflow.python.tools import saved_model_utils  # pylint: disable=g-import-not-at-top
+  return set(saved_model_utils.get_meta_graph_def(
+      str(export_dir), "serve").signature_def)
+

@@ -349,3 +349,33 @@ def test_a_checkpoint_of_other_shapes_is_one_line(tmp_path):
   _one_line_error(process, "has shape [21128, 32] in %s but the model's "
                   "bert/embeddings/word_embeddings is [21128, 64]" % (
                       tmp_path / "model" / "model.ckpt-2"))
+
+
+def test_the_best_export_keeps_the_lowest_loss_across_resumes(tmp_path):
+  """BestExport exports an evaluation only when its loss is the lowest so
+  far, keeps only the newest export, and a new exporter (a resumed run)
+  reads the best loss back instead of exporting a worse checkpoint."""
+  from bert_mtl import experiment  # pylint: disable=g-import-not-at-top
+  exported = []
+
+  def export(checkpoint_path, export_dir):
+    path = os.path.join(export_dir, str(len(exported) + 1000))
+    os.makedirs(path)
+    exported.append(os.path.basename(checkpoint_path))
+    return path
+
+  base = str(tmp_path / "export" / "best")
+  best = experiment.BestExport(export)
+  for step, loss in [(1, 3.0), (2, 2.0), (3, 2.5), (4, 2.0)]:
+    best.export(None, base, str(tmp_path / ("model.ckpt-%d" % step)),
+                {"loss": np.float32(loss)}, False)
+  assert exported == ["model.ckpt-1", "model.ckpt-2"]
+  assert sorted(os.listdir(base)) == ["1001", "best.json"]
+  assert json.load(open(os.path.join(base, "best.json"))) == {
+      "loss": 2.0, "checkpoint": "model.ckpt-2", "export": "1001"}
+  resumed = experiment.BestExport(export)
+  assert resumed.export(None, base, "model.ckpt-5", {"loss": 2.2},
+                        False) is None
+  assert resumed.export(None, base, "model.ckpt-6", {"loss": 1.5},
+                        False).endswith("1002")
+  assert sorted(os.listdir(base)) == ["1002", "best.json"]
