@@ -360,4 +360,3 @@ def _in_own_thread(function, *args):
   if "error" in result:
     raise result["error"]
   return result["value"]
-
