@@ -226,8 +226,9 @@ class RunConfig:
           "must be >= 0")
     _need(self.num_gpus >= 0, "num_gpus", self.num_gpus, "must be >= 0")
     replicas = max(self.num_gpus, self.cpu_replicas, 1)
-    _need(self.train_batch_size % replicas == 0, "train_batch_size",
-          self.train_batch_size, "is not divisible by %d replicas" % replicas)
+    for key in ("train_batch_size", "eval_batch_size"):
+      _need(getattr(self, key) % replicas == 0, key, getattr(self, key),
+            "is not divisible by %d replicas" % replicas)
     for name, weight in (self.loss_weights or {}).items():
       _need(isinstance(weight, (int, float)) and weight >= 0,
             "loss_weights", self.loss_weights,

@@ -272,8 +272,8 @@ class Experiment(object):
           cluster.task_name().replace(" ", "-"))))
       hooks.append(cluster.WorkerWatchdogHook(
           self.output_dir, self.options["worker_timeout_secs"]))
-    eval_fn, _, eval_built = self.input_fn("eval", False,
-                                           self.options["eval_batch_size"])
+    eval_fn, _, eval_built = self.input_fn(
+        "eval", False, self.options["eval_batch_size"], replicas)
     eval_hooks = [progress.EvalProgressHook("evaluating eval", sum(
         meta["count"] for _, meta in eval_built))]
     exporters = [BestExport(export_best)] if export_best else None

@@ -215,8 +215,10 @@ def model_fn(features, labels, mode, params, body_transform=None):
 
   loss, losses = total_loss(heads, outputs, features, params, head_features)
   if mode == ModeKeys.EVAL:
-    # Each replica's batch size, for the evaluation progress line.
-    tf.identity(tf.shape(features["input_ids"])[0], name=constants.EVAL_ROWS)
+    # Each replica's real rows, for the evaluation progress line (filler
+    # rows, dataset.whole_steps, have no [CLS]).
+    tf.identity(tf.reduce_sum(features["input_mask"][:, 0]),
+                name=constants.EVAL_ROWS)
     metrics = {}
     for head in heads:
       present = tf.cast(features[head.name + "_present"], tf.float32)

@@ -83,14 +83,26 @@ class RowCounter(object):
     self.every_seconds = every_seconds
     self.clock = clock
     self.start = self.last = clock()
-    self.done = 0
+    self.done = self.logged = 0
 
   def add(self, rows):
     self.done += int(rows)
     now = self.clock()
     if now - self.last < self.every_seconds and self.done < self.total:
       return
-    self.last = now
+    self._log(now)
+
+  def finish(self):
+    """The last line, if add() did not log it; a warning when the rows
+    done are not the total (rows lost or counted twice)."""
+    if self.done != self.total:
+      tf1.logging.warning("%s: ended after %d of %d rows", self.label,
+                          self.done, self.total)
+    elif self.logged != self.done:
+      self._log(self.clock())
+
+  def _log(self, now):
+    self.last, self.logged = now, self.done
     rate = self.done / max(now - self.start, 1e-9)
     remaining = max(0, self.total - self.done) / max(rate, 1e-9)
     tf1.logging.info("%s: %d/%d rows (%d%%)  %.1f rows/s  ETA %dm%02ds",
@@ -120,6 +132,9 @@ class EvalProgressHook(tf1.train.SessionRunHook):
   def after_run(self, run_context, run_values):
     self.counter.add(sum(int(r) for r in run_values.results))
 
+  def end(self, session):
+    self.counter.finish()
+
 
 def counted(items, label, total, every_seconds=10.0):
   """Yields `items` (e.g. Estimator.predict's rows), logging progress."""
@@ -127,6 +142,7 @@ def counted(items, label, total, every_seconds=10.0):
   for item in items:
     yield item
     counter.add(1)
+  counter.finish()
 
 
 class VariableDigestHook(tf1.train.SessionRunHook):

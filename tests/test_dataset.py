@@ -186,6 +186,48 @@ def test_eval_input_fn_visits_every_record_once(tokenizer, tmp_path):
   assert len(seen) == len(set(seen)) == sum(m["count"] for _, m in built)
 
 
+@pytest.mark.parametrize("num_replicas", [2, 4])
+def test_eval_batches_fill_whole_replica_steps(tokenizer, tmp_path,
+                                               num_replicas):
+  """Under a distribution strategy the eval batches come in whole steps
+  (filler batches without rows complete the last one): the same rows in
+  the same order, nothing a head or the row count can see added."""
+  groups, encoders, built, _ = build_chain(
+      tokenizer, "zh_pretrain|weibo_ner&weibo_cws", tmp_path, split="eval",
+      max_examples=40, max_seq_length=24)
+  shards = [s for s, _ in built]
+  total = sum(m["count"] for _, m in built)
+  per_replica = 4
+  plain = list(dataset.make_input_fn(
+      groups, shards, encoders, batch_size=per_replica, training=False,
+      max_seq_length=24)().as_numpy_iterator())
+  stepped = list(dataset.make_input_fn(
+      groups, shards, encoders, batch_size=per_replica * num_replicas,
+      training=False, num_replicas=num_replicas,
+      max_seq_length=24)().as_numpy_iterator())
+  assert len(plain) % num_replicas, "the case needs a partial last step"
+  assert len(stepped) == -(-len(plain) // num_replicas) * num_replicas
+  for a, b in zip(plain, stepped):
+    assert sorted(a) == sorted(b)
+    for key in a:
+      np.testing.assert_array_equal(a[key], b[key])
+  names = [n for g in groups for n in g]
+  for filler in stepped[len(plain):]:
+    assert filler["input_ids"].shape[0] == 1
+    assert not filler["input_mask"].any()
+    for name in names:
+      assert not filler[name + "_present"].any()
+    assert filler["zh_pretrain_masked_lm_weights"].shape == (1, 20)
+    assert not filler["zh_pretrain_masked_lm_weights"].any()
+  # model_fn counts a batch's rows by its [CLS] mask.
+  assert sum(b["input_mask"][:, 0].sum() for b in stepped) == total
+  # Whole steps already: nothing is added.
+  exact = list(dataset.whole_steps(tf.data.Dataset.from_tensor_slices(
+      {"input_ids": np.ones([4, 1, 3], np.int32)}), 2,
+      {"input_ids": tf.constant(0)}).as_numpy_iterator())
+  assert len(exact) == 4 and all(b["input_ids"].all() for b in exact)
+
+
 def test_bucketing_reduces_padding(tokenizer, tmp_path):
   groups, encoders, built, _ = build_chain(tokenizer, "chn_sentiment",
                                            tmp_path, max_examples=2000,

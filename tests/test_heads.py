@@ -266,6 +266,58 @@ def test_predict_builds_without_labels_and_restores_from_train():
              names[tf.estimator.ModeKeys.TRAIN])
 
 
+def test_pretrain_metrics_are_means_over_the_split():
+  """masked_lm_loss averages the split's masked positions and
+  next_sentence_loss its rows with the problem (run_pretraining.py's
+  metrics), however the rows fall into batches: a batch without the
+  problem (another group's rows) changes neither."""
+  from bert_mtl.types import pretrain  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(5)
+  vocab, positions = 7, 3
+  batches = []
+  for rows, present in ((2, [1, 1]), (3, [0, 0, 0]), (1, [1])):
+    batches.append({
+        "p_masked_lm_ids": rng.integers(0, vocab, (rows, positions)),
+        "p_masked_lm_weights": (rng.random((rows, positions)) < 0.7) * 1.0,
+        "p_label": rng.integers(0, 2, rows),
+        "p_present": np.array(present),
+        "mlm_logits": rng.normal(size=(rows * positions, vocab)),
+        "nsp_logits": rng.normal(size=(rows, 2))})
+  batches[0]["p_masked_lm_weights"][0] = [1.0, 0.0, 1.0]
+
+  def cross_entropy(logits, label):
+    return _log_sum_exp(list(logits)) - logits[label]
+  mlm = [(cross_entropy(b["mlm_logits"][i], b["p_masked_lm_ids"].flat[i]),
+          b["p_masked_lm_weights"].flat[i] * b["p_present"][i // positions])
+         for b in batches for i in range(b["mlm_logits"].shape[0])]
+  nsp = [cross_entropy(b["nsp_logits"][i], b["p_label"][i])
+         for b in batches for i in range(len(b["p_label"])) if
+         b["p_present"][i]]
+  expected_mlm = sum(l * w for l, w in mlm) / sum(w for _, w in mlm)
+
+  graph = tf.Graph()
+  with graph.as_default():
+    inputs = {
+        "p_masked_lm_ids": tf1.placeholder(tf.int32, [None, positions]),
+        "p_masked_lm_weights": tf1.placeholder(tf.float32, [None, positions]),
+        "p_label": tf1.placeholder(tf.int32, [None]),
+        "p_present": tf1.placeholder(tf.int32, [None])}
+    outputs = {"mlm_logits": tf1.placeholder(tf.float32, [None, vocab]),
+               "nsp_logits": tf1.placeholder(tf.float32, [None, 2])}
+    head = pretrain.PretrainHead("p", 2, {}, None)
+    metrics = head.metrics(outputs, inputs)
+    with tf1.Session(graph=graph) as session:
+      session.run(tf1.local_variables_initializer())
+      for batch in batches:
+        session.run([op for _, op in metrics.values()], {
+            placeholder: batch[key] for key, placeholder in
+            list(inputs.items()) + list(outputs.items())})
+      values = session.run({k: v for k, (v, _) in metrics.items()})
+  assert values["masked_lm_loss"] == pytest.approx(expected_mlm, rel=1e-5)
+  assert values["next_sentence_loss"] == pytest.approx(np.mean(nsp),
+                                                       rel=1e-5)
+
+
 def test_a_groups_predict_pass_builds_only_its_heads():
   """predict_problems restricts PREDICT to a group's heads: no beam search
   (gen's while loop) in the pass of a group without gen, and

@@ -75,3 +75,18 @@ def test_evaluation_and_prediction_show_rows_done_rate_and_eta(monkeypatch):
       "evaluating eval: 16/48 rows (33%)", "evaluating eval: 32/48 rows (66%)",
       "evaluating eval: 48/48 rows (100%)"]
   assert list(progress.counted(iter("abc"), "x", 3)) == ["a", "b", "c"]
+  # An evaluation that ends short of its rows says so.
+  warnings = []
+  monkeypatch.setattr(progress.tf1.logging, "warning",
+                      lambda fmt, *args: warnings.append(fmt % args))
+  lines.clear()
+  counter = progress.RowCounter("evaluating eval", 205, every_seconds=1e9)
+  counter.add(201)
+  counter.finish()
+  assert lines == [] and warnings == [
+      "evaluating eval: ended after 201 of 205 rows"]
+  # The final line is logged once, by add() or else by finish().
+  counter = progress.RowCounter("x", 3, every_seconds=1e9)
+  counter.add(3)
+  counter.finish()
+  assert [l.split("  ")[0] for l in lines] == ["x: 3/3 rows (100%)"]

@@ -557,5 +557,45 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
     else:
       ds = ds.padded_batch(per_replica, padding_values=padding,
                            drop_remainder=training)
+    if not training and num_replicas > 1:
+      ds = whole_steps(ds, num_replicas, padding)
     return ds.prefetch(tf.data.AUTOTUNE)
   return input_fn
+
+
+def filler_batch(element_spec, padding):
+  """A batch of one row that is all padding: input_mask 0 everywhere and
+  every problem absent, so it adds no loss, metric or counted row
+  (model_fn counts rows by input_mask[:, 0], the [CLS] every real row
+  has).  Unknown dimensions are 1."""
+  return {key: tf.fill([1 if d is None else d for d in spec.shape.as_list()],
+                       tf.cast(padding[key], spec.dtype))
+          for key, spec in element_spec.items()}
+
+
+def whole_steps(batches, num_replicas, padding):
+  """`batches` followed by the filler batches that make their number a
+  multiple of num_replicas.
+
+  Estimator.evaluate under MirroredStrategy hands consecutive batches to
+  the replicas; when the last step has fewer batches than replicas, the
+  step ends the input and its batches are sometimes dropped (a race: on 2
+  replicas the final batch of an odd count is lost in some runs), so the
+  metrics miss rows and differ run to run.  With whole steps every replica
+  gets a batch in every step."""
+  filler = tf.data.Dataset.from_tensors(
+      filler_batch(batches.element_spec, padding)).repeat(num_replicas - 1)
+  tagged = batches.map(lambda batch: (batch, True)).concatenate(
+      filler.map(lambda batch: (batch, False)))
+
+  def keep(counts, element):
+    real, fillers = counts
+    batch, is_real = element
+    real += tf.cast(is_real, tf.int64)
+    fillers += 1 - tf.cast(is_real, tf.int64)
+    needed = (num_replicas - real % num_replicas) % num_replicas
+    return (real, fillers), (batch, is_real | (fillers <= needed))
+
+  kept = tagged.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
+                     keep)
+  return kept.filter(lambda batch, kept: kept).map(lambda batch, kept: batch)

@@ -69,32 +69,39 @@ class PretrainHead(base.Head):
         tf.shape(self._feature(features, "masked_lm_weights"))), [-1])
     return ids, weights
 
+  def _terms(self, outputs, features):
+    """Masked-LM loss per position [batch * P] and its weights, next-sentence
+    loss per row [batch] and its weights (rows with the problem)."""
+    ids, mlm_weights = self._mlm_terms(outputs, features)
+    mlm = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=ids, logits=outputs["mlm_logits"])
+    nsp = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=self.label(features), logits=outputs["nsp_logits"])
+    return mlm, mlm_weights, nsp, self.present(features)
+
   def losses(self, outputs, features):
     """(masked-LM loss, next-sentence loss)."""
-    ids, weights = self._mlm_terms(outputs, features)
-    mlm = base.masked_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=ids, logits=outputs["mlm_logits"]), weights)
-    nsp = base.masked_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=self.label(features), logits=outputs["nsp_logits"]),
-                           self.present(features))
-    return mlm, nsp
+    mlm, mlm_weights, nsp, present = self._terms(outputs, features)
+    return (base.masked_mean(mlm, mlm_weights),
+            base.masked_mean(nsp, present))
 
   def loss(self, outputs, features):
     return tf.add_n(self.losses(outputs, features))
 
   def metrics(self, outputs, features):
-    ids, weights = self._mlm_terms(outputs, features)
+    # Means over the split's masked positions and rows, as run_pretraining.py
+    # computes them: independent of how the batches were cut.
+    ids, _ = self._mlm_terms(outputs, features)
+    mlm, mlm_weights, nsp, present = self._terms(outputs, features)
     mlm_correct = tf.cast(tf.equal(tf.argmax(
         outputs["mlm_logits"], -1, output_type=tf.int32), ids), tf.float32)
     nsp_correct = tf.cast(tf.equal(tf.argmax(
         outputs["nsp_logits"], -1, output_type=tf.int32),
                                    self.label(features)), tf.float32)
-    mlm_loss, nsp_loss = self.losses(outputs, features)
-    present = self.present(features)
-    return {"masked_lm_accuracy": base.mean_metric(mlm_correct, weights),
-            "masked_lm_loss": tf1.metrics.mean(mlm_loss),
+    return {"masked_lm_accuracy": base.mean_metric(mlm_correct, mlm_weights),
+            "masked_lm_loss": base.mean_metric(mlm, mlm_weights),
             "next_sentence_accuracy": base.mean_metric(nsp_correct, present),
-            "next_sentence_loss": tf1.metrics.mean(nsp_loss)}
+            "next_sentence_loss": base.mean_metric(nsp, present)}
 
   def predictions(self, outputs):
     return {"next_sentence_probabilities": tf.nn.softmax(
