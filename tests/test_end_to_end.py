@@ -38,6 +38,9 @@ def test_chain_trains_evaluates_and_predicts(chain, tmp_path):
           encoding="utf-8").splitlines()
       assert lines and all("prediction" in json.loads(l) for l in lines)
       assert len(lines) == min(40, len(problems.read(name, "predict", root)))
+  # The terminal shows our lines, no TensorFlow warnings.
+  assert not [l for l in process.stderr.splitlines()
+              if l.startswith("W") and "ag_logging" in l], process.stderr
   # The run was distributed over two replicas.
   assert "Using MirroredStrategy with devices" in process.stderr
   assert "device:CPU:1" in process.stderr

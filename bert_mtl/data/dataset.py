@@ -585,8 +585,7 @@ def whole_steps(batches, num_replicas, padding):
   gets a batch in every step."""
   filler = tf.data.Dataset.from_tensors(
       filler_batch(batches.element_spec, padding)).repeat(num_replicas - 1)
-  tagged = batches.map(lambda batch: (batch, True)).concatenate(
-      filler.map(lambda batch: (batch, False)))
+  tagged = batches.map(_tagged(True)).concatenate(filler.map(_tagged(False)))
 
   def keep(counts, element):
     real, fillers = counts
@@ -596,6 +595,20 @@ def whole_steps(batches, num_replicas, padding):
     needed = (num_replicas - real % num_replicas) % num_replicas
     return (real, fillers), (batch, is_real | (fillers <= needed))
 
+  def is_kept(batch, kept):
+    del batch
+    return kept
+
+  def untagged(batch, kept):
+    del kept
+    return batch
+
   kept = tagged.scan((tf.constant(0, tf.int64), tf.constant(0, tf.int64)),
                      keep)
-  return kept.filter(lambda batch, kept: kept).map(lambda batch, kept: batch)
+  return kept.filter(is_kept).map(untagged)
+
+
+def _tagged(flag):
+  def tag(batch):
+    return batch, flag
+  return tag
