@@ -276,6 +276,11 @@ class TextModel(tf.Module):
     self.tokenizer = graph_tokenizer.GraphTokenizer(
         vocab_file, manifest["do_lower_case"],
         manifest.get("normalize_width", False))
+    # One traced tokenizer every signature calls: the export holds (and
+    # builds) its graph once, not once per signature and text field.
+    self.tokenize = tf.function(
+        self.tokenizer.tokenize, autograph=False,
+        input_signature=[tf.TensorSpec([None], tf.string)])
     self.max_seq_length = int(manifest["max_seq_length"])
     self.cls_id, self.sep_id = self.tokenizer.cls_id, self.tokenizer.sep_id
     entries = {}
@@ -434,7 +439,7 @@ class TextModel(tf.Module):
     text = tf.convert_to_tensor(text, tf.string)
     if text_b is None and self.takes_pairs(names):
       text_b = tf.zeros_like(text)  # no second texts: "" each
-    ids, spans = self.tokenizer.tokenize(text)
+    ids, spans = self.tokenize(text)
     out = {"token_ids": ids.to_tensor(-1),
            "token_spans": spans.to_tensor(-1)}
     if text_b is not None:
@@ -443,7 +448,7 @@ class TextModel(tf.Module):
               "serving_text: text_b must hold one text per text (\"\" for "
               "none)"))
       with tf.control_dependencies([check]):
-        ids_b, spans_b = self.tokenizer.tokenize(tf.identity(text_b))
+        ids_b, spans_b = self.tokenize(tf.identity(text_b))
       out[TEXT_B + "_token_ids"] = ids_b.to_tensor(-1)
       out[TEXT_B + "_token_spans"] = spans_b.to_tensor(-1)
     chars = tf.strings.unicode_decode(text, "UTF-8", errors="ignore")
@@ -459,7 +464,7 @@ class TextModel(tf.Module):
       else:
         joined, unit_spans, joined_starts = unit_inputs(self.tokenizer,
                                                         chars, form)
-        unit_ids, unit_token_spans = self.tokenizer.tokenize(joined)
+        unit_ids, unit_token_spans = self.tokenize(joined)
         first_token = first_tokens(unit_token_spans, joined_starts)
         inputs, num_windows = self._rows(unit_ids, first_token, True)
       outputs = self._run(form, inputs)

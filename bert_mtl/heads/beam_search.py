@@ -19,6 +19,11 @@ def length_penalty(lengths, alpha):
   return tf.pow((5.0 + tf.cast(lengths, tf.float32)) / 6.0, alpha)
 
 
+def tile_beams(tensor, beam_size):
+  """[batch, ...] -> [batch * beam, ...], row b * beam + k = row b."""
+  return tf.repeat(tensor, beam_size, axis=0)
+
+
 def _gather_beams(tensor, beams, batch_size, beam_size):
   """Rows of a [batch * beam, ...] tensor picked by beams [batch, beam]."""
   flat = beams + tf.range(batch_size)[:, None] * beam_size
@@ -57,10 +62,19 @@ def top_k_with_max(logits, k):
   return values, indices, tf.reduce_max(block_max, -1, keepdims=True)
 
 
+def padded_vocab_size(vocab_size):
+  """The logits width top_k_with_max reads without padding a copy of them
+  each step: an output layer padded once (entries at NEG) to this size."""
+  if vocab_size < 8 * BLOCK:
+    return vocab_size
+  return vocab_size + (-vocab_size % BLOCK)
+
+
 def _shape_invariant(tensor):
-  """Batch and time may change (caches grow); inner sizes stay."""
+  """Every size but the last may change (batch, caches growing in time,
+  wherever a step function keeps it); the rank and last size stay."""
   shape = tensor.shape.as_list()
-  return tf.TensorShape([None] * min(2, len(shape)) + shape[2:])
+  return tf.TensorShape([None] * (len(shape) - 1) + shape[-1:])
 
 
 def beam_search(step_fn, cache, batch_size, vocab_size, beam_size,
@@ -69,8 +83,12 @@ def beam_search(step_fn, cache, batch_size, vocab_size, beam_size,
 
   Args:
     step_fn: (ids int32 [batch * beam], cache, step int32 scalar) ->
-      (logits float [batch * beam, vocab], cache).
-    cache: nested structure of [batch, ...] tensors (tiled here).
+      (logits float [batch * beam, vocab or more], cache); entries past
+      vocab_size (an output layer padded to padded_vocab_size) are NEG.
+    cache: nested structure of [batch, ...] tensors (tiled here), what
+      changes from step to step and is reordered with the hypotheses;
+      what does not (an encoder's output) the step function reads tiled
+      (tile_beams) from outside the loop.
     batch_size: scalar (may be a tensor).
     alpha: length penalty exponent (0: none).
 
@@ -78,8 +96,7 @@ def beam_search(step_fn, cache, batch_size, vocab_size, beam_size,
     (ids int32 [batch, max_length], 0 after EOS; scores float [batch],
      the length-normalised log-probabilities).
   """
-  cache = tf.nest.map_structure(
-      lambda t: tf.repeat(t, beam_size, axis=0), cache)
+  cache = tf.nest.map_structure(lambda t: tile_beams(t, beam_size), cache)
   first_scores = tf.concat([[0.0], tf.fill([beam_size - 1], NEG)], 0)
   state = {
       "step": tf.constant(0),

@@ -3,8 +3,9 @@
 Each layer: masked self-attention, cross-attention over the encoder output
 (with the input mask), feed-forward; each sub-layer with its own output
 projection, dropout, residual and LayerNorm (post-LN, as BERT).  Sizes,
-activation and initializer follow the BertConfig.  `decode_step` runs one
-position with a key/value cache, for beam search.
+activation and initializer follow the BertConfig.  `decoder_layers` with a
+key/value cache runs the new positions alone, for beam search; keys and
+values are kept split into heads, so a step transposes only its own.
 """
 
 import math
@@ -30,12 +31,16 @@ def _split_heads(x, heads):
 
 
 def _attend(query, key, value, bias, heads):
-  """Scaled dot-product attention; bias broadcasts to [b, heads, q, k]."""
-  q, k, v = (_split_heads(t, heads) for t in (query, key, value))
-  scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(
+  """Scaled dot-product attention.
+
+  query: [batch, q, hidden]; key, value: [batch, heads, k, hidden / heads]
+  (split once: the encoder's per sequence, the cache's per position);
+  bias broadcasts to [batch, heads, q, k]."""
+  q = _split_heads(query, heads)
+  scores = tf.matmul(q, key, transpose_b=True) / math.sqrt(
       float(q.shape[-1]))
   probs = tf.nn.softmax(scores + tf.cast(bias, scores.dtype))
-  context = tf.transpose(tf.matmul(probs, v), [0, 2, 1, 3])
+  context = tf.transpose(tf.matmul(probs, value), [0, 2, 1, 3])
   batch, length = tf.shape(context)[0], tf.shape(context)[1]
   return tf.reshape(context, [batch, length, query.shape[-1]])
 
@@ -49,14 +54,15 @@ def _residual(x, sublayer_output, config, dropout):
 
 def encoder_keys_values(encoder_output, config, num_layers):
   """Per layer, the cross-attention keys and values of the encoder output
-  ([batch, source, hidden] each), computed once per sequence."""
+  ([batch, heads, source, hidden / heads] each), computed once per
+  sequence."""
   out = []
+  heads = config.num_attention_heads
   for layer in range(num_layers):
     with tf1.variable_scope("layer_%d/cross_attention" % layer):
-      out.append({"key": _dense(encoder_output, config.hidden_size, "key",
-                                config),
-                  "value": _dense(encoder_output, config.hidden_size,
-                                  "value", config)})
+      out.append({name: _split_heads(_dense(
+          encoder_output, config.hidden_size, name, config), heads)
+                  for name in ("key", "value")})
   return out
 
 
@@ -80,7 +86,8 @@ def decoder_layers(x, encoder_kv, source_bias, self_bias, config, dropout,
     encoder_kv: from encoder_keys_values.
     source_bias: from encoder_bias; self_bias: causal_bias or 0.
     cache: None, or per layer {"key", "value"} of earlier positions
-      ([batch, t, hidden]); the new positions are appended (returned).
+      ([batch, heads, t, hidden / heads]); the new positions are appended
+      (returned).
 
   Returns:
     (float [batch, length, hidden], the updated cache or None).
@@ -91,11 +98,13 @@ def decoder_layers(x, encoder_kv, source_bias, self_bias, config, dropout,
     with tf1.variable_scope("layer_%d" % layer):
       with tf1.variable_scope("self_attention"):
         query = _dense(x, config.hidden_size, "query", config)
-        key = _dense(x, config.hidden_size, "key", config)
-        value = _dense(x, config.hidden_size, "value", config)
+        key = _split_heads(_dense(x, config.hidden_size, "key", config),
+                           heads)
+        value = _split_heads(_dense(x, config.hidden_size, "value", config),
+                             heads)
         if cache is not None:
-          key = tf.concat([cache[layer]["key"], key], 1)
-          value = tf.concat([cache[layer]["value"], value], 1)
+          key = tf.concat([cache[layer]["key"], key], 2)
+          value = tf.concat([cache[layer]["value"], value], 2)
           new_cache.append({"key": key, "value": value})
         x = _residual(x, _attend(query, key, value, self_bias, heads), config,
                       dropout)
@@ -111,6 +120,7 @@ def decoder_layers(x, encoder_kv, source_bias, self_bias, config, dropout,
 
 
 def empty_cache(batch_size, config, num_layers):
-  return [{"key": tf.zeros([batch_size, 0, config.hidden_size]),
-           "value": tf.zeros([batch_size, 0, config.hidden_size])}
+  heads = config.num_attention_heads
+  shape = [batch_size, heads, 0, config.hidden_size // heads]
+  return [{"key": tf.zeros(shape), "value": tf.zeros(shape)}
           for _ in range(num_layers)]

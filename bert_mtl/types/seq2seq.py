@@ -81,22 +81,32 @@ class Seq2SeqHead(base.Head):
       # pass, the export): evaluation's in-graph pass computes the
       # teacher-forced loss and token accuracy, and decodes nothing.
       if mode == tf.estimator.ModeKeys.PREDICT:
-        # Read once, not once per decoding step inside the loop.
+        # Read once, not once per decoding step inside the loop, and
+        # padded once to the width the step's top-k reads unpadded.
         table = tf.convert_to_tensor(table)
+        width = beam_search.padded_vocab_size(self.num_labels)
+        step_table = tf.pad(table, [[0, width - self.num_labels], [0, 0]])
+        step_bias = tf.pad(output_bias, [[0, width - self.num_labels]],
+                           constant_values=beam_search.NEG)
 
-        def step(ids, cache, position):
-          kv, layer_cache = cache["encoder"], cache["layers"]
+        beam_size = int(self.setting("beam_size"))
+        # The encoder's keys and values are the same for every hypothesis
+        # of a row: tiled once and read by every step, not carried (and
+        # reordered by beam) in the loop's cache.
+        beam_kv, beam_bias = tf.nest.map_structure(
+            lambda t: beam_search.tile_beams(t, beam_size),
+            (encoder_kv, source_bias))
+
+        def step(ids, layer_cache, position):
           x = embed(ids[:, None], position)
           hidden, layer_cache = decoder.decoder_layers(
-              x, kv, cache["source_bias"], 0.0, config, 0.0, layer_cache)
-          return logits_of(hidden)[:, 0], dict(cache, layers=layer_cache)
+              x, beam_kv, beam_bias, 0.0, config, 0.0, layer_cache)
+          return tf.matmul(hidden[:, 0], step_table,
+                           transpose_b=True) + step_bias, layer_cache
         batch = tf.shape(body.sequence_output)[0]
-        cache = {"encoder": encoder_kv, "source_bias": source_bias,
-                 "layers": decoder.empty_cache(batch, config,
-                                               self.num_layers)}
         ids, scores = beam_search.beam_search(
-            step, cache, batch, self.num_labels,
-            int(self.setting("beam_size")),
+            step, decoder.empty_cache(batch, config, self.num_layers), batch,
+            self.num_labels, beam_size,
             int(self.setting("max_decode_length")), bos,
             int(self.settings["eos_id"]), float(self.setting("beam_alpha")))
         outputs.update(decoded_ids=ids, decoded_scores=scores)
