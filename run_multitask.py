@@ -24,6 +24,7 @@ from absl import logging
 
 from bert_mtl import config as config_lib
 from bert_mtl import data_dir as data_dir_lib
+from bert_mtl import process
 from bert_mtl import tokenization
 
 FLAGS = flags.FLAGS
@@ -414,6 +415,7 @@ def main(argv):
   """Runs the command; the project's own errors become one line on stderr
   (with the traceback only at --verbosity=1 or more)."""
   _quiet_tensorflow()  # before anything imports TensorFlow
+  process.collect_garbage_less_often()
   from bert_mtl import checkpoint, experiment  # pylint: disable=g-import-not-at-top
   from bert_mtl.errors import DataError  # pylint: disable=g-import-not-at-top
   try:

@@ -9,6 +9,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, "tests"))
 
 from bert_mtl import data_dir as _data_dir  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bert_mtl import process  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Tests build many graphs in one process, as run_multitask.py does.
+process.collect_garbage_less_often()
 
 
 def data_dir():
