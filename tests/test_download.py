@@ -54,9 +54,14 @@ def test_readers_fall_back_to_the_download_cache(tmp_path, monkeypatch):
   from bert_mtl import problems  # pylint: disable=g-import-not-at-top
   asked = []
 
+  # The real files, found before ensure is replaced (without the data
+  # directory, data_file itself would download through ensure).
+  real = {name: data_file(name) for name in ("sentiment/pos.txt",
+                                             "sentiment/neg.txt")}
+
   def fake_ensure(relative, directory=None):
     asked.append(relative)
-    return data_file(relative)
+    return real[relative]
   monkeypatch.setattr(download, "ensure", fake_ensure)
   examples = problems.read("chn_sentiment", "eval", str(tmp_path))
   assert examples and set(asked) == {"sentiment/pos.txt", "sentiment/neg.txt"}
