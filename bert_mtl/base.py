@@ -13,8 +13,8 @@ NSP_LABELS = ("IsNext", "RandomNext")
 
 CLS_TOKEN, SEP_TOKEN = "[CLS]", "[SEP]"
 
-# The name of each replica's batch-size tensor in an EVAL graph (model_fn),
-# which the evaluation progress line counts.
+# The name of each replica's real-row count in an EVAL graph (model_fn),
+# which the evaluation progress line sums.
 EVAL_ROWS = "eval_rows"
 
 

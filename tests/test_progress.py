@@ -59,7 +59,7 @@ def test_evaluation_and_prediction_show_rows_done_rate_and_eta(monkeypatch):
       "predicting a: 50/100 rows (50%)  5.0 rows/s  ETA 0m10s",
       "predicting a: 100/100 rows (100%)  5.0 rows/s  ETA 0m00s"]
   # The evaluation hook counts every replica's batch (model_fn names each
-  # replica's batch size base.EVAL_ROWS).
+  # replica's real rows base.EVAL_ROWS).
   lines.clear()
   with tf.Graph().as_default():
     step = tf1.train.get_or_create_global_step()
