@@ -44,3 +44,10 @@ def base_args(tmp_path, data_dir, problems, steps=4, **flags):
   if "bert_config_file" not in args:
     args["bert_config_file"] = tiny_config(tmp_path)
   return ["--%s=%s" % (k, v) for k, v in args.items()]
+
+
+def eval_results(path):
+  """{metric: value} of a run's eval_results.txt ("key = value" lines)."""
+  with open(path, encoding="utf-8") as f:
+    return {key: float(value) for key, value in (
+        line.rstrip("\n").split(" = ") for line in f if " = " in line)}

@@ -8,7 +8,7 @@ import pytest
 
 from bert_mtl import evaluation, problems
 from conftest import data_dir
-from run_helpers import base_args, run_multitask
+from run_helpers import base_args, eval_results, run_multitask
 
 CHAINS = ["zh_pretrain|weibo_ner&weibo_cws", "msra_ner|pd98_cws&pd98_pos",
           "chn_sentiment|msra_entity_types|msra_entities_text"]
@@ -67,22 +67,16 @@ def test_chain_trains_evaluates_and_predicts(chain, tmp_path):
   if chain == CHAINS[0]:
     # Its eval split ends in a partial step on two replicas; evaluated
     # again on one device, the same checkpoint gives the same metrics.
-    distributed = _results(model / "eval_results.txt")
+    distributed = eval_results(model / "eval_results.txt")
     single = [a for a in args if not a.startswith("--cpu_replicas=")]
     run_multitask(single + ["--do_eval", "--pretrain_dupe_factor=1"])
-    again = _results(model / "eval_results.txt")
+    again = eval_results(model / "eval_results.txt")
     assert sorted(again) == sorted(distributed)
     for key, value in distributed.items():
       # A head's loss is a mean of batch means weighted by rows: the
       # pretrain loss (per masked position) moves with the batching.
       assert again[key] == pytest.approx(
           value, rel=1e-3 if key.endswith("/loss") else 1e-5), key
-
-
-def _results(path):
-  return {key: float(value) for key, value in (
-      line.split(" = ") for line in path.read_text().splitlines()
-      if " = " in line)}
 
 
 def signature_names(export_dir):

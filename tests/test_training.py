@@ -14,7 +14,8 @@ import tensorflow as tf
 
 from bert_mtl import metrics, problems
 from conftest import data_dir
-from run_helpers import REPO, base_args, run_multitask, tiny_config
+from run_helpers import (REPO, base_args, eval_results, run_multitask,
+                         tiny_config)
 
 
 def _variables(model_dir):
@@ -103,9 +104,8 @@ def test_learns_weibo_cws_well_beyond_the_majority_baseline(tmp_path):
   losses = [float(x) for x in re.findall(r"loss/weibo_cws=([\d.]+)",
                                          process.stderr)]
   assert len(losses) >= 4 and losses[-1] < 0.5 * losses[0], losses
-  results = dict(l.split(" = ") for l in (
-      tmp_path / "model" / "eval_results.txt").read_text().splitlines())
-  f1 = float(results["weibo_cws/word_f1"])
+  f1 = eval_results(tmp_path / "model" / "eval_results.txt")[
+      "weibo_cws/word_f1"]
   gold = problems.read("weibo_cws", "eval", data_dir())[:40]
   majority = max(["B", "M", "E", "S"], key=lambda t: sum(
       e.labels.count(t) for e in gold))

@@ -69,10 +69,9 @@ class PretrainHead(base.Head):
         tf.shape(self._feature(features, "masked_lm_weights"))), [-1])
     return ids, weights
 
-  def _terms(self, outputs, features):
+  def _terms(self, ids, mlm_weights, outputs, features):
     """Masked-LM loss per position [batch * P] and its weights, next-sentence
     loss per row [batch] and its weights (rows with the problem)."""
-    ids, mlm_weights = self._mlm_terms(outputs, features)
     mlm = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=ids, logits=outputs["mlm_logits"])
     nsp = tf.nn.sparse_softmax_cross_entropy_with_logits(
@@ -81,7 +80,8 @@ class PretrainHead(base.Head):
 
   def losses(self, outputs, features):
     """(masked-LM loss, next-sentence loss)."""
-    mlm, mlm_weights, nsp, present = self._terms(outputs, features)
+    mlm, mlm_weights, nsp, present = self._terms(
+        *self._mlm_terms(outputs, features), outputs, features)
     return (base.masked_mean(mlm, mlm_weights),
             base.masked_mean(nsp, present))
 
@@ -91,8 +91,9 @@ class PretrainHead(base.Head):
   def metrics(self, outputs, features):
     # Means over the split's masked positions and rows, as run_pretraining.py
     # computes them: independent of how the batches were cut.
-    ids, _ = self._mlm_terms(outputs, features)
-    mlm, mlm_weights, nsp, present = self._terms(outputs, features)
+    ids, weights = self._mlm_terms(outputs, features)
+    mlm, mlm_weights, nsp, present = self._terms(ids, weights, outputs,
+                                                 features)
     mlm_correct = tf.cast(tf.equal(tf.argmax(
         outputs["mlm_logits"], -1, output_type=tf.int32), ids), tf.float32)
     nsp_correct = tf.cast(tf.equal(tf.argmax(
