@@ -71,6 +71,7 @@ class BuildExtWithTables(build_ext):
 native = Extension(
     "bert_mtl._native",
     sources=["csrc/tokenizer.cc", "csrc/viterbi.cc", "csrc/example_proto.cc",
+             "csrc/pretraining.cc",
              "csrc/bindings.cc"],
     include_dirs=["csrc", pybind11.get_include()],
     language="c++",

@@ -11,7 +11,7 @@ TAG_SPECIALS = ("[PAD]", "[BOS]", "[EOS]")
 # Next-sentence labels of a pretrain problem: the original's 0 / 1.
 NSP_LABELS = ("IsNext", "RandomNext")
 
-CLS_TOKEN, SEP_TOKEN = "[CLS]", "[SEP]"
+CLS_TOKEN, SEP_TOKEN, MASK_TOKEN = "[CLS]", "[SEP]", "[MASK]"
 
 # The name of each replica's real-row count in an EVAL graph (model_fn),
 # which the evaluation progress line sums.

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from bert_mtl import problems, tokenization
-from bert_mtl.data import cache, dataset, features
+from bert_mtl import _native as native
+from bert_mtl.data import cache, dataset, features, pretraining
 from bert_mtl.types import pretrain
 from conftest import data_dir, data_file
 
@@ -379,6 +380,25 @@ def test_seq2seq_targets(tokenizer, tmp_path):
     # A row without the problem (or a later window) has no target at all.
     assert not label[present == 0].any()
     assert (label[present == 1] > 0).any(axis=1).all()
+
+
+def test_pretrain_records_equal_the_readable_reference(tokenizer):
+  """The extension builds the cached records from ids; the Python
+  reference (data/pretraining.py) from token strings: same bytes."""
+  documents = problems.read("zh_pretrain", "train", data_dir())[:40]
+  settings = dataset.PretrainConfig(dupe_factor=2, max_predictions_per_seq=10,
+                                    do_whole_word_mask=True, seed=5)
+  config = dataset.make_config(tokenizer, data_dir(), 64, pretrain=settings)
+  records = list(pretrain.Pretrain().document_records(
+      documents, config, "train", chunk=7))
+  vocab = tokenizer.vocab
+  words = sorted(vocab, key=vocab.get)
+  instances = pretraining.create_instances(
+      [[tokenizer.tokenize(s) for s in d.inputs] for d in documents], words,
+      64, 2, settings.short_seq_prob, settings.masked_lm_prob, 10, True, 5)
+  assert len(records) == len(instances) > 100
+  assert records == [native.serialize_example(pretraining.instance_features(
+      i, vocab, 64, 10)) for i in instances]
 
 
 def test_pretrain_records_read_like_the_original(tokenizer, tmp_path):

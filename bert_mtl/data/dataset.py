@@ -222,7 +222,7 @@ class GroupFeatures(object):
         type(k).__module__, fromlist=["_"]).__file__)
                          for k in self.kinds.values()})
     spec_files = [os.path.join(os.path.dirname(__file__), f)
-                  for f in ("features.py", "dataset.py", "pretraining.py")]
+                  for f in ("features.py", "dataset.py")]
     return cache.fingerprint(
         cache.FEATURES_VERSION,
         [cache.file_digest(f) for f in spec_files + type_files],
@@ -242,8 +242,7 @@ class GroupFeatures(object):
     first = self.examples[self.group[0]]
     if self.document:
       kind, = self.kinds.values()
-      return (_serialize(f) for f in kind.document_records(
-          first, self.config, self.split))
+      return kind.document_records(first, self.config, self.split)
     hi = len(first) if hi is None else hi
     if self.units:
       return self._unit_records(first, lo, hi)

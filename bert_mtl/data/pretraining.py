@@ -10,6 +10,12 @@ static padding, so files written by the original tool are read the same way.
 
 Whole-word masking groups `##` continuation pieces with the piece before
 them, as the original does (so it changes nothing for Chinese characters).
+
+This module is the readable reference and the token-string API.  The cached
+records of a `pretrain` problem are built by the extension from token ids
+(csrc/pretraining.cc, types/pretrain.py), with the same draws from a
+re-implementation of CPython's Mersenne Twister: tests compare both,
+instance by instance and byte by byte.
 """
 
 import collections

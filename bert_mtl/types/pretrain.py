@@ -6,11 +6,11 @@ from and save to original checkpoints.  The masked-LM output matrix is the
 word-embedding table.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from bert_mtl import base as constants
 from bert_mtl import modeling, types
-from bert_mtl.data import pretraining
 from bert_mtl.heads import base
 from bert_mtl.labels import LabelEncoder
 
@@ -149,32 +149,32 @@ class Pretrain(types.ProblemType):
   def fit_encoder(self, name, spec, config, read):
     return LabelEncoder(constants.NSP_LABELS, name)
 
-  def document_records(self, documents, config, split):
-    """(serialize-ready feature dicts) of the original tool's instances.
-    dupe_factor (passes with other masks) applies to training; the other
-    splits are masked once, so evaluating a pretrain problem costs a pass
-    over its documents, not dupe_factor passes."""
+  def document_records(self, documents, config, split, chunk=4096):
+    """Serialized records of the original tool's instances, built by the
+    extension from token ids with the draws of
+    pretraining.create_instances (tests compare both: same instances,
+    same bytes).  dupe_factor (passes with other masks) applies to
+    training; the other splits are masked once, so evaluating a pretrain
+    problem costs a pass over its documents, not dupe_factor passes."""
     tokenizer, settings = config.tokenizer, config.pretrain
-    words = sorted(tokenizer.vocab, key=tokenizer.vocab.get)
     sentences = [s for d in documents for s in d.inputs]
     ragged = tokenizer.encode_ragged(sentences, config.num_threads)
-    ids, splits = ragged["ids"], ragged["row_splits"]
-    tokenized, position = [], 0
-    for document in documents:
-      tokenized.append([[words[i] for i in ids[splits[k]:splits[k + 1]]]
-                        for k in range(position,
-                                       position + len(document.inputs))])
-      position += len(document.inputs)
-    instances = pretraining.create_instances(
-        tokenized, words, config.max_seq_length,
+    vocab = tokenizer.vocab
+    # Random replacements draw any id of the vocabulary file's lines.
+    continuation = np.zeros(max(vocab.values()) + 1, np.uint8)
+    for token, index in vocab.items():
+      continuation[index] = token.startswith("##")
+    instances = constants.native().PretrainingInstances(
+        ragged["ids"], ragged["row_splits"],
+        np.cumsum([0] + [len(d.inputs) for d in documents]), continuation,
+        vocab[constants.CLS_TOKEN], vocab[constants.SEP_TOKEN],
+        vocab[constants.MASK_TOKEN], config.max_seq_length,
         settings.dupe_factor if split == "train" else 1,
         settings.short_seq_prob, settings.masked_lm_prob,
         settings.max_predictions_per_seq, settings.do_whole_word_mask,
         settings.seed)
-    for instance in instances:
-      yield pretraining.instance_features(
-          instance, tokenizer.vocab, config.max_seq_length,
-          settings.max_predictions_per_seq)
+    for lo in range(0, len(instances), chunk):
+      yield from instances.records(lo, min(len(instances), lo + chunk))
 
   def parse_record(self, record, name, max_seq_length, max_predictions):
     """An original pretraining record -> model features."""

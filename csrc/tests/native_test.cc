@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "pretraining.h"
 #include "tokenizer.h"
 #include "viterbi.h"
 
@@ -147,9 +148,76 @@ void TestViterbi() {
   }
 }
 
+// Values printed by CPython 3.11's random.Random.
+void TestPythonRandom() {
+  bert_mtl::PythonRandom rng({12345});
+  EXPECT(rng.Random() == 0.41661987254534116);
+  EXPECT(rng.Random() == 0.010169169457068361);
+  const int64_t expected[] = {4, 5, 3, 4, 9};
+  for (int64_t e : expected) EXPECT(rng.RandInt(0, 9) == e);
+  EXPECT(rng.RandInt(0, int64_t{1} << 40) == 354060905040);
+  bert_mtl::PythonRandom wide({3, 256});  // seed 2**40 + 3
+  EXPECT(wide.Random() == 0.21978710637116716);
+  std::vector<int> values = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  bert_mtl::PythonRandom zero({0});
+  zero.Shuffle(&values);
+  EXPECT(values == std::vector<int>({7, 8, 1, 5, 3, 4, 2, 0, 9, 6}));
+}
+
+// Random corpora (empty sentences and documents, one document, short
+// sequences) under the sanitizers: every instance well formed.
+void FuzzPretraining() {
+  std::mt19937 gen(11);
+  for (int iter = 0; iter < 200; ++iter) {
+    bert_mtl::TokenizedCorpus corpus;
+    const int vocab = 10 + gen() % 30;
+    for (int v = 0; v < vocab; ++v) corpus.continuation.push_back(gen() % 3 == 0);
+    corpus.sentence_splits = {0};
+    corpus.document_splits = {0};
+    const int documents = 1 + gen() % 6;
+    for (int d = 0; d < documents; ++d) {
+      const int sentences = gen() % 6;
+      for (int s = 0; s < sentences; ++s) {
+        const int length = gen() % 14;
+        for (int t = 0; t < length; ++t) corpus.ids.push_back(5 + gen() % (vocab - 5));
+        corpus.sentence_splits.push_back(corpus.ids.size());
+      }
+      corpus.document_splits.push_back(corpus.sentence_splits.size() - 1);
+    }
+    bert_mtl::PretrainingSettings settings;
+    settings.max_seq_length = 5 + gen() % 40;
+    settings.dupe_factor = 1 + gen() % 3;
+    settings.short_seq_prob = 0.3;
+    settings.max_predictions_per_seq = gen() % 8;
+    settings.do_whole_word_mask = iter % 2;
+    settings.cls_id = 2;
+    settings.sep_id = 3;
+    settings.mask_id = 4;
+    settings.vocab_size = vocab;
+    bert_mtl::PretrainingInstances instances(corpus, settings, {static_cast<uint32_t>(iter)});
+    for (size_t i = 0; i < instances.size(); ++i) {
+      std::vector<int32_t> tokens, positions, labels;
+      int segment_a = 0;
+      bool is_random_next = false;
+      instances.Get(i, &tokens, &segment_a, &is_random_next, &positions, &labels);
+      EXPECT(static_cast<int>(tokens.size()) <= settings.max_seq_length);
+      EXPECT(tokens.front() == 2 && tokens.back() == 3 && tokens[segment_a - 1] == 3);
+      EXPECT(static_cast<int>(positions.size()) <= settings.max_predictions_per_seq);
+      for (size_t m = 0; m < positions.size(); ++m) {
+        EXPECT(positions[m] > 0 && positions[m] < static_cast<int>(tokens.size()) - 1);
+        EXPECT(m == 0 || positions[m - 1] < positions[m]);
+        EXPECT(labels[m] >= 5 && labels[m] < vocab);
+      }
+      EXPECT(!instances.Record(i).empty());
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
+  TestPythonRandom();
+  FuzzPretraining();
   TestWordpiece();
   FuzzTokenizer();
   TestViterbi();
