@@ -33,7 +33,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import accuracy  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 PROBLEMS = {"pd98_cws": ({"pd98_cws": "pku_cws"}, "pd98_cws@pku_cws"),
-            "msra_ner": ({}, "msra_ner")}
+            "msra_ner": ({}, "msra_ner"),
+            "zh_pretrain": ({}, "zh_pretrain")}  # masked-LM accuracy
+
+# Where the fine-tuning levers below arrive (lines cws-steps and
+# msra-steps); the runs from our pretraining change only the init.
+CWS_BEST = {"learning_rate": 1e-3, "steps": 6000,
+            "options": {"normalize_width": True}}
+MSRA_BEST = {"learning_rate": 1e-3, "steps": 6000}
+# Pretraining at the accuracy table's batch (64) with more steps.
+PRETRAIN_LONG = {"kind": "pretrain", "batch": 64, "learning_rate": 1e-3,
+                 "steps": 6000, "curve": True}
 
 # (line, problem, base line or None, change: job fields and RunConfig
 # options, what it is)
@@ -46,9 +56,7 @@ LINES = [
     ("cws-width", "pd98_cws", "cws-lr1e-3",
      {"learning_rate": 1e-3, "options": {"normalize_width": True}},
      "normalize_width (PD98 full-width, PKU half-width digits and letters)"),
-    ("cws-steps", "pd98_cws", "cws-width",
-     {"learning_rate": 1e-3, "steps": 6000,
-      "options": {"normalize_width": True}},
+    ("cws-steps", "pd98_cws", "cws-width", CWS_BEST,
      "1500 -> 6000 steps (about 20 minutes of training)"),
     ("cws-mini", "pd98_cws", "cws-width",
      {"learning_rate": 1e-3, "model": "mini",
@@ -57,9 +65,17 @@ LINES = [
     ("msra-base", "msra_ner", None, {}, "the table's random-init run"),
     ("msra-lr1e-3", "msra_ner", "msra-base", {"learning_rate": 1e-3},
      "learning rate 5e-4 -> 1e-3"),
-    ("msra-steps", "msra_ner", "msra-lr1e-3",
-     {"learning_rate": 1e-3, "steps": 6000},
+    ("msra-steps", "msra_ner", "msra-lr1e-3", MSRA_BEST,
      "1500 -> 6000 steps (about 20 minutes of training)"),
+    ("pretrain-steps", "zh_pretrain", None, PRETRAIN_LONG,
+     "the table's pretraining (3000 steps of 64, masked-LM accuracy 0.149) "
+     "-> 6000 steps"),
+    ("cws-pretrained", "pd98_cws", "cws-steps",
+     dict(CWS_BEST, init_from="pretrain-steps"),
+     "random init -> the pretrain-steps checkpoint"),
+    ("msra-pretrained", "msra_ner", "msra-steps",
+     dict(MSRA_BEST, init_from="pretrain-steps"),
+     "random init -> the pretrain-steps checkpoint"),
 ]
 
 
@@ -84,17 +100,37 @@ def line_job(line, budget, output_dir, data_dir, seed=0):
              dupe_factor=b["dupe_factor"], init_checkpoint=None,
              output_dir=os.path.join(output_dir, "runs", name))
   options = dict(change.get("options", {}))
-  job.update({k: v for k, v in change.items() if k != "options"})
+  job.update({k: v for k, v in change.items()
+              if k not in ("options", "init_from")})
   job["options"] = options
+  if change.get("init_from"):  # a pretraining line's run (one, seed 0)
+    job.update(init="pretrained", init_checkpoint=os.path.join(
+        output_dir, "runs", run_name(change["init_from"], 0)))
   return job
 
 
-def table(lines, jobs, peers=()):
+def table(lines, jobs, peers=(), recorded=()):
   """Markdown table and records: metric, its change against the base
-  line and against the peer on the same problem, train seconds."""
-  by_name = {j["name"]: accuracy.result_of(j) for j in jobs}
+  line and against the peer on the same problem, train seconds.  A line
+  whose run directory is gone is taken from its record in `recorded` (an
+  earlier ablation.json) when that record's job is the same job, and the
+  table says so."""
+  earlier = {r["line"]: r for r in recorded if "line" in r}
+  measured = {}  # line -> (value, train seconds, curve, from the record)
+  for (name, problem, _, _, _), job in zip(lines, jobs):
+    metric_key = PROBLEMS[problem][1]
+    result = accuracy.result_of(job)
+    if result is not None:
+      curve = [(p["step"], p["metrics"][metric_key])
+               for p in result.get("curve", [])]
+      measured[name] = (accuracy.headline(result["final"])[metric_key],
+                        result["train_seconds"], curve, False)
+    elif name in earlier and same_job(earlier[name]["job"], job):
+      record = earlier[name]
+      measured[name] = (record["value"], record["train_seconds"],
+                        record.get("curve", []), True)
   peer = {p["problem"]: p for p in peers}
-  records, rows = [], []
+  records, rows, curves = [], [], []
   for record in peers:
     rows.append("| %s | %s | %s | %.3f | – | – | %d iterations | %.0f s "
                 "CPU |" % (accuracy.PEER, record["problem"],
@@ -102,36 +138,37 @@ def table(lines, jobs, peers=()):
                            record["value"], record["iterations"],
                            record["train_cpu_seconds"]))
   for (name, problem, base, _, what), job in zip(lines, jobs):
-    result = by_name[name]
-    if result is None:
+    if name not in measured:
       continue
     metric_key = PROBLEMS[problem][1]
-    value = accuracy.headline(result["final"])[metric_key]
-    base_result = by_name.get(base)
-    delta = None
-    if base_result is not None:
-      delta = value - accuracy.headline(base_result["final"])[metric_key]
+    value, seconds, curve, from_record = measured[name]
+    delta = None if base not in measured else value - measured[base][0]
     against = peer.get(metric_key)
     versus = None if against is None else value - against["value"]
     records.append({"line": name, "problem": metric_key, "base": base,
                     "change": what, "value": value, "delta": delta,
-                    "vs_peer": versus,
+                    "vs_peer": versus, "curve": curve,
                     "steps": job["steps"], "seed": job["seed"],
-                    "train_seconds": round(result["train_seconds"], 1),
-                    "job": job})
-    rows.append("| %s | %s | %s | %.3f | %s | %s | %d steps | %.0f s |" % (
+                    "train_seconds": round(seconds, 1), "job": job})
+    rows.append("| %s | %s | %s | %.3f | %s | %s | %d steps | %.0f s%s |" % (
         name, metric_key, what, value,
         "–" if delta is None else "%+.3f vs %s" % (delta, base),
         "–" if versus is None else "%+.3f" % versus,
-        job["steps"], result["train_seconds"]))
+        job["steps"], seconds, " (recorded)" if from_record else ""))
+    if len(curve) > 1:
+      curves.append("- %s, %s by step: %s" % (name, metric_key, " → ".join(
+          "%.3f@%d" % (v, step) for step, v in curve)))
   head = ("| line | problem | change | value | vs base | vs CRFsuite | "
           "training | train time |\n|---|---|---|---|---|---|---|---|\n")
-  return head + "\n".join(rows) + "\n", records + list(peers)
+  text = head + "\n".join(rows) + "\n"
+  if curves:
+    text += "\n" + "\n".join(curves) + "\n"
+  return text, records + list(peers)
 
 
 def same_job(a, b):
   """Jobs equal but for where they write."""
-  paths = ("output_dir", "cache_dir", "data_dir")
+  paths = ("output_dir", "cache_dir", "data_dir", "init_checkpoint")
   return ({k: v for k, v in a.items() if k not in paths} ==
           {k: v for k, v in b.items() if k not in paths})
 
@@ -234,16 +271,17 @@ def main():
   if os.path.exists(recorded_path):
     with open(recorded_path, encoding="utf-8") as f:
       recorded = json.load(f)
+  recorded_peers = [r for r in recorded if "line" not in r]
   if 0 in seeds:
     all_jobs = [line_job(line, args.budget, output_dir, data_dir)
                 for line in LINES]
-    text, records = table(LINES, all_jobs, peers)
+    text, records = table(LINES, all_jobs, peers or recorded_peers, recorded)
     _write(args.results_dir, "ablation", text, records)
   if seeds != [0]:
     text, records = seed_table(
         lines, {s: [line_job(line, args.budget, output_dir, data_dir, s)
                     for line in lines] for s in set(seeds) | {0}},
-        recorded, peers or [r for r in recorded if "line" not in r])
+        recorded, peers or recorded_peers)
     _write(args.results_dir, "ablation_seeds", text, records)
   if failed:
     sys.exit("failed runs: %s" % ", ".join(failed))

@@ -111,14 +111,31 @@ def test_ablation_lines_change_one_thing_against_their_base():
     pytest.skip("needs %s" % vocab)
   jobs = {line[0]: ablation.line_job(line, "cpu", "/out", "/data")
           for line in ablation.LINES}
+  # Runs from our pretraining: the job of their base line (random init)
+  # but for the checkpoint, which is the pretraining line's run.
+  for name, base in (("cws-pretrained", "cws-steps"),
+                     ("msra-pretrained", "msra-steps")):
+    job = jobs.pop(name)
+    assert job["init_checkpoint"] == "/out/runs/pretrain-steps"
+    assert job["init"] == "pretrained"
+    assert {k: v for k, v in job.items() if k not in (
+        "init", "init_checkpoint", "name", "setting", "output_dir")} == {
+            k: v for k, v in jobs[base].items() if k not in (
+                "init", "init_checkpoint", "name", "setting", "output_dir")}
+  assert jobs["pretrain-steps"]["kind"] == "pretrain"
+  assert jobs["pretrain-steps"]["curve"] is True
+  lines = [l for l in ablation.LINES if l[0] in jobs]
   options = {name: accuracy.job_options(job, vocab)
              for name, job in jobs.items()}
+  assert options["pretrain-steps"].problems == "zh_pretrain"
+  assert options["pretrain-steps"].train_batch_size == 64
+  assert options["pretrain-steps"].num_train_steps == 6000
   assert options["cws-base"].learning_rate == 5e-4
   assert options["cws-base"].normalize_width is False
   assert options["cws-width"].normalize_width is True
   assert options["cws-steps"].num_train_steps == 6000
   assert options["cws-mini"].bert_config["hidden_size"] == 256
-  for name, problem, base, _, _ in ablation.LINES:
+  for name, problem, base, _, _ in lines:
     assert options[name].problems == problem
     if base is None:
       continue
@@ -134,18 +151,28 @@ def test_ablation_lines_change_one_thing_against_their_base():
   accuracy.result_of = lambda job: (
       {"final": {"pd98_cws@pku_cws": {"word_f1": results[job["name"]]}},
        "train_seconds": 10.0} if job["name"] in results else None)
+  # A line whose run is gone stands in from an earlier record of the same
+  # job (written elsewhere); one of another job does not.
+  recorded = [
+      {"line": "cws-width", "value": 0.84, "train_seconds": 30.0,
+       "job": dict(jobs["cws-width"], output_dir="/elsewhere/cws-width")},
+      {"line": "msra-lr1e-3", "value": 0.6, "train_seconds": 30.0,
+       "job": dict(jobs["msra-lr1e-3"], steps=1)}]
   try:
     text, records = ablation.table(
-        ablation.LINES, [jobs[l[0]] for l in ablation.LINES],
+        lines, [jobs[l[0]] for l in lines],
         [{"problem": "pd98_cws@pku_cws", "value": 0.88, "iterations": 60,
-          "train_cpu_seconds": 143.0}])
+          "train_cpu_seconds": 143.0}], recorded)
   finally:
     accuracy.result_of = original
   by_line = {r.get("line"): r for r in records}
   assert by_line["cws-lr1e-3"]["delta"] == pytest.approx(0.03)
   assert by_line["cws-lr1e-3"]["vs_peer"] == pytest.approx(-0.05)
   assert "| cws-lr1e-3 | pd98_cws@pku_cws |" in text and "+0.030 vs cws-base" in text
+  assert by_line["cws-width"]["delta"] == pytest.approx(0.01)
+  assert "| cws-width |" in text and "30 s (recorded) |" in text
   assert "msra-base" not in text  # no result, no line
+  assert "msra-lr1e-3" not in text  # its record is of another job
 
 
 def test_ablation_seed_table_means_over_seeds():
