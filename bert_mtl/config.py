@@ -91,6 +91,12 @@ class RunConfig:
       "their ASCII forms, in training, evaluation and the export (corpora "
       "that mix widths, as People's Daily and the SIGHAN tests; the "
       "vocabulary gives the two widths different ids).")
+  zero_init_token_types: bool = _field(
+      False, "A fresh model's token-type embeddings start at zero instead of "
+      "the original's random normal (variables restored from "
+      "--init_checkpoint are unaffected): a random constant added to every "
+      "position of single-segment inputs slows the learning of position-"
+      "dependent attention (benchmarks/README.md, Accuracy).")
   init_checkpoint: typing.Optional[str] = _field(
       None, "Initial checkpoint (an original BERT checkpoint or a bert_mtl "
       "run).")
@@ -117,6 +123,10 @@ class RunConfig:
   save_checkpoints_steps: int = _field(1000, "Checkpoint interval.")
   keep_checkpoint_max: int = _field(5, "Checkpoints kept.")
   gradient_accumulation_steps: int = _field(1, "Micro-batches per update.")
+  adam_bias_correction: bool = _field(
+      False, "Adam with bias correction (as tf.keras, Model Garden and "
+      "HuggingFace); off is the original's update, whose first steps are "
+      "several times the learning rate (benchmarks/README.md, Accuracy).")
   mixed_precision: typing.Optional[str] = _field(
       None, "float16 (dynamic loss scaling) or bfloat16.",
       choices=MIXED_PRECISION)

@@ -137,8 +137,10 @@ class Experiment(object):
         "num_train_steps": updates,
         "num_warmup_steps": int(updates * self.options["warmup_proportion"]),
         "gradient_accumulation_steps": accumulation,
+        "adam_bias_correction": self.options["adam_bias_correction"],
         "loss_scale": ("dynamic" if self.options["mixed_precision"] ==
                        "float16" else None),
+        "zero_init_token_types": self.options["zero_init_token_types"],
         "init_checkpoint": self.options["init_checkpoint"],
         "init_checkpoint_map": (checkpoint.original_head_map(
             checkpoint.ORIGINAL_CLASSIFIER, self.options["original_head"])

@@ -61,7 +61,9 @@ def build(features, mode, params, body_transform=None):
   model = modeling.BertModel(
       config, mode == ModeKeys.TRAIN, input_ids,
       input_mask=features["input_mask"],
-      token_type_ids=features["segment_ids"])
+      token_type_ids=features["segment_ids"],
+      token_type_initializer=(tf1.zeros_initializer()
+                              if params.get("zero_init_token_types") else None))
   body = base.Body(model.get_sequence_output(), model.get_pooled_output(),
                    model.get_embedding_table(), input_ids,
                    features["input_mask"], config)
@@ -243,7 +245,8 @@ def model_fn(features, labels, mode, params, body_transform=None):
       params.get("num_warmup_steps", 0),
       gradient_accumulation_steps=params.get("gradient_accumulation_steps", 1),
       loss_scale=params.get("loss_scale"),
-      lr_multipliers=params.get("lr_multipliers"))
+      lr_multipliers=params.get("lr_multipliers"),
+      bias_correction=params.get("adam_bias_correction", False))
   logged = dict(("loss/" + k, v) for k, v in losses.items())
   logged["step"] = tf1.train.get_or_create_global_step()
   hooks = [tf1.train.LoggingTensorHook(

@@ -133,7 +133,8 @@ class BertModel(object):
   """
 
   def __init__(self, config, is_training, input_ids, input_mask=None,
-               token_type_ids=None, use_one_hot_embeddings=False, scope=None):
+               token_type_ids=None, use_one_hot_embeddings=False, scope=None,
+               token_type_initializer=None):
     """Builds the encoder.
 
     Args:
@@ -144,6 +145,8 @@ class BertModel(object):
       token_type_ids: optional int32 Tensor [batch_size, seq_length].
       use_one_hot_embeddings: look words up by one-hot matmul (as on TPUs).
       scope: variable scope, default "bert".
+      token_type_initializer: initializer of the token-type embeddings
+        (None: the original's truncated normal); only a fresh model uses it.
 
     Raises:
       ValueError: the config is invalid or seq_length exceeds
@@ -181,6 +184,7 @@ class BertModel(object):
             use_token_type=True,
             token_type_ids=token_type_ids,
             token_type_vocab_size=config.type_vocab_size,
+            token_type_initializer=token_type_initializer,
             initializer_range=config.initializer_range,
             max_position_embeddings=config.max_position_embeddings,
             dropout_prob=config.hidden_dropout_prob)
@@ -348,6 +352,7 @@ def embedding_lookup(input_ids, vocab_size, embedding_size=128,
 def embedding_postprocessor(input_tensor, use_token_type=False,
                             token_type_ids=None, token_type_vocab_size=16,
                             token_type_embedding_name="token_type_embeddings",
+                            token_type_initializer=None,
                             use_position_embeddings=True,
                             position_embedding_name="position_embeddings",
                             initializer_range=0.02,
@@ -358,6 +363,8 @@ def embedding_postprocessor(input_tensor, use_token_type=False,
     input_tensor: float [batch_size, seq_length, width].
     use_token_type: add token-type embeddings of `token_type_ids`.
     token_type_ids: int32 [batch_size, seq_length] (with use_token_type).
+    token_type_initializer: of the token-type table (None: truncated normal
+      of initializer_range, as the original).
     use_position_embeddings: add the first seq_length position vectors.
 
   Returns:
@@ -374,7 +381,8 @@ def embedding_postprocessor(input_tensor, use_token_type=False,
                        "`use_token_type` is True.")
     token_type_table = tf1.get_variable(
         name=token_type_embedding_name, shape=[token_type_vocab_size, width],
-        initializer=create_initializer(initializer_range))
+        initializer=token_type_initializer or create_initializer(
+            initializer_range))
     # One-hot matmul: faster than a gather for a tiny vocabulary.
     flat_token_type_ids = tf.reshape(token_type_ids, [-1])
     one_hot_ids = tf.one_hot(flat_token_type_ids, depth=token_type_vocab_size)

@@ -67,13 +67,20 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
   replicas' gradients are averaged first and every copy of a variable gets
   the same single update (the original let the copies diverge).
 
-  Extension (keyword only): lr_multipliers {regex over variable names:
-  learning-rate factor}, e.g. for a CRF's transitions.
+  Extensions (keyword only): lr_multipliers {regex over variable names:
+  learning-rate factor}, e.g. for a CRF's transitions; update_number, a
+  scalar Tensor holding the 1-based number of the update being made, turns
+  on Adam's bias correction (as tf.keras' Adam, Model Garden's
+  AdamWeightDecay and HuggingFace's AdamW do): without it the first
+  updates are up to 1 / sqrt(1 - b2^t) times larger than the learning
+  rate, which the original's 10,000 warmup steps hide and short runs
+  from random initialisation do not.
   """
 
   def __init__(self, learning_rate, weight_decay_rate=0.0, beta_1=0.9,
                beta_2=0.999, epsilon=1e-6, exclude_from_weight_decay=None,
-               name="AdamWeightDecayOptimizer", *, lr_multipliers=None):
+               name="AdamWeightDecayOptimizer", *, lr_multipliers=None,
+               update_number=None):
     super(AdamWeightDecayOptimizer, self).__init__(False, name)
     self.learning_rate = learning_rate
     self.weight_decay_rate = weight_decay_rate
@@ -83,6 +90,15 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
     self.exclude_from_weight_decay = exclude_from_weight_decay
     self.lr_multipliers = [(re.compile(pattern), float(factor)) for
                            pattern, factor in (lr_multipliers or {}).items()]
+    self.update_number = update_number
+
+  def _beta_powers(self):
+    """(b1^t, b2^t) of update t with bias correction, else (0, 0): the fused
+    kernel's step is lr sqrt(1 - b2^t) / (1 - b1^t) m / (sqrt(v) + eps)."""
+    if self.update_number is None:
+      return tf.constant(0.0), tf.constant(0.0)
+    t = tf.cast(self.update_number, tf.float32)
+    return tf.pow(self.beta_1, t), tf.pow(self.beta_2, t)
 
   def _multiplier(self, name):
     for pattern, factor in self.lr_multipliers:
@@ -119,7 +135,8 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
     var <- var - lr (m / (sqrt(v) + eps) + wd var)  [wd only if decayed]
     Without a skip flag this runs as TensorFlow's fused Adam kernel with
-    beta powers 0, i.e. without bias correction, plus the decay term.
+    beta powers 0, i.e. without bias correction, plus the decay term (with
+    update_number: the powers of update t, so lr is corrected).
     """
     decay = self._do_use_weight_decay(variable_name(var))
     grad = tf.convert_to_tensor(grad)
@@ -132,10 +149,11 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
       if decay:
         deps.append(var.assign(var * (1.0 - lr * self.weight_decay_rate),
                                read_value=False))
+      beta1_power, beta2_power = self._beta_powers()
       with tf.control_dependencies(deps):
         return tf.raw_ops.ResourceApplyAdam(
             var=var.handle, m=m.handle, v=v.handle,
-            beta1_power=tf.constant(0.0), beta2_power=tf.constant(0.0),
+            beta1_power=beta1_power, beta2_power=beta2_power,
             lr=lr, beta1=tf.constant(self.beta_1),
             beta2=tf.constant(self.beta_2), epsilon=tf.constant(self.epsilon),
             grad=grad)
@@ -143,7 +161,11 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
     next_m = m + (grad - m) * (1.0 - self.beta_1)
     next_v = v + (tf.square(grad) - v) * (1.0 - self.beta_2)
     kept = var * (1.0 - lr * self.weight_decay_rate) if decay else var
-    next_param = kept - (next_m * lr) / (tf.sqrt(next_v) + self.epsilon)
+    step_lr = lr
+    if self.update_number is not None:
+      beta1_power, beta2_power = self._beta_powers()
+      step_lr = lr * tf.sqrt(1.0 - beta2_power) / (1.0 - beta1_power)
+    next_param = kept - (next_m * step_lr) / (tf.sqrt(next_v) + self.epsilon)
     if apply is not None:
       next_param = tf.where(apply, next_param, var)
       next_m = tf.where(apply, next_m, m)
@@ -275,7 +297,7 @@ class DynamicLossScale(object):
 def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
                      use_tpu=False, gradient_accumulation_steps=1,
                      loss_scale=None, weight_decay_rate=0.01, clip_norm=1.0,
-                     tvars=None, lr_multipliers=None):
+                     tvars=None, lr_multipliers=None, bias_correction=False):
   """The train op, as the original create_optimizer, replica-correct.
 
   Inside a model_fn under MirroredStrategy (or MultiWorkerMirroredStrategy)
@@ -294,6 +316,8 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
     loss_scale: None, or "dynamic" for float16 training.
     tvars: variables to train (default: all trainable variables).
     lr_multipliers: {regex over variable names: learning-rate factor}.
+    bias_correction: Adam's bias correction (AdamWeightDecayOptimizer's
+      update_number); False is the original's update.
 
   Returns:
     the train op (which also increments global_step).
@@ -312,7 +336,8 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
   optimizer = AdamWeightDecayOptimizer(
       learning_rate, weight_decay_rate=weight_decay_rate,
       exclude_from_weight_decay=list(DEFAULT_EXCLUDE_FROM_WEIGHT_DECAY),
-      lr_multipliers=lr_multipliers)
+      lr_multipliers=lr_multipliers,
+      update_number=update_step + 1 if bias_correction else None)
   tvars = tf1.trainable_variables() if tvars is None else tvars
   scaler = DynamicLossScale() if loss_scale == "dynamic" else None
   if loss_scale not in (None, "dynamic"):

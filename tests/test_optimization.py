@@ -23,23 +23,34 @@ def numpy_lr(init_lr, total, warmup, step):
   return decayed
 
 
-def numpy_adam_step(params, grads, m, v, lr, decay_names, clip=1.0, wd=0.01):
-  """One original update of every parameter (dicts by name)."""
+def numpy_adam_step(params, grads, m, v, lr, decay_names, clip=1.0, wd=0.01,
+                    t=None):
+  """One original update of every parameter (dicts by name); with `t`, the
+  1-based update number, Adam's bias correction in the paper's efficient
+  form (Kingma & Ba, section 2): lr sqrt(1 - b2^t) / (1 - b1^t) m /
+  (sqrt(v) + eps), the weight decay uncorrected."""
   norm = np.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in grads.values()))
   scale = clip / max(norm, clip)
   for name in params:
     g = grads[name] * scale
     m[name] = 0.9 * m[name] + 0.1 * g
     v[name] = 0.999 * v[name] + 0.001 * g * g
-    update = m[name] / (np.sqrt(v[name]) + 1e-6)
+    step_lr = lr if t is None else lr * np.sqrt(1 - 0.999 ** t) / (
+        1 - 0.9 ** t)
+    update = step_lr * m[name] / (np.sqrt(v[name]) + 1e-6)
     if name in decay_names:
-      update = update + wd * params[name]
-    params[name] = params[name] - lr * update
+      update = update + lr * wd * params[name]
+    params[name] = params[name] - update
 
 
+@pytest.mark.parametrize("bias_correction", [False, True],
+                         ids=["original", "bias_corrected"])
+@pytest.mark.parametrize("accumulation", [1, 2], ids=["fused", "unfused"])
 @pytest.mark.parametrize("grad_scale", [0.01, 50.0], ids=["unclipped",
                                                             "clipped"])
-def test_steps_match_numpy(grad_scale):
+def test_steps_match_numpy(grad_scale, accumulation, bias_correction):
+  """Both update paths: the fused Adam kernel, and the unfused arithmetic
+  that gradient accumulation (and the loss scale) runs under a flag."""
   rng = np.random.default_rng(0)
   init = {"dense/kernel": rng.normal(size=(4, 3)),
           "dense/bias": rng.normal(size=3),
@@ -54,7 +65,9 @@ def test_steps_match_numpy(grad_scale):
     h = (h + tvars["dense/bias"]) * tvars["LayerNorm/gamma"]
     h = h * tvars["emb/layer_norm_x"]
     loss = grad_scale * tf.reduce_sum(tf.square(h)) / 5.0
-    train_op = optimization.create_optimizer(loss, init_lr, total, warmup)
+    train_op = optimization.create_optimizer(
+        loss, init_lr, total, warmup, gradient_accumulation_steps=accumulation,
+        bias_correction=bias_correction)
     grads = tf.gradients(loss, list(tvars.values()))
     step = tf1.train.get_global_step()
     with tf1.Session() as sess:
@@ -65,9 +78,12 @@ def test_steps_match_numpy(grad_scale):
       for i in range(5):
         g = dict(zip(tvars, sess.run(grads)))
         numpy_adam_step(params, g, m, v2, numpy_lr(init_lr, total, warmup, i),
-                        decay_names={"dense/kernel"})
-        sess.run(train_op)
-        assert sess.run(step) == i + 1
+                        decay_names={"dense/kernel"},
+                        t=i + 1 if bias_correction else None)
+        # The same gradient for every micro-batch: their mean is it.
+        for _ in range(accumulation):
+          sess.run(train_op)
+        assert sess.run(step) == (i + 1) * accumulation
         got = sess.run(tvars)
         for n in params:
           # float32 against a float64 reference over five steps: m/sqrt(v)
