@@ -41,9 +41,13 @@ PROBLEMS = {"pd98_cws": ({"pd98_cws": "pku_cws"}, "pd98_cws@pku_cws"),
 CWS_BEST = {"learning_rate": 1e-3, "steps": 6000,
             "options": {"normalize_width": True}}
 MSRA_BEST = {"learning_rate": 1e-3, "steps": 6000}
-# Pretraining at the accuracy table's batch (64) with more steps.
-PRETRAIN_LONG = {"kind": "pretrain", "batch": 64, "learning_rate": 1e-3,
-                 "steps": 6000, "curve": True}
+# Pretraining at the accuracy table's batch (64) and learning rate.
+PRETRAIN = {"kind": "pretrain", "batch": 64, "learning_rate": 1e-3,
+            "steps": 1500}
+PRETRAIN_LONG = dict(PRETRAIN, steps=6000, curve=True)
+# The two options for short runs from random initialisation.
+ZERO_TYPES = {"zero_init_token_types": True}
+BOTH_LEVERS = dict(ZERO_TYPES, adam_bias_correction=True)
 
 # (line, problem, base line or None, change: job fields and RunConfig
 # options, what it is)
@@ -67,6 +71,16 @@ LINES = [
      "learning rate 5e-4 -> 1e-3"),
     ("msra-steps", "msra_ner", "msra-lr1e-3", MSRA_BEST,
      "1500 -> 6000 steps (about 20 minutes of training)"),
+    ("cws-levers", "pd98_cws", "cws-width",
+     {"learning_rate": 1e-3,
+      "options": dict(BOTH_LEVERS, normalize_width=True)},
+     "--zero_init_token_types and --adam_bias_correction"),
+    ("pretrain-1500", "zh_pretrain", None, PRETRAIN,
+     "pretraining at the table's batch (64) and rate (1e-3), 1500 steps"),
+    ("pretrain-zero-types", "zh_pretrain", "pretrain-1500",
+     dict(PRETRAIN, options=ZERO_TYPES), "--zero_init_token_types"),
+    ("pretrain-levers", "zh_pretrain", "pretrain-zero-types",
+     dict(PRETRAIN, options=BOTH_LEVERS), "... and --adam_bias_correction"),
     ("pretrain-steps", "zh_pretrain", None, PRETRAIN_LONG,
      "the table's pretraining (3000 steps of 64, masked-LM accuracy 0.149) "
      "-> 6000 steps"),
