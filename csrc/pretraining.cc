@@ -184,7 +184,8 @@ void PretrainingInstances::AddDocument(const TokenizedCorpus& corpus,
     for (int64_t k = 0; k < a_end; ++k) AppendSentence(corpus, chunk[k], &tokens_a);
     const bool is_random_next = chunk_size == 1 || rng->Random() < 0.5;
     if (is_random_next) {
-      const int64_t target_b_length = target_length - tokens_a.size();
+      const int64_t target_b_length =
+          target_length - static_cast<int64_t>(tokens_a.size());
       int64_t random_index = index;
       for (int attempt = 0; attempt < 10; ++attempt) {
         random_index = rng->RandInt(0, kept.size() - 1);
