@@ -352,11 +352,11 @@ def embedding_lookup(input_ids, vocab_size, embedding_size=128,
 def embedding_postprocessor(input_tensor, use_token_type=False,
                             token_type_ids=None, token_type_vocab_size=16,
                             token_type_embedding_name="token_type_embeddings",
-                            token_type_initializer=None,
                             use_position_embeddings=True,
                             position_embedding_name="position_embeddings",
                             initializer_range=0.02,
-                            max_position_embeddings=512, dropout_prob=0.1):
+                            max_position_embeddings=512, dropout_prob=0.1,
+                            token_type_initializer=None):
   """Adds token-type and position embeddings, then LayerNorm and dropout.
 
   Args:
