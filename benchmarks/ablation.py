@@ -36,10 +36,12 @@ PROBLEMS = {"pd98_cws": ({"pd98_cws": "pku_cws"}, "pd98_cws@pku_cws"),
             "msra_ner": ({}, "msra_ner"),
             "zh_pretrain": ({}, "zh_pretrain")}  # masked-LM accuracy
 
+# Segmentation at learning rate 1e-3 with width normalisation (line
+# cws-width), the base of the later segmentation lines.
+CWS_WIDTH = {"learning_rate": 1e-3, "options": {"normalize_width": True}}
 # Where the fine-tuning levers below arrive (lines cws-steps and
 # msra-steps); the runs from our pretraining change only the init.
-CWS_BEST = {"learning_rate": 1e-3, "steps": 6000,
-            "options": {"normalize_width": True}}
+CWS_BEST = dict(CWS_WIDTH, steps=6000)
 MSRA_BEST = {"learning_rate": 1e-3, "steps": 6000}
 # Pretraining at the accuracy table's batch (64) and learning rate.
 PRETRAIN = {"kind": "pretrain", "batch": 64, "learning_rate": 1e-3,
@@ -57,14 +59,11 @@ LINES = [
      "learning rate 5e-4 -> 1e-3"),
     ("cws-lr2e-3", "pd98_cws", "cws-base", {"learning_rate": 2e-3},
      "learning rate 5e-4 -> 2e-3"),
-    ("cws-width", "pd98_cws", "cws-lr1e-3",
-     {"learning_rate": 1e-3, "options": {"normalize_width": True}},
+    ("cws-width", "pd98_cws", "cws-lr1e-3", CWS_WIDTH,
      "normalize_width (PD98 full-width, PKU half-width digits and letters)"),
     ("cws-steps", "pd98_cws", "cws-width", CWS_BEST,
      "1500 -> 6000 steps (about 20 minutes of training)"),
-    ("cws-mini", "pd98_cws", "cws-width",
-     {"learning_rate": 1e-3, "model": "mini",
-      "options": {"normalize_width": True}},
+    ("cws-mini", "pd98_cws", "cws-width", dict(CWS_WIDTH, model="mini"),
      "model tiny (2 x 128) -> mini (4 x 256), same steps"),
     ("msra-base", "msra_ner", None, {}, "the table's random-init run"),
     ("msra-lr1e-3", "msra_ner", "msra-base", {"learning_rate": 1e-3},
@@ -72,8 +71,7 @@ LINES = [
     ("msra-steps", "msra_ner", "msra-lr1e-3", MSRA_BEST,
      "1500 -> 6000 steps (about 20 minutes of training)"),
     ("cws-levers", "pd98_cws", "cws-width",
-     {"learning_rate": 1e-3,
-      "options": dict(BOTH_LEVERS, normalize_width=True)},
+     dict(CWS_WIDTH, options=dict(CWS_WIDTH["options"], **BOTH_LEVERS)),
      "--zero_init_token_types and --adam_bias_correction"),
     ("pretrain-1500", "zh_pretrain", None, PRETRAIN,
      "pretraining at the table's batch (64) and rate (1e-3), 1500 steps"),
