@@ -130,6 +130,8 @@ def test_ablation_lines_change_one_thing_against_their_base():
   assert options["pretrain-steps"].problems == "zh_pretrain"
   assert options["pretrain-steps"].train_batch_size == 64
   assert options["pretrain-steps"].num_train_steps == 6000
+  assert options["pretrain-steps"].zero_init_token_types is True
+  assert options["pretrain-steps"].adam_bias_correction is True
   assert options["cws-base"].learning_rate == 5e-4
   assert options["cws-base"].normalize_width is False
   assert options["cws-width"].normalize_width is True
