@@ -15,6 +15,7 @@ import re
 
 import tensorflow as tf
 # The multi-worker strategy's extended class has no public name.
+from tensorflow.python.client import pywrap_tf_session  # pylint: disable=g-direct-tensorflow-import
 from tensorflow.python.distribute import collective_all_reduce_strategy  # pylint: disable=g-direct-tensorflow-import
 
 tf1 = tf.compat.v1
@@ -423,6 +424,14 @@ def mixed_precision_session_config(mode, session_config=None):
     raise ValueError("mixed precision mode must be float16, bfloat16 or None, "
                      "got %r" % (mode,))
   return config
+
+
+# On CPU, a session's global_jit_level alone clusters nothing: auto-
+# clustering of CPU ops also needs TensorFlow's --tf_xla_cpu_global_jit
+# flag (without it the trace shows no _XlaRun).  The flag is read when the
+# process's first session starts, so it is set at import, before any
+# session; it acts only in sessions whose jit level is on (tested).
+pywrap_tf_session.TF_SetTfXlaCpuGlobalJit(True)
 
 
 def xla_session_config(use_xla, session_config=None):

@@ -187,6 +187,37 @@ def test_bfloat16_rewrite_runs_matmuls_in_bfloat16_on_cpu():
   assert np.isfinite(last) and last < first
 
 
+def _traced_op_types(session_config):
+  """Op types the trace of one run of a small elementwise graph shows."""
+  with tf.Graph().as_default():
+    x = tf1.placeholder(tf.float32, [4, 4])
+    y = x
+    for _ in range(6):
+      y = tf.tanh(y * 2.0 + 1.0) * x
+    with tf1.Session(config=session_config) as sess:
+      run_metadata = tf1.RunMetadata()
+      sess.run(y, {x: np.ones([4, 4], np.float32)},
+               options=tf1.RunOptions(
+                   trace_level=tf1.RunOptions.FULL_TRACE),
+               run_metadata=run_metadata)
+  return {node.timeline_label.split("=")[-1].split("(")[0].strip()
+          for device in run_metadata.step_stats.dev_stats
+          for node in device.node_stats}
+
+
+def test_use_xla_compiles_on_cpu():
+  """--use_xla's session config JIT-compiles CPU ops (global_jit_level
+  alone did not: on CPU it needs --tf_xla_cpu_global_jit as well)."""
+  plain = optimization.xla_session_config(False)
+  assert plain.graph_options.optimizer_options.global_jit_level == 0
+  assert "_XlaRun" not in _traced_op_types(plain)
+  assert "Tanh" in _traced_op_types(plain)
+  compiled = _traced_op_types(optimization.xla_session_config(True))
+  assert "_XlaRun" in compiled and "Tanh" not in compiled
+  # Sessions without the jit level stay uncompiled in the same process.
+  assert "_XlaRun" not in _traced_op_types(tf1.ConfigProto())
+
+
 def test_learning_rate_multiplier_scales_one_variables_steps():
   graph = tf.Graph()
   with graph.as_default():
