@@ -17,11 +17,13 @@ Runs live in output/ablation/runs/<line>[-s<seed>]/ (finished ones are
 skipped on a rerun, killed ones resume from their checkpoints); the table of
 seed 0 is written to benchmarks/results/ablation.md and .json.  Further
 seeds give benchmarks/results/ablation_seeds.md and .json: each line's
-values over its seeds, their mean and standard deviation, and the mean's
-margin over the peer.  A seed whose run directory is gone is taken from the
-record an earlier run wrote to ablation.json when that record's job is the
-same job (the runs are deterministic for a seed: the base lines reproduce
-the accuracy table's values exactly), and the table says so.
+values over its seeds (every line with a seed beyond 0, from this run or
+recorded), their mean and standard deviation, and the mean's margin over
+the peer.  A seed whose run directory is gone is taken from the record an
+earlier run wrote to ablation.json or ablation_seeds.json when that
+record's job is the same job, and is not run again (the runs are
+deterministic for a seed: the base lines reproduce the accuracy table's
+values exactly); the tables say so.
 """
 
 import argparse
@@ -187,21 +189,40 @@ def same_job(a, b):
           {k: v for k, v in b.items() if k not in paths})
 
 
+def earlier_runs(line_records, seed_records):
+  """[{line, seed, value, job}] of the runs an earlier ablation.json (the
+  first table's lines) and ablation_seeds.json (each line's seeds) record."""
+  runs = [r for r in line_records if "line" in r]
+  runs += [dict(run, line=r["line"]) for r in seed_records
+           for run in r.get("runs", [])]
+  return runs
+
+
+def runs_to_do(jobs, runs):
+  """The jobs to hand to accuracy.run_all: all but those without a result
+  that a recorded run of the same job stands in for (its directory is
+  gone; rerunning it would repeat a measurement the tables have)."""
+  return [j for j in jobs if accuracy.result_of(j) is not None or not any(
+      r["job"]["name"] == j["name"] and same_job(r["job"], j) for r in runs)]
+
+
 def seed_table(lines, jobs_by_seed, recorded=(), peers=()):
   """Markdown table and records of each line over its seeds.
 
   Args:
     jobs_by_seed: {seed: [job of each line]}.
-    recorded: records of an earlier ablation.json; one stands in for a
+    recorded: runs recorded earlier (earlier_runs); one stands in for a
       seed whose run has no result when its job is the same job.
     peers: peer records (value per problem).
+
+  A line is listed when it has a value for a seed beyond 0.
   """
   recorded = {(r["line"], r["seed"]): r for r in recorded if "line" in r}
   peer = {p["problem"]: p["value"] for p in peers}
   rows, records = [], []
   for index, (name, problem, _, _, what) in enumerate(lines):
     metric_key = PROBLEMS[problem][1]
-    values, seeds, taken = [], [], []
+    values, seeds, taken, runs = [], [], [], []
     for seed in sorted(jobs_by_seed):
       job = jobs_by_seed[seed][index]
       result = accuracy.result_of(job)
@@ -215,7 +236,8 @@ def seed_table(lines, jobs_by_seed, recorded=(), peers=()):
         continue
       values.append(value)
       seeds.append(seed)
-    if not values:
+      runs.append({"seed": seed, "value": value, "job": job})
+    if not values or seeds == [0]:  # no seed beyond the first table's
       continue
     mean = sum(values) / len(values)
     std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 \
@@ -224,7 +246,7 @@ def seed_table(lines, jobs_by_seed, recorded=(), peers=()):
     records.append({"line": name, "problem": metric_key, "change": what,
                     "values": values, "seeds": seeds, "mean": mean,
                     "std": std, "vs_peer": versus,
-                    "from_earlier_record": taken})
+                    "from_earlier_record": taken, "runs": runs})
     rows.append("| %s | %s | %s | %s | %.3f ± %.3f | %s |" % (
         name, metric_key, what, ", ".join(
             "%.3f (seed %d%s)" % (v, s, ", recorded" if s in taken else "")
@@ -233,6 +255,15 @@ def seed_table(lines, jobs_by_seed, recorded=(), peers=()):
   head = ("| line | problem | change | values | mean ± std | mean vs "
           "CRFsuite |\n|---|---|---|---|---|---|\n")
   return head + "\n".join(rows) + "\n", records
+
+
+def _read(results_dir, stem):
+  """The records of results_dir/<stem>.json ([] if there is none)."""
+  path = os.path.join(results_dir, stem + ".json")
+  if not os.path.exists(path):
+    return []
+  with open(path, encoding="utf-8") as f:
+    return json.load(f)
 
 
 def _write(results_dir, stem, text, records):
@@ -274,28 +305,29 @@ def main():
       sys.exit("unknown lines: %s" % ", ".join(sorted(unknown)))
     lines = [line for line in LINES if line[0] in wanted]
   seeds = sorted({int(s) for s in args.seeds.split(",")})
+  recorded = {stem: _read(args.results_dir, stem)
+              for stem in ("ablation", "ablation_seeds")}
+  earlier = earlier_runs(recorded["ablation"], recorded["ablation_seeds"])
   jobs = [line_job(line, args.budget, output_dir, data_dir, seed)
           for seed in seeds for line in lines]
-  failed = accuracy.run_all(jobs, args.parallel,
+  failed = accuracy.run_all(runs_to_do(jobs, earlier), args.parallel,
                             os.path.join(output_dir, "logs"))
   peers = () if args.no_peer else accuracy.peer_records(
       output_dir, data_dir, args.budget, set(PROBLEMS))
-  recorded_path = os.path.join(args.results_dir, "ablation.json")
-  recorded = []
-  if os.path.exists(recorded_path):
-    with open(recorded_path, encoding="utf-8") as f:
-      recorded = json.load(f)
-  recorded_peers = [r for r in recorded if "line" not in r]
+  recorded_peers = [r for r in recorded["ablation"] if "line" not in r]
   if 0 in seeds:
     all_jobs = [line_job(line, args.budget, output_dir, data_dir)
                 for line in LINES]
-    text, records = table(LINES, all_jobs, peers or recorded_peers, recorded)
+    text, records = table(LINES, all_jobs, peers or recorded_peers,
+                          recorded["ablation"])
     _write(args.results_dir, "ablation", text, records)
   if seeds != [0]:
+    # Every line with further seeds, these or recorded ones.
+    all_seeds = set(seeds) | {0} | {r["seed"] for r in earlier}
     text, records = seed_table(
-        lines, {s: [line_job(line, args.budget, output_dir, data_dir, s)
-                    for line in lines] for s in set(seeds) | {0}},
-        recorded, peers or recorded_peers)
+        LINES, {s: [line_job(line, args.budget, output_dir, data_dir, s)
+                    for line in LINES] for s in all_seeds},
+        earlier, peers or recorded_peers)
     _write(args.results_dir, "ablation_seeds", text, records)
   if failed:
     sys.exit("failed runs: %s" % ", ".join(failed))

@@ -216,3 +216,45 @@ def test_ablation_seed_table_means_over_seeds():
   assert msra["values"] == [0.80] and msra["std"] == 0.0
   assert msra["vs_peer"] is None
   assert "0.920 (seed 0, recorded)" in text and "0.933 ± 0.015" in text
+  # Each seed's run is recorded with its job, so it stands in later.
+  assert [(r["seed"], r["value"]) for r in cws["runs"]] == [
+      (0, 0.92), (1, 0.93), (2, 0.95)]
+  assert cws["runs"][1]["job"] == jobs[1][0]
+
+
+def test_ablation_recorded_runs_stand_in_and_are_not_rerun():
+  """Runs of both tables' records stand in for gone run directories:
+  the seed table keeps a line measured in an earlier run, and the rerun
+  does not repeat it; a changed job is run again."""
+  import ablation  # pylint: disable=g-import-not-at-top
+  lines = [l for l in ablation.LINES if l[0] in ("cws-steps", "msra-steps")]
+  jobs = {s: [ablation.line_job(l, "cpu", "/out", "/data", s) for l in lines]
+          for s in (0, 1)}
+  first = [{"line": "cws-steps", "seed": 0, "value": 0.92,
+            "job": jobs[0][0]}, {"problem": "pd98_cws@pku_cws",
+                                 "value": 0.88}]  # a peer record
+  seeds = [{"line": "cws-steps", "runs": [
+      {"seed": 0, "value": 0.92, "job": jobs[0][0]},
+      {"seed": 1, "value": 0.94, "job": dict(
+          jobs[1][0], output_dir="/gone/runs/cws-steps-s1")}]},
+           {"line": "msra-steps", "runs": [
+               {"seed": 1, "value": 0.7, "job": dict(jobs[1][1],
+                                                     steps=1500)}]}]
+  earlier = ablation.earlier_runs(first, seeds)
+  assert sorted((r["line"], r["seed"]) for r in earlier) == [
+      ("cws-steps", 0), ("cws-steps", 0), ("cws-steps", 1),
+      ("msra-steps", 1)]
+  original = accuracy.result_of
+  accuracy.result_of = lambda job: None  # every run directory is gone
+  try:
+    todo = ablation.runs_to_do(jobs[0] + jobs[1], earlier)
+    text, records = ablation.seed_table(lines, jobs, earlier)
+  finally:
+    accuracy.result_of = original
+  # cws-steps is recorded for both seeds; msra-steps' record is of another
+  # job, so both of its seeds are to run.
+  assert [j["name"] for j in todo] == ["msra-steps", "msra-steps-s1"]
+  assert [r["line"] for r in records] == ["cws-steps"]
+  assert records[0]["values"] == [0.92, 0.94]
+  assert records[0]["from_earlier_record"] == [0, 1]
+  assert "0.940 (seed 1, recorded)" in text and "msra-steps" not in text
