@@ -114,7 +114,8 @@ def test_ablation_lines_change_one_thing_against_their_base():
   # Runs from our pretraining: the job of their base line (random init)
   # but for the checkpoint, which is the pretraining line's run.
   for name, base in (("cws-pretrained", "cws-steps"),
-                     ("msra-pretrained", "msra-steps")):
+                     ("msra-pretrained", "msra-steps"),
+                     ("weibo-pretrained", "weibo-steps")):
     job = jobs.pop(name)
     assert job["init_checkpoint"] == "/out/runs/pretrain-steps"
     assert job["init"] == "pretrained"
@@ -137,6 +138,9 @@ def test_ablation_lines_change_one_thing_against_their_base():
   assert options["cws-width"].normalize_width is True
   assert options["cws-steps"].num_train_steps == 6000
   assert options["cws-mini"].bert_config["hidden_size"] == 256
+  assert options["weibo-base"].num_train_steps == 600  # the table's
+  assert options["weibo-base"].learning_rate == 5e-4
+  assert options["weibo-steps"].num_train_steps == 3000
   for name, problem, base, _, _ in lines:
     assert options[name].problems == problem
     if base is None:
