@@ -14,8 +14,8 @@ copy once with the same values.
 import re
 
 import tensorflow as tf
-# The multi-worker strategy's extended class has no public name.
 from tensorflow.python.client import pywrap_tf_session  # pylint: disable=g-direct-tensorflow-import
+# The multi-worker strategy's extended class has no public name.
 from tensorflow.python.distribute import collective_all_reduce_strategy  # pylint: disable=g-direct-tensorflow-import
 
 tf1 = tf.compat.v1
