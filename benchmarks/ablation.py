@@ -5,9 +5,10 @@ budget of benchmarks/accuracy.py (tiny model, batch 32, max_seq_length
 128) with one change against the line it names as its base, and records the
 problem's main metric (PKU gold test word F1 for `pd98_cws`, entity F1 on
 the MSRA test for `msra_ner` and on the Weibo test for `weibo_ner`), the
-training seconds and the seed.  The base lines repeat the accuracy table's "random init" protocol, so each change is
-against a baseline measured in the same run on the same machine, and every
-line is also set against the CRFsuite character CRF
+training seconds and the seed.  The base lines repeat the accuracy
+table's "random init" protocol, so each change is against a baseline
+measured in the same run on the same machine, and every line is also set
+against the CRFsuite character CRF
 (benchmarks/crfsuite_peer.py) trained and scored in the same run.
 
     python benchmarks/ablation.py [--only NAME,...] [--parallel 2]
