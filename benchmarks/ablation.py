@@ -1,6 +1,7 @@
 """What each accuracy lever buys: one line per change, measured in one run.
 
-Every line trains one problem from random initialisation at the `cpu`
+Every line trains one problem from random initialisation (the
+`-pretrained` lines: from a pretraining line's checkpoint) at the `cpu`
 budget of benchmarks/accuracy.py (tiny model, batch 32, max_seq_length
 128) with one change against the line it names as its base, and records the
 problem's main metric (PKU gold test word F1 for `pd98_cws`, entity F1 on
