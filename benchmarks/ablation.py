@@ -1,16 +1,18 @@
 """What each accuracy lever buys: one line per change, measured in one run.
 
 Every line trains one problem from random initialisation (the
-`-pretrained` lines: from a pretraining line's checkpoint) at the `cpu`
-budget of benchmarks/accuracy.py (tiny model, batch 32, max_seq_length
-128) with one change against the line it names as its base, and records the
-problem's main metric (PKU gold test word F1 for `pd98_cws`, entity F1 on
-the MSRA test for `msra_ner` and on the Weibo test for `weibo_ner`), the
-training seconds and the seed.  The base lines repeat the accuracy
-table's "random init" protocol, so each change is against a baseline
-measured in the same run on the same machine, and every line is also set
-against the CRFsuite character CRF
-(benchmarks/crfsuite_peer.py) trained and scored in the same run.
+`-pretrained` lines: from a pretraining line's checkpoint; the
+`weibo-chain` lines: the chain weibo_ner&weibo_cws, one run that each of
+them reads for its problem) at the `cpu` budget of benchmarks/accuracy.py
+(tiny model, batch 32, max_seq_length 128) with one change against the
+line it names as its base, and records the problem's main metric (PKU gold
+test word F1 for `pd98_cws`, entity F1 on the MSRA test for `msra_ner` and
+on the Weibo test for `weibo_ner`, word F1 on the Weibo test for
+`weibo_cws`), the training seconds and the seed.  The base lines repeat the
+accuracy table's "random init" protocol, so each change is against a
+baseline measured in the same run on the same machine, and every line is
+also set against the CRFsuite character CRF (benchmarks/crfsuite_peer.py)
+trained and scored in the same run.
 
     python benchmarks/ablation.py [--only NAME,...] [--parallel 2]
                                   [--seeds 0,1,2]
@@ -39,6 +41,7 @@ import accuracy  # pylint: disable=g-import-not-at-top,wrong-import-position
 PROBLEMS = {"pd98_cws": ({"pd98_cws": "pku_cws"}, "pd98_cws@pku_cws"),
             "msra_ner": ({}, "msra_ner"),
             "weibo_ner": ({}, "weibo_ner"),
+            "weibo_cws": ({}, "weibo_cws"),
             "zh_pretrain": ({}, "zh_pretrain")}  # masked-LM accuracy
 
 # Segmentation at learning rate 1e-3 with width normalisation (line
@@ -52,6 +55,10 @@ MSRA_BEST = {"learning_rate": 1e-3, "steps": 6000}
 # problems: 600 steps; its levers are the same two.
 WEIBO_BASE = {"steps": 600}
 WEIBO_BEST = {"learning_rate": 1e-3, "steps": 3000}
+# Multi-task against single-task at equal steps: Weibo's same-input pair
+# trained together; one run, read by two lines (one per problem).
+WEIBO_CHAIN = dict(WEIBO_BEST, chain="weibo_ner&weibo_cws",
+                   run="weibo-chain")
 # Pretraining at the accuracy table's batch (64) and learning rate.
 PRETRAIN = {"kind": "pretrain", "batch": 64, "learning_rate": 1e-3,
             "steps": 1500}
@@ -111,6 +118,12 @@ LINES = [
     ("weibo-pretrained", "weibo_ner", "weibo-steps",
      dict(WEIBO_BEST, init_from="pretrain-steps"),
      "random init -> the pretrain-steps checkpoint"),
+    ("weibo-cws-steps", "weibo_cws", None, WEIBO_BEST,
+     "single-task Weibo segmentation at weibo-steps' settings"),
+    ("weibo-chain", "weibo_ner", "weibo-steps", WEIBO_CHAIN,
+     "single-task -> the chain weibo_ner&weibo_cws, same steps"),
+    ("weibo-chain-cws", "weibo_cws", "weibo-cws-steps", WEIBO_CHAIN,
+     "single-task -> the chain weibo_ner&weibo_cws (weibo-chain's run)"),
 ]
 
 
@@ -118,10 +131,15 @@ def run_name(line_name, seed):
   return line_name if seed == 0 else "%s-s%d" % (line_name, seed)
 
 
+def unique_runs(jobs):
+  """The jobs with one of each run (lines reading the same run share it)."""
+  return list({job["name"]: job for job in jobs}.values())
+
+
 def line_job(line, budget, output_dir, data_dir, seed=0):
   """The accuracy protocol's job for one line (its change applied)."""
   line_name, problem, _, change, _ = line
-  name = run_name(line_name, seed)
+  name = run_name(change.get("run", line_name), seed)
   b = accuracy.BUDGETS[budget]
   eval_on, _ = PROBLEMS[problem]
   job = dict(budget=budget, data_dir=data_dir,
@@ -136,8 +154,10 @@ def line_job(line, budget, output_dir, data_dir, seed=0):
              output_dir=os.path.join(output_dir, "runs", name))
   options = dict(change.get("options", {}))
   job.update({k: v for k, v in change.items()
-              if k not in ("options", "init_from")})
+              if k not in ("options", "init_from", "run")})
   job["options"] = options
+  if job["chain"] != problem:
+    job["kind"] = "multi"
   if change.get("init_from"):  # a pretraining line's run (one, seed 0)
     job.update(init="pretrained", init_checkpoint=os.path.join(
         output_dir, "runs", run_name(change["init_from"], 0)))
@@ -329,7 +349,8 @@ def main():
   earlier = earlier_runs(recorded["ablation"], recorded["ablation_seeds"])
   jobs = [line_job(line, args.budget, output_dir, data_dir, seed)
           for seed in seeds for line in lines]
-  failed = accuracy.run_all(runs_to_do(jobs, earlier), args.parallel,
+  failed = accuracy.run_all(unique_runs(runs_to_do(jobs, earlier)),
+                            args.parallel,
                             os.path.join(output_dir, "logs"))
   peers = () if args.no_peer else accuracy.peer_records(
       output_dir, data_dir, args.budget, set(PROBLEMS))

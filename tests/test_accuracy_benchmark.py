@@ -141,17 +141,29 @@ def test_ablation_lines_change_one_thing_against_their_base():
   assert options["weibo-base"].num_train_steps == 600  # the table's
   assert options["weibo-base"].learning_rate == 5e-4
   assert options["weibo-steps"].num_train_steps == 3000
+  # Multi-task against single-task: the chain's two lines read one run,
+  # which is the single-task lines' job but for the chain.
+  chain_lines = ("weibo-chain", "weibo-chain-cws")
+  assert jobs["weibo-chain"] == jobs["weibo-chain-cws"]
+  assert jobs["weibo-chain"]["output_dir"] == "/out/runs/weibo-chain"
+  assert jobs["weibo-chain"]["kind"] == "multi"
+  assert options["weibo-chain"].problems == "weibo_ner&weibo_cws"
+  assert [j["name"] for j in ablation.unique_runs(
+      [jobs[n] for n in ("weibo-steps",) + chain_lines])] == [
+          "weibo-steps", "weibo-chain"]
   for name, problem, base, _, _ in lines:
-    assert options[name].problems == problem
+    if name not in chain_lines:
+      assert options[name].problems == problem
     if base is None:
       continue
     differ = {k for k, v in options[name].to_dict().items()
               if options[base].to_dict()[k] != v}
-    assert differ and differ <= {"learning_rate", "normalize_width",
-                                 "num_train_steps", "bert_config",
-                                 "save_checkpoints_steps",
-                                 "log_every_steps", "zero_init_token_types",
-                                 "adam_bias_correction"}, (name, differ)
+    allowed = {"learning_rate", "normalize_width", "num_train_steps",
+               "bert_config", "save_checkpoints_steps", "log_every_steps",
+               "zero_init_token_types", "adam_bias_correction"}
+    if name in chain_lines:
+      assert differ == {"problems"}, (name, differ)
+    assert differ and differ <= allowed | {"problems"}, (name, differ)
   # The table, on made-up results: deltas against the base and the peer.
   results = {"cws-base": 0.80, "cws-lr1e-3": 0.83}
   original = accuracy.result_of
@@ -180,6 +192,35 @@ def test_ablation_lines_change_one_thing_against_their_base():
   assert "| cws-width |" in text and "30 s (recorded) |" in text
   assert "msra-base" not in text  # no result, no line
   assert "msra-lr1e-3" not in text  # its record is of another job
+
+
+def test_ablation_chain_run_read_by_two_lines():
+  """The multi-task run weibo-chain is read by one line per problem, each
+  against its single-task line."""
+  import ablation  # pylint: disable=g-import-not-at-top
+  names = ("weibo-steps", "weibo-cws-steps", "weibo-chain",
+           "weibo-chain-cws")
+  lines = [l for l in ablation.LINES if l[0] in names]
+  jobs = [ablation.line_job(l, "cpu", "/out", "/data") for l in lines]
+  finals = {
+      "weibo-steps": {"weibo_ner": {"entity_f1": 0.28}},
+      "weibo-cws-steps": {"weibo_cws": {"word_f1": 0.75}},
+      "weibo-chain": {"weibo_ner": {"entity_f1": 0.30},
+                      "weibo_cws": {"word_f1": 0.74}}}
+  original = accuracy.result_of
+  accuracy.result_of = lambda job: {"final": finals[job["name"]],
+                                    "train_seconds": 60.0}
+  try:
+    _, records = ablation.table(lines, jobs)
+  finally:
+    accuracy.result_of = original
+  by_line = {r["line"]: r for r in records}
+  assert by_line["weibo-chain"]["problem"] == "weibo_ner"
+  assert by_line["weibo-chain"]["value"] == pytest.approx(0.30)
+  assert by_line["weibo-chain"]["delta"] == pytest.approx(0.02)
+  assert by_line["weibo-chain-cws"]["problem"] == "weibo_cws"
+  assert by_line["weibo-chain-cws"]["value"] == pytest.approx(0.74)
+  assert by_line["weibo-chain-cws"]["delta"] == pytest.approx(-0.01)
 
 
 def test_ablation_seed_table_means_over_seeds():
