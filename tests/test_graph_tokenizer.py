@@ -126,6 +126,23 @@ def test_edge_cases_match_the_original(tmp_path, lower):
   assert first("ab") == ["a", "##b"]
 
 
+def test_duplicate_vocab_entries_keep_their_last_id(tmp_path):
+  """A token on two lines maps to the later line, as the original
+  load_vocab's dict assignment does, in the graph as in the native
+  tokenizer; the earlier line's id is never produced."""
+  tokens = SPECIALS + ["foo", "##x", "bar", "foo", "##x", "[UNK]"]
+  vocab_file = write_vocab(tmp_path / "dup.txt", tokens)
+  vocab = ref.load_vocab(vocab_file)
+  assert vocab["foo"] == 8 and vocab["##x"] == 9 and vocab["[UNK]"] == 10
+  texts = ["foox bar", "foo", "qq", "barx"]
+  graph = graph_tokenizer.GraphTokenizer(vocab_file, True)
+  ids, _, splits = graph_encode(graph, texts)
+  got = [ids[splits[i]:splits[i + 1]].tolist() for i in range(len(texts))]
+  assert got == [[8, 9, 7], [8], [10], [7, 9]]
+  assert graph.unk_id == 10
+  assert_same(vocab_file, True, texts, "duplicate entries")
+
+
 def test_special_casing_and_spans(tmp_path):
   """Length-changing lower-casing (İ -> i + U+0307), final sigma and NFD
   reordering keep each piece's span on the characters it came from."""
