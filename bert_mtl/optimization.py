@@ -130,8 +130,9 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
         dtype=tf.float32, trainable=False,
         initializer=tf1.zeros_initializer())
 
-  def _update_one(self, var, grad, m, v, apply):
-    """Adam step of one variable copy; `apply` False leaves it unchanged.
+  def _update_one(self, var, grad, m, v, apply, beta_powers):
+    """Adam step of one variable copy; `apply` False leaves it unchanged;
+    `beta_powers` is _beta_powers() of this update (built once for all).
 
     m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
     var <- var - lr (m / (sqrt(v) + eps) + wd var)  [wd only if decayed]
@@ -150,7 +151,7 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
       if decay:
         deps.append(var.assign(var * (1.0 - lr * self.weight_decay_rate),
                                read_value=False))
-      beta1_power, beta2_power = self._beta_powers()
+      beta1_power, beta2_power = beta_powers
       with tf.control_dependencies(deps):
         return tf.raw_ops.ResourceApplyAdam(
             var=var.handle, m=m.handle, v=v.handle,
@@ -164,7 +165,7 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
     kept = var * (1.0 - lr * self.weight_decay_rate) if decay else var
     step_lr = lr
     if self.update_number is not None:
-      beta1_power, beta2_power = self._beta_powers()
+      beta1_power, beta2_power = beta_powers
       step_lr = lr * tf.sqrt(1.0 - beta2_power) / (1.0 - beta1_power)
     next_param = kept - (next_m * step_lr) / (tf.sqrt(next_v) + self.epsilon)
     if apply is not None:
@@ -209,10 +210,12 @@ class AdamWeightDecayOptimizer(tf1.train.Optimizer):
              for _, v in grads_and_vars]
 
     def merge_fn(strategy, grads, apply_flag):
+      beta_powers = self._beta_powers()
       updates = []
       for (_, var), grad, (m, v) in zip(grads_and_vars, grads, slots):
         updates.append(strategy.extended.update(
-            var, lambda p, g, mm, vv, a: self._update_one(p, g, mm, vv, a),
+            var, lambda p, g, mm, vv, a: self._update_one(
+                p, g, mm, vv, a, beta_powers),
             args=(grad, m, v, apply_flag), group=True))
       if global_step is None:
         return tf.group(*updates)

@@ -70,6 +70,10 @@ def test_steps_match_numpy(grad_scale, accumulation, bias_correction):
         bias_correction=bias_correction)
     grads = tf.gradients(loss, list(tvars.values()))
     step = tf1.train.get_global_step()
+    # b1^t and b2^t are built once per update, not once per variable.
+    pows = [op for op in tf1.get_default_graph().get_operations()
+            if op.type == "Pow" and "PolynomialDecay" not in op.name]
+    assert len(pows) == (2 if bias_correction else 0), [p.name for p in pows]
     with tf1.Session() as sess:
       sess.run(tf1.global_variables_initializer())
       params = {n: v.astype(np.float64) for n, v in init.items()}
