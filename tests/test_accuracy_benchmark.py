@@ -115,7 +115,9 @@ def test_ablation_lines_change_one_thing_against_their_base():
   # but for the checkpoint, which is the pretraining line's run.
   for name, base in (("cws-pretrained", "cws-steps"),
                      ("msra-pretrained", "msra-steps"),
-                     ("weibo-pretrained", "weibo-steps")):
+                     ("weibo-pretrained", "weibo-steps"),
+                     ("cws-width-pretrained", "cws-width"),
+                     ("msra-lr1e-3-pretrained", "msra-lr1e-3")):
     job = jobs.pop(name)
     assert job["init_checkpoint"] == "/out/runs/pretrain-steps"
     assert job["init"] == "pretrained"
