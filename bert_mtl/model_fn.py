@@ -109,15 +109,26 @@ def rows_with(name, body, features):
           key: take(value) for key, value in features.items()}
 
 
-def total_loss(heads, outputs, features, params, head_features=None):
+def loss_terms_of(heads, outputs, head_features):
+  """{name: its head's loss_terms, or None for a head with `loss` alone}."""
+  return {h.name: h.loss_terms(outputs[h.name], head_features[h.name])
+          for h in heads}
+
+
+def total_loss(heads, outputs, features, params, head_features=None,
+               terms=None):
   """(weighted total, {name: problem loss}).
 
   head_features: {name: the features its head was built on} (build's);
-    default `features` for every head."""
+    default `features` for every head.
+  terms: loss_terms_of's, when the caller has them already."""
   weights = params.get("loss_weights") or {}
   head_features = head_features or {h.name: features for h in heads}
-  losses = {h.name: h.loss(outputs[h.name], head_features[h.name])
-            for h in heads}
+  if terms is None:
+    terms = loss_terms_of(heads, outputs, head_features)
+  losses = {h.name: (h.loss(outputs[h.name], head_features[h.name])
+                     if terms[h.name] is None else
+                     base.loss_of_terms(terms[h.name])) for h in heads}
   terms = []
   for name, loss in losses.items():
     weighted = float(weights.get(name, 1.0)) * loss
@@ -215,7 +226,9 @@ def model_fn(features, labels, mode, params, body_transform=None):
         mode, predictions=predictions,
         export_outputs=export_outputs(heads, predictions))
 
-  loss, losses = total_loss(heads, outputs, features, params, head_features)
+  terms = loss_terms_of(heads, outputs, head_features)
+  loss, losses = total_loss(heads, outputs, features, params, head_features,
+                            terms)
   if mode == ModeKeys.EVAL:
     # Each replica's real rows, for the evaluation progress line (filler
     # rows, dataset.whole_steps, have no [CLS]).
@@ -223,11 +236,13 @@ def model_fn(features, labels, mode, params, body_transform=None):
                 name=constants.EVAL_ROWS)
     metrics = {}
     for head in heads:
-      present = tf.cast(features[head.name + "_present"], tf.float32)
-      # Each batch's mean weighted by its rows with the problem: the mean
-      # over the split's rows however the batches were cut (buckets).
-      metrics[head.name + "/loss"] = tf1.metrics.mean(
-          losses[head.name], weights=tf.reduce_sum(present))
+      if terms[head.name] is not None:
+        metrics[head.name + "/loss"] = base.split_loss_metric(
+            terms[head.name])
+      else:  # a type with `loss` alone: batch means weighted by rows
+        present = tf.cast(features[head.name + "_present"], tf.float32)
+        metrics[head.name + "/loss"] = tf1.metrics.mean(
+            losses[head.name], weights=tf.reduce_sum(present))
       for key, op in head.metrics(outputs[head.name],
                                   head_features[head.name]).items():
         metrics["%s/%s" % (head.name, key)] = op

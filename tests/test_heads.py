@@ -95,6 +95,54 @@ def test_softmax_tagging_and_zero_rows():
   assert loss == 0.0 and not np.any(gradient) and np.isfinite(gradient).all()
 
 
+def test_split_loss_is_the_mean_over_the_splits_positions():
+  """A token-mean loss over an evaluation split of two batches with 1 and 6
+  labelled positions: the per-head loss is the mean over the split's 7
+  positions (numpy), not the mean of the two batch means; batch losses are
+  unchanged (the masked means)."""
+  rng = np.random.RandomState(2)
+  logits = rng.normal(size=(2, 2, 4, 3)).astype(np.float32)  # 2 batches
+  labels = np.full((2, 2, 4), IGNORE, np.int32)
+  labels[0, 0, 1] = 2                     # batch 0: one position
+  labels[1, 0, :] = [0, 1, 2, 0]          # batch 1: six positions
+  labels[1, 1, 1:3] = [1, 1]
+  present = np.ones((2, 2), np.int32)
+
+  def per_token_nll(b):
+    positions = np.argwhere(labels[b] != IGNORE)
+    out = []
+    for row, col in positions:
+      z = logits[b, row, col]
+      out.append(np.log(np.exp(z).sum()) - z[labels[b, row, col]])
+    return out
+
+  def build():
+    head = seq_tag.SeqTagHead("t", 3, {"crf": False}, None)
+    logits_in = tf1.placeholder(tf.float32, [2, 4, 3])
+    labels_in = tf1.placeholder(tf.int32, [2, 4])
+    features = {"t_label": labels_in, "t_present": tf.constant(present[0])}
+    outputs = {"logits": logits_in,
+               "mask": seq_tag.tag_positions(features, "t")}
+    terms = head.loss_terms(outputs, features)
+    value, update = base.split_loss_metric(terms)
+    return logits_in, labels_in, head.loss(outputs, features), value, update
+
+  graph = tf.Graph()
+  with graph.as_default():
+    logits_in, labels_in, loss, value, update = build()
+    with tf1.Session(graph=graph) as session:
+      session.run(tf1.local_variables_initializer())
+      batch_losses = [session.run([loss, update], {
+          logits_in: logits[b], labels_in: labels[b]})[0] for b in (0, 1)]
+      split_loss = session.run(value)
+  for b in (0, 1):
+    assert batch_losses[b] == pytest.approx(np.mean(per_token_nll(b)),
+                                            rel=1e-5)
+  want = np.mean(per_token_nll(0) + per_token_nll(1))
+  assert split_loss == pytest.approx(want, rel=1e-5)
+  assert abs(np.mean(batch_losses) - want) > 1e-2  # the old mean differs
+
+
 def test_masked_mean_is_zero_without_weights():
   def build():
     values = tf.constant([1.0, 2.0])

@@ -8,6 +8,7 @@ own variable scope:
                                         bert_config)
     outputs = head.build(body, features, mode)      # tensors, all modes
     loss = head.loss(outputs, features)             # TRAIN / EVAL
+    terms = head.loss_terms(outputs, features)      # what the loss averages
     metrics = head.metrics(outputs, features)       # EVAL, in-graph
     predictions = head.predictions(outputs)         # PREDICT / export
 
@@ -83,14 +84,50 @@ class Head(object):
                             initializer=tf1.zeros_initializer())
     return tf.nn.bias_add(tf.matmul(pooled, weights, transpose_b=True), bias)
 
+  def loss_terms(self, outputs, features):
+    """[(values, weights)]: the loss is the sum over the terms of
+    masked_mean(values, weights), a mean over the rows or positions each
+    term weights.  A type that overrides `loss` alone returns None here
+    (its evaluation loss is then a mean of batch losses)."""
+    return None
+
   def loss(self, outputs, features):
-    raise NotImplementedError
+    terms = self.loss_terms(outputs, features)
+    if terms is None:
+      raise NotImplementedError("%s defines neither loss nor loss_terms" %
+                                type(self).__name__)
+    return loss_of_terms(terms)
 
   def metrics(self, outputs, features):
     return {}
 
   def predictions(self, outputs):
     raise NotImplementedError
+
+
+def loss_of_terms(terms):
+  """The loss of Head.loss_terms: sum of each term's masked mean."""
+  return tf.add_n([masked_mean(values, weights) for values, weights in terms])
+
+
+def split_loss_metric(terms):
+  """tf1.metrics (value, update op) of the loss over a whole split: each
+  term's mean over every row or position it weights in the split, however
+  the batches were cut (a token-mean loss is not a mean of batch means)."""
+  means = [tf1.metrics.mean(values, weights=tf.broadcast_to(
+      tf.cast(weights, values.dtype), tf.shape(values)))
+           for values, weights in terms]
+  if len(means) == 1:
+    return means[0]
+  values = [value for value, _ in means]
+  update = tf.group(*[update for _, update in means])
+  context = tf.distribute.get_replica_context()
+  if context is None:  # cross-replica context
+    return tf.add_n(values), update
+  # Each mean is the one cross-replica value every replica sees (as
+  # tf1.metrics returns it); their sum must be one too, not one per replica.
+  return context.merge_call(lambda _, *means: tf.add_n(means),
+                            args=values), update
 
 
 def masked_mean(values, weights):

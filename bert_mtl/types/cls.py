@@ -21,14 +21,14 @@ class ClsHead(base.Head):
     del features
     return {"logits": self.pooled_logits(body, mode)}  # [batch, labels]
 
-  def loss(self, outputs, features):
+  def loss_terms(self, outputs, features):
     labels = tf.one_hot(self.label(features), self.num_labels)
     smoothing = float(self.setting("label_smoothing"))
     if smoothing:
       labels = labels * (1 - smoothing) + smoothing / self.num_labels
     per_row = tf.nn.softmax_cross_entropy_with_logits(
         labels=tf.stop_gradient(labels), logits=outputs["logits"])
-    return base.masked_mean(per_row, self.present(features))
+    return [(per_row, self.present(features))]
 
   def metrics(self, outputs, features):
     correct = tf.cast(tf.equal(tf.argmax(outputs["logits"], -1, tf.int32),

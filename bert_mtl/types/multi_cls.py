@@ -16,13 +16,12 @@ class MultiClsHead(base.Head):
     del features
     return {"logits": self.pooled_logits(body, mode)}  # [batch, labels]
 
-  def loss(self, outputs, features):
+  def loss_terms(self, outputs, features):
     labels = tf.cast(self.label(features), tf.float32)
     per_label = tf.nn.weighted_cross_entropy_with_logits(
         labels=labels, logits=outputs["logits"],
         pos_weight=float(self.setting("positive_weight")))
-    return base.masked_mean(tf.reduce_sum(per_label, -1),
-                            self.present(features))
+    return [(tf.reduce_sum(per_label, -1), self.present(features))]
 
   def _decided(self, logits):
     return tf.cast(tf.sigmoid(logits) >= float(self.setting("threshold")),

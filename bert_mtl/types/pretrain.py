@@ -78,15 +78,12 @@ class PretrainHead(base.Head):
         labels=self.label(features), logits=outputs["nsp_logits"])
     return mlm, mlm_weights, nsp, self.present(features)
 
-  def losses(self, outputs, features):
-    """(masked-LM loss, next-sentence loss)."""
+  def loss_terms(self, outputs, features):
+    """Masked-LM loss over the masked positions plus next-sentence loss
+    over the rows, as run_pretraining.py adds them."""
     mlm, mlm_weights, nsp, present = self._terms(
         *self._mlm_terms(outputs, features), outputs, features)
-    return (base.masked_mean(mlm, mlm_weights),
-            base.masked_mean(nsp, present))
-
-  def loss(self, outputs, features):
-    return tf.add_n(self.losses(outputs, features))
+    return [(mlm, mlm_weights), (nsp, present)]
 
   def metrics(self, outputs, features):
     # Means over the split's masked positions and rows, as run_pretraining.py

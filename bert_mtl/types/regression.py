@@ -19,9 +19,9 @@ class RegressionHead(base.Head):
     del features
     return {"value": self.pooled_logits(body, mode)[:, 0]}  # [batch]
 
-  def loss(self, outputs, features):
+  def loss_terms(self, outputs, features):
     error = tf.square(outputs["value"] - self.label(features))
-    return base.masked_mean(error, self.present(features))
+    return [(error, self.present(features))]
 
   def metrics(self, outputs, features):
     error = tf.square(outputs["value"] - self.label(features))

@@ -112,12 +112,12 @@ class Seq2SeqHead(base.Head):
         outputs.update(decoded_ids=ids, decoded_scores=scores)
     return outputs
 
-  def loss(self, outputs, features):
+  def loss_terms(self, outputs, features):
     targets = outputs["targets"]
     per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=targets, logits=outputs["logits"])
     weights = tf.cast(targets > 0, tf.float32) * self.present(features)[:, None]
-    return base.masked_mean(per_token, weights)
+    return [(per_token, weights)]
 
   def metrics(self, outputs, features):
     targets = outputs["targets"]

@@ -103,14 +103,14 @@ class SeqTagHead(base.Head):
     return {"packed": packed, "order": order, "lengths": lengths,
             "transitions": transitions}
 
-  def loss(self, outputs, features):
+  def loss_terms(self, outputs, features):
     labels = self.label(features)
     present = self.present(features)
     if "transitions" not in outputs:
       per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(
           labels=tf.maximum(labels, 0), logits=outputs["logits"])
       weights = tf.cast(outputs["mask"], tf.float32) * present[:, None]
-      return base.masked_mean(per_token, weights)
+      return [(per_token, weights)]
     packed_labels = tf.gather(tf.maximum(labels, 0), outputs["order"],
                               batch_dims=1)
     # Rows without positions get length 1 and weight 0: finite, no gradient.
@@ -119,7 +119,7 @@ class SeqTagHead(base.Head):
         outputs["packed"], packed_labels, tf.maximum(outputs["lengths"], 1),
         outputs["transitions"])
     weights = present * tf.cast(outputs["lengths"] > 0, tf.float32)
-    return base.masked_mean(-log_likelihood, weights)
+    return [(-log_likelihood, weights)]
 
   def decode(self, outputs):
     """int32 [batch, seq]: the tag id of every tagged position, else -1."""
