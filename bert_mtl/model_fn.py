@@ -129,7 +129,7 @@ def total_loss(heads, outputs, features, params, head_features=None,
   losses = {h.name: (h.loss(outputs[h.name], head_features[h.name])
                      if terms[h.name] is None else
                      base.loss_of_terms(terms[h.name])) for h in heads}
-  terms = []
+  weighted_losses = []
   for name, loss in losses.items():
     weighted = float(weights.get(name, 1.0)) * loss
     if params.get("uncertainty_weighting"):
@@ -139,8 +139,8 @@ def total_loss(heads, outputs, features, params, head_features=None,
           features[name + "_present"] > 0), tf.float32)
       # A problem absent from the batch contributes nothing, not s_i.
       weighted = present * (weighted * tf.exp(-log_variance) + log_variance)
-    terms.append(weighted)
-  return tf.add_n(terms), losses
+    weighted_losses.append(weighted)
+  return tf.add_n(weighted_losses), losses
 
 
 def predictions_of(heads, outputs, features):

@@ -87,8 +87,9 @@ class Head(object):
   def loss_terms(self, outputs, features):
     """[(values, weights)]: the loss is the sum over the terms of
     masked_mean(values, weights), a mean over the rows or positions each
-    term weights.  A type that overrides `loss` alone returns None here
-    (its evaluation loss is then a mean of batch losses)."""
+    term weights.  A type defines this or `loss`, not both: one that
+    overrides `loss` alone returns None here (its evaluation loss is then
+    a mean of batch losses)."""
     return None
 
   def loss(self, outputs, features):
