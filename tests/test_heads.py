@@ -106,7 +106,7 @@ def test_split_loss_is_the_mean_over_the_splits_positions():
   labels[0, 0, 1] = 2                     # batch 0: one position
   labels[1, 0, :] = [0, 1, 2, 0]          # batch 1: six positions
   labels[1, 1, 1:3] = [1, 1]
-  present = np.ones((2, 2), np.int32)
+  present = np.ones(2, np.int32)  # both rows of each batch
 
   def per_token_nll(b):
     positions = np.argwhere(labels[b] != IGNORE)
@@ -120,7 +120,7 @@ def test_split_loss_is_the_mean_over_the_splits_positions():
     head = seq_tag.SeqTagHead("t", 3, {"crf": False}, None)
     logits_in = tf1.placeholder(tf.float32, [2, 4, 3])
     labels_in = tf1.placeholder(tf.int32, [2, 4])
-    features = {"t_label": labels_in, "t_present": tf.constant(present[0])}
+    features = {"t_label": labels_in, "t_present": tf.constant(present)}
     outputs = {"logits": logits_in,
                "mask": seq_tag.tag_positions(features, "t")}
     terms = head.loss_terms(outputs, features)

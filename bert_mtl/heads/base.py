@@ -115,8 +115,7 @@ def split_loss_metric(terms):
   """tf1.metrics (value, update op) of the loss over a whole split: each
   term's mean over every row or position it weights in the split, however
   the batches were cut (a token-mean loss is not a mean of batch means)."""
-  means = [tf1.metrics.mean(values, weights=tf.broadcast_to(
-      tf.cast(weights, values.dtype), tf.shape(values)))
+  means = [tf1.metrics.mean(values, weights=weights)
            for values, weights in terms]
   if len(means) == 1:
     return means[0]
