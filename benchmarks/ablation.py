@@ -59,6 +59,8 @@ WEIBO_BEST = {"learning_rate": 1e-3, "steps": 3000}
 # trained together; one run, read by two lines (one per problem).
 WEIBO_CHAIN = dict(WEIBO_BEST, chain="weibo_ner&weibo_cws",
                    run="weibo-chain")
+WEIBO_CHAIN_PRETRAINED = dict(WEIBO_CHAIN, run="weibo-chain-pretrained",
+                              init_from="pretrain-steps")
 # Pretraining at the accuracy table's batch (64) and learning rate.
 PRETRAIN = {"kind": "pretrain", "batch": 64, "learning_rate": 1e-3,
             "steps": 1500}
@@ -130,6 +132,24 @@ LINES = [
      "single-task -> the chain weibo_ner&weibo_cws, same steps"),
     ("weibo-chain-cws", "weibo_cws", "weibo-cws-steps", WEIBO_CHAIN,
      "single-task -> the chain weibo_ner&weibo_cws (weibo-chain's run)"),
+    # Segmentation with few labels (1,350 Weibo sentences, where PD98 has
+    # 40,585): does our pretraining help segmentation when the labels do
+    # not already teach what masked LM on the same text can?
+    ("weibo-cws-pretrained", "weibo_cws", "weibo-cws-steps",
+     dict(WEIBO_BEST, init_from="pretrain-steps"),
+     "random init -> the pretrain-steps checkpoint"),
+    # The same-input chain from our pretraining against its single-task
+    # lines from the same checkpoint (one run, read by two lines).
+    ("weibo-chain-pretrained", "weibo_ner", "weibo-pretrained",
+     WEIBO_CHAIN_PRETRAINED,
+     "single-task -> the chain weibo_ner&weibo_cws, both from the "
+     "pretrain-steps checkpoint"),
+    ("weibo-chain-pretrained-cws", "weibo_cws", "weibo-cws-pretrained",
+     WEIBO_CHAIN_PRETRAINED,
+     "single-task -> the chain weibo_ner&weibo_cws, both from the "
+     "pretrain-steps checkpoint (weibo-chain-pretrained's run)"),
+    ("cws-12k", "pd98_cws", "cws-steps", dict(CWS_BEST, steps=12000),
+     "6000 -> 12000 steps (about 40 minutes of training)"),
 ]
 
 
@@ -246,9 +266,14 @@ def earlier_runs(line_records, seed_records):
 def runs_to_do(jobs, runs):
   """The jobs to hand to accuracy.run_all: all but those without a result
   that a recorded run of the same job stands in for (its directory is
-  gone; rerunning it would repeat a measurement the tables have)."""
-  return [j for j in jobs if accuracy.result_of(j) is not None or not any(
-      r["job"]["name"] == j["name"] and same_job(r["job"], j) for r in runs)]
+  gone; rerunning it would repeat a measurement the tables have).  A run
+  whose checkpoint another job starts from is kept: a record holds no
+  checkpoint."""
+  inits = {j["init_checkpoint"] for j in jobs if j.get("init_checkpoint")}
+  return [j for j in jobs if accuracy.result_of(j) is not None or
+          j["output_dir"] in inits or not any(
+              r["job"]["name"] == j["name"] and same_job(r["job"], j)
+              for r in runs)]
 
 
 def seed_table(lines, jobs_by_seed, recorded=(), peers=()):

@@ -111,20 +111,29 @@ def test_ablation_lines_change_one_thing_against_their_base():
     pytest.skip("needs %s" % vocab)
   jobs = {line[0]: ablation.line_job(line, "cpu", "/out", "/data")
           for line in ablation.LINES}
+  pretrained = {}
   # Runs from our pretraining: the job of their base line (random init)
   # but for the checkpoint, which is the pretraining line's run.
   for name, base in (("cws-pretrained", "cws-steps"),
                      ("msra-pretrained", "msra-steps"),
                      ("weibo-pretrained", "weibo-steps"),
                      ("cws-width-pretrained", "cws-width"),
-                     ("msra-lr1e-3-pretrained", "msra-lr1e-3")):
-    job = jobs.pop(name)
+                     ("msra-lr1e-3-pretrained", "msra-lr1e-3"),
+                     ("weibo-cws-pretrained", "weibo-cws-steps"),
+                     ("weibo-chain-pretrained", "weibo-chain"),
+                     ("weibo-chain-pretrained-cws", "weibo-chain-cws")):
+    job = pretrained[name] = jobs.pop(name)
     assert job["init_checkpoint"] == "/out/runs/pretrain-steps"
     assert job["init"] == "pretrained"
     assert {k: v for k, v in job.items() if k not in (
         "init", "init_checkpoint", "name", "setting", "output_dir")} == {
             k: v for k, v in jobs[base].items() if k not in (
                 "init", "init_checkpoint", "name", "setting", "output_dir")}
+  # The chain from the checkpoint is one run, read by two lines.
+  assert pretrained["weibo-chain-pretrained"] == pretrained[
+      "weibo-chain-pretrained-cws"]
+  assert pretrained["weibo-chain-pretrained"]["output_dir"] == (
+      "/out/runs/weibo-chain-pretrained")
   assert jobs["pretrain-steps"]["kind"] == "pretrain"
   assert jobs["pretrain-steps"]["curve"] is True
   lines = [l for l in ablation.LINES if l[0] in jobs]
@@ -143,6 +152,7 @@ def test_ablation_lines_change_one_thing_against_their_base():
   assert options["weibo-base"].num_train_steps == 600  # the table's
   assert options["weibo-base"].learning_rate == 5e-4
   assert options["weibo-steps"].num_train_steps == 3000
+  assert options["cws-12k"].num_train_steps == 12000
   # Multi-task against single-task: the chain's two lines read one run,
   # which is the single-task lines' job but for the chain.
   chain_lines = ("weibo-chain", "weibo-chain-cws")
@@ -306,3 +316,17 @@ def test_ablation_recorded_runs_stand_in_and_are_not_rerun():
   assert records[0]["values"] == [0.92, 0.94]
   assert records[0]["from_earlier_record"] == [0, 1]
   assert "0.940 (seed 1, recorded)" in text and "msra-steps" not in text
+  # A recorded pretraining run is run again when a job starts from its
+  # checkpoint (a record holds none), and only then.
+  pretrain, tuned = [ablation.line_job(l, "cpu", "/out", "/data")
+                     for l in ablation.LINES
+                     if l[0] in ("pretrain-steps", "weibo-cws-pretrained")]
+  recorded = [{"line": "pretrain-steps", "seed": 0, "value": 0.156,
+               "job": pretrain}]
+  accuracy.result_of = lambda job: None
+  try:
+    assert ablation.runs_to_do([pretrain], recorded) == []
+    assert ablation.runs_to_do([pretrain, tuned], recorded) == [
+        pretrain, tuned]
+  finally:
+    accuracy.result_of = original
