@@ -149,7 +149,9 @@ LINES = [
      "single-task -> the chain weibo_ner&weibo_cws, both from the "
      "pretrain-steps checkpoint (weibo-chain-pretrained's run)"),
     ("cws-12k", "pd98_cws", "cws-steps", dict(CWS_BEST, steps=12000),
-     "6000 -> 12000 steps (about 40 minutes of training)"),
+     "6000 -> 12000 steps"),
+    ("msra-12k", "msra_ner", "msra-steps", dict(MSRA_BEST, steps=12000),
+     "6000 -> 12000 steps"),
 ]
 
 

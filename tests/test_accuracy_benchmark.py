@@ -153,6 +153,7 @@ def test_ablation_lines_change_one_thing_against_their_base():
   assert options["weibo-base"].learning_rate == 5e-4
   assert options["weibo-steps"].num_train_steps == 3000
   assert options["cws-12k"].num_train_steps == 12000
+  assert options["msra-12k"].num_train_steps == 12000
   # Multi-task against single-task: the chain's two lines read one run,
   # which is the single-task lines' job but for the chain.
   chain_lines = ("weibo-chain", "weibo-chain-cws")
