@@ -3,8 +3,8 @@
 Every line trains one problem from random initialisation (the
 `-pretrained` lines: from a pretraining line's checkpoint; the
 `weibo-chain` lines: the chain weibo_ner&weibo_cws, one run that each of
-them reads for its problem) at the `cpu` budget of benchmarks/accuracy.py
-(tiny model, batch 32, max_seq_length 128) with one change against the
+them reads for its problem) at the `cpu-1500` budget of
+benchmarks/accuracy.py, the first protocol's (tiny model, batch 32, max_seq_length 128) with one change against the
 line it names as its base, and records the problem's main metric (PKU gold
 test word F1 for `pd98_cws`, entity F1 on the MSRA test for `msra_ner` and
 on the Weibo test for `weibo_ner`, word F1 on the Weibo test for
@@ -38,6 +38,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import accuracy  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+# The base every line changes: the first accuracy protocol's budget.
+BUDGET = "cpu-1500"
 PROBLEMS = {"pd98_cws": ({"pd98_cws": "pku_cws"}, "pd98_cws@pku_cws"),
             "msra_ner": ({}, "msra_ner"),
             "weibo_ner": ({}, "weibo_ner"),
@@ -250,8 +252,11 @@ def table(lines, jobs, peers=(), recorded=()):
 
 
 def same_job(a, b):
-  """Jobs equal but for where they write."""
-  paths = ("output_dir", "cache_dir", "data_dir", "init_checkpoint")
+  """Jobs equal but for where they write and the name of the budget they
+  were made from (a job holds every value of its budget: the records made
+  while the base budget was named `cpu` stay the same jobs)."""
+  paths = ("output_dir", "cache_dir", "data_dir", "init_checkpoint",
+           "budget")
   return ({k: v for k, v in a.items() if k not in paths} ==
           {k: v for k, v in b.items() if k not in paths})
 
@@ -352,7 +357,7 @@ def _write(results_dir, stem, text, records):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--budget", choices=sorted(accuracy.BUDGETS),
-                      default="cpu")
+                      default=BUDGET)
   parser.add_argument("--parallel", type=int, default=2)
   parser.add_argument("--only", default=None,
                       help="comma-separated lines to run (default: all)")
@@ -382,11 +387,12 @@ def main():
   earlier = earlier_runs(recorded["ablation"], recorded["ablation_seeds"])
   jobs = [line_job(line, args.budget, output_dir, data_dir, seed)
           for seed in seeds for line in lines]
-  failed = accuracy.run_all(unique_runs(runs_to_do(jobs, earlier)),
-                            args.parallel,
-                            os.path.join(output_dir, "logs"))
-  peers = () if args.no_peer else accuracy.peer_records(
+  peer_jobs = [] if args.no_peer else accuracy.peer_jobs(
       output_dir, data_dir, args.budget, set(PROBLEMS))
+  failed = accuracy.run_all(unique_runs(runs_to_do(jobs, earlier)) +
+                            peer_jobs, args.parallel,
+                            os.path.join(output_dir, "logs"))
+  peers = accuracy.peer_records(peer_jobs)
   recorded_peers = [r for r in recorded["ablation"] if "line" not in r]
   if 0 in seeds:
     all_jobs = [line_job(line, args.budget, output_dir, data_dir)

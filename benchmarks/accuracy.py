@@ -42,16 +42,52 @@ PRETRAIN = "pretrain"
 PEER = "CRFsuite"
 
 # Steps are per budget; "large" problems have 10k+ training sentences,
-# "small" ones about a thousand (Weibo) or are easy (sentiment).
+# "small" ones about a thousand (Weibo) or are easy (sentiment).  A budget
+# may name the settings it runs (`settings`: setting -> inits; default all,
+# both inits for single problems), options of the pretraining run
+# (`pretrain_options`) and of a setting's runs (`options`: setting ->
+# RunConfig options), and how many points the learning curves have.
+# The two options for short runs from random initialisation: without them a
+# fresh model of ours does not learn position-dependent attention (the
+# positional task of tests/test_training.py), which masked LM needs.
+FRESH_MODEL_OPTIONS = {"zero_init_token_types": True,
+                       "adam_bias_correction": True}
 BUDGETS = {
     "quick": dict(model="tiny", max_seq_length=64, batch=16, pretrain_batch=16,
                   pretrain_steps=40, large=30, small=20, seeds=2,
                   dupe_factor=1, max_examples=200, learning_rate=1e-3,
                   pretrain_learning_rate=1e-3),
+    # The levers benchmarks/ablation.py measured, in one protocol that
+    # runs in about 90 minutes of this 2-core machine once the pretraining
+    # is done (its checkpoint is the cached part): learning rate 1e-3, 6000
+    # steps for the large problems and 3000 for Weibo, width normalisation
+    # for PD98 (PKU test) segmentation, pretraining with both fresh-model
+    # options; the problems the CRFsuite peer is run on plus Weibo
+    # segmentation (few labels: does pretraining help segmentation there?)
+    # and the same-input chain against its single-task runs; three seeds
+    # for the Weibo problems, as before.
     "cpu": dict(model="tiny", max_seq_length=128, batch=32, pretrain_batch=64,
-                pretrain_steps=3000, large=1500, small=600, seeds=3,
-                dupe_factor=2, max_examples=None, learning_rate=5e-4,
-                pretrain_learning_rate=1e-3),
+                pretrain_steps=3000, large=6000, small=3000, seeds=3,
+                dupe_factor=2, max_examples=None, learning_rate=1e-3,
+                pretrain_learning_rate=1e-3, curve_points=3,
+                pretrain_options=FRESH_MODEL_OPTIONS,
+                options={"pd98_cws": {"normalize_width": True}},
+                settings={"msra_ner": ("pretrained", "random"),
+                          "pd98_cws": ("pretrained", "random"),
+                          "weibo_ner": ("pretrained", "random"),
+                          "weibo_cws": ("pretrained", "random"),
+                          "weibo_ner&weibo_cws": ("pretrained",)}),
+    # The first protocol (2026-11-28, 2 h 07 min for its 34 runs): the
+    # accuracy table's old numbers and the base of benchmarks/ablation.py.
+    "cpu-1500": dict(model="tiny", max_seq_length=128, batch=32,
+                     pretrain_batch=64, pretrain_steps=3000, large=1500,
+                     small=600, seeds=3, dupe_factor=2, max_examples=None,
+                     learning_rate=5e-4, pretrain_learning_rate=1e-3,
+                     settings={s: None for s in (
+                         "pd98_cws", "pd98_pos", "pd98_ner", "msra_ner",
+                         "weibo_ner", "weibo_ner&weibo_cws", "chn_sentiment",
+                         "pd98 cws&pos&ner", "mixed proportional",
+                         "mixed temperature T=2")}),
     "full": dict(model="small", max_seq_length=128, batch=32,
                  pretrain_batch=256, pretrain_steps=100000, large=20000,
                  small=3000, seeds=3, dupe_factor=5, max_examples=None,
@@ -66,6 +102,7 @@ FINE_TUNING = [
     ("pd98_ner", "pd98_ner", "large", {}, None, False, False),
     ("msra_ner", "msra_ner", "large", {}, None, False, False),
     ("weibo_ner", "weibo_ner", "small", {}, None, True, True),
+    ("weibo_cws", "weibo_cws", "small", {}, None, True, False),
     ("weibo_ner&weibo_cws", "weibo_ner&weibo_cws", "small", {}, None, True,
      False),
     ("chn_sentiment", "chn_sentiment", "small", {}, None, True, False),
@@ -96,6 +133,19 @@ def run_name(setting, init, seed):
   return "%s-%s-s%d" % (safe, init, seed)
 
 
+def inits_of(budget, kind, setting):
+  """The inits a budget runs a setting from: () when it does not run it;
+  by default single problems from both, chains from the pretrained
+  checkpoint only."""
+  settings = BUDGETS[budget].get("settings")
+  default = ("pretrained", "random") if kind == "single" else ("pretrained",)
+  if settings is None:
+    return default
+  if setting not in settings:
+    return ()
+  return settings[setting] or default
+
+
 def make_jobs(budget, output_dir, data_dir, cache_dir):
   """Every run of the protocol as a job dict (pretraining first)."""
   b = BUDGETS[budget]
@@ -103,17 +153,18 @@ def make_jobs(budget, output_dir, data_dir, cache_dir):
                 model=b["model"], max_seq_length=b["max_seq_length"],
                 max_examples=b["max_examples"])
   pretrain_dir = os.path.join(output_dir, "runs", PRETRAIN)
+  curve_points = b.get("curve_points", 4)
   jobs = [dict(common, name=PRETRAIN, setting=PRETRAIN, kind="pretrain",
                chain="zh_pretrain", init="random", seed=0,
                steps=b["pretrain_steps"], batch=b["pretrain_batch"],
                learning_rate=b["pretrain_learning_rate"], eval_on={},
                sampling="proportional", curve=True,
-               dupe_factor=b["dupe_factor"], output_dir=pretrain_dir)]
+               curve_points=curve_points, dupe_factor=b["dupe_factor"],
+               options=dict(b.get("pretrain_options", {})),
+               output_dir=pretrain_dir)]
   for kind, table in (("single", FINE_TUNING), ("multi", MULTI_TASK)):
     for setting, chain, size, eval_on, sampling, seeded, curve in table:
-      inits = ("pretrained", "random") if kind == "single" else (
-          "pretrained",)
-      for init in inits:
+      for init in inits_of(budget, kind, setting):
         for seed in range(b["seeds"] if seeded else 1):
           name = run_name(setting, init, seed)
           jobs.append(dict(
@@ -121,11 +172,27 @@ def make_jobs(budget, output_dir, data_dir, cache_dir):
               init=init, seed=seed, steps=b[size], batch=b["batch"],
               learning_rate=b["learning_rate"], eval_on=eval_on,
               sampling=sampling or "proportional",
-              curve=curve and seed == 0, dupe_factor=b["dupe_factor"],
+              curve=curve and seed == 0, curve_points=curve_points,
+              dupe_factor=b["dupe_factor"],
+              options=dict(b.get("options", {}).get(setting, {})),
               init_checkpoint=(pretrain_dir if init == "pretrained"
                                else None),
               output_dir=os.path.join(output_dir, "runs", name)))
   return jobs
+
+
+def peer_jobs(output_dir, data_dir, budget, wanted=None):
+  """The CRFsuite peer's runs (benchmarks/crfsuite_peer.py) on the problems
+  of `wanted` settings (None: all) as jobs, so they share the protocol's
+  slots: each writes <output_dir>/runs/crfsuite/<problem>/result.json."""
+  import crfsuite_peer  # pylint: disable=g-import-not-at-top
+  return [dict(name="crfsuite-" + name.replace("@", "-"), kind="peer",
+               problem=name, init="random", budget=budget, data_dir=data_dir,
+               max_examples=BUDGETS[budget]["max_examples"],
+               output_dir=os.path.join(output_dir, "runs", "crfsuite",
+                                       name.replace("@", "-")))
+          for name in crfsuite_peer.PROBLEMS
+          if wanted is None or name.partition("@")[0] in wanted]
 
 
 # ------------------------------------------------------------- one run
@@ -153,8 +220,10 @@ def job_options(job, vocab_file):
       "max_examples": job["max_examples"], "train_batch_size": job["batch"],
       "eval_batch_size": 64, "predict_batch_size": 64,
       "learning_rate": job["learning_rate"], "num_train_steps": steps,
-      # Four checkpoints give the learning curve; keep them all.
-      "save_checkpoints_steps": max(1, steps // 4) if job["curve"] else steps,
+      # The learning curve's checkpoints (four unless the budget says);
+      # keep them all.
+      "save_checkpoints_steps": (max(1, steps // job.get("curve_points", 4))
+                                 if job["curve"] else steps),
       "keep_checkpoint_max": 8, "sampling": job["sampling"],
       "seed": 1000 + job["seed"], "eval_on": job["eval_on"],
       "log_every_steps": max(1, min(200, steps // 5)), "num_processes": 1,
@@ -172,8 +241,24 @@ def headline(results):
           for name, values in results.items() if not name.startswith("_")}
 
 
+def run_peer_job(job):
+  """Trains and scores the CRFsuite peer on one problem; writes
+  result.json (the record the table shows)."""
+  import crfsuite_peer  # pylint: disable=g-import-not-at-top
+  from bert_mtl import files  # pylint: disable=g-import-not-at-top
+  os.makedirs(job["output_dir"], exist_ok=True)
+  record = crfsuite_peer.run(job["problem"], job["data_dir"],
+                             job["output_dir"],
+                             max_examples=job["max_examples"])
+  files.atomic_write(os.path.join(job["output_dir"], "result.json"),
+                     json.dumps(record, indent=1))
+  return record
+
+
 def run_job(job):
   """Trains and evaluates one job in this process; writes result.json."""
+  if job["kind"] == "peer":
+    return run_peer_job(job)
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from bert_mtl import data_dir as data_dir_lib, experiment  # pylint: disable=g-import-not-at-top
   tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.INFO)
@@ -235,18 +320,20 @@ def result_of(job):
 
 
 def run_all(jobs, parallel, log_dir):
-  """Pretraining in one slot while random-init runs use the others; the
-  runs from the pretrained checkpoint start once it is done."""
+  """Pretraining in one slot while random-init runs and the peer's use the
+  others, longest first; the runs from the pretrained checkpoint start once
+  it is done, longest first."""
   os.makedirs(log_dir, exist_ok=True)
   todo = [j for j in jobs if result_of(j) is None]
   print("%d of %d runs to do" % (len(todo), len(jobs)), flush=True)
   threads = max(1, (os.cpu_count() or 2) // parallel)
   failed = []
+  by_length = lambda js: sorted(js, key=lambda j: -j.get("steps", 0))
   with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
     pretrain = [j for j in todo if j["kind"] == "pretrain"]
-    first = [j for j in todo if j["kind"] != "pretrain" and
-             j["init"] == "random"]
-    after = [j for j in todo if j.get("init") == "pretrained"]
+    first = by_length([j for j in todo if j["kind"] != "pretrain" and
+                       j["init"] == "random"])
+    after = by_length([j for j in todo if j.get("init") == "pretrained"])
     futures = {pool.submit(launch, j, threads, log_dir): j
                for j in pretrain + first}
     pretrain_ok = all(f.result() == 0 for f, j in futures.items()
@@ -336,6 +423,20 @@ def curves_of(jobs):
   return out
 
 
+def peer_margins(records):
+  """A line per problem the peer ran on: our best cell against it."""
+  lines = []
+  for peer in [r for r in records if r["setting"] == PEER]:
+    ours = [r for r in records
+            if r["problem"] == peer["problem"] and r["setting"] != PEER]
+    if ours:
+      best = max(ours, key=lambda r: r["mean"])
+      lines.append("- %s: our best %.3f (%s) vs CRFsuite %.3f: %+.3f" % (
+          peer["problem"], best["mean"], best["setting"], peer["mean"],
+          best["mean"] - peer["mean"]))
+  return lines
+
+
 def fmt(record):
   if record is None:
     return "–"
@@ -373,13 +474,19 @@ def table(records, jobs, budget):
   lines.append(
       "Budget `%s`: model %s (%s), max_seq_length %d, fine-tuning batch %d, "
       "%d steps (large problems and chains) / %d steps (small problems), "
-      "learning rate %g; pretraining %d steps of %d at learning rate %g, "
+      "learning rate %g%s; pretraining %d steps of %d at learning rate %g%s, "
       "dupe_factor %d. Machine: %s, %d CPUs." % (
           budget, b["model"], json.dumps(modeling.SMALL_MODELS[b["model"]]),
           b["max_seq_length"], b["batch"], b["large"],
-          b["small"], b["learning_rate"], b["pretrain_steps"],
-          b["pretrain_batch"], b["pretrain_learning_rate"], b["dupe_factor"],
-          platform.processor() or platform.machine(), os.cpu_count() or 0))
+          b["small"], b["learning_rate"], "".join(
+              ", %s for %s" % (", ".join(sorted(o)), s)
+              for s, o in sorted(b.get("options", {}).items())),
+          b["pretrain_steps"], b["pretrain_batch"],
+          b["pretrain_learning_rate"], "".join(
+              ", " + o for o in sorted(b.get("pretrain_options", {}))),
+          b["dupe_factor"], platform.processor() or platform.machine(),
+          os.cpu_count() or 0))
+  lines += peer_margins(records)
   for record in records:
     if record["setting"] == PEER:
       lines.append("- %s, CRFsuite: %d L-BFGS iterations on %d training "
@@ -440,44 +547,63 @@ def plot(jobs, path):
   fig.savefig(path, dpi=90)
 
 
-def peer_records(output_dir, data_dir, budget, wanted=None):
-  """The CRFsuite peer's records (benchmarks/crfsuite_peer.py) on the
-  problems of `wanted` settings (None: all), each kept in
-  <output_dir>/runs/crfsuite/ so a rerun does not train it again."""
-  import crfsuite_peer  # pylint: disable=g-import-not-at-top
-  directory = os.path.join(output_dir, "runs", "crfsuite")
-  os.makedirs(directory, exist_ok=True)
+def peer_records(jobs):
+  """The records of the peer's jobs (peer_jobs) that have a result."""
   records = []
-  for name in crfsuite_peer.PROBLEMS:
-    if wanted is not None and name.partition("@")[0] not in wanted:
+  for job in jobs:
+    record = result_of(job)
+    if record is None:
       continue
-    path = os.path.join(directory, name + ".json")
-    if not os.path.exists(path):
-      record = crfsuite_peer.run(name, data_dir, directory, max_examples=
-                                 BUDGETS[budget]["max_examples"])
-      from bert_mtl import files  # pylint: disable=g-import-not-at-top
-      files.atomic_write(path, json.dumps(record, indent=1))
-    with open(path, encoding="utf-8") as f:
-      record = json.load(f)
     record.update(values=[record["value"]], mean=record["value"], std=0.0,
                   seeds=[])
     records.append(record)
     print("CRFsuite %s: %s %.4f (%.0f s CPU)" % (
-        name, record["metric"], record["value"], record["train_cpu_seconds"]))
+        record["problem"], record["metric"], record["value"],
+        record["train_cpu_seconds"]))
   return records
 
 
-def report(jobs, budget, results_dir, peers=()):
+def record_invocation(output_dir, seconds, runs_done):
+  """Appends this command's wall time and the runs it finished to
+  <output_dir>/invocations.json; returns every invocation recorded."""
+  from bert_mtl import files  # pylint: disable=g-import-not-at-top
+  path = os.path.join(output_dir, "invocations.json")
+  invocations = []
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      invocations = json.load(f)
+  invocations.append({"finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+                      "wall_seconds": round(seconds, 1),
+                      "runs_done": runs_done})
+  files.atomic_write(path, json.dumps(invocations, indent=1))
+  return invocations
+
+
+def wall_time_line(invocations):
+  """The protocol's wall time over the invocations that ran something."""
+  working = [i for i in invocations if i["runs_done"]]
+  if not working:
+    return []
+  return ["- wall time of the runs: %.0f min in %d invocation(s) of this "
+          "command (%s)" % (
+              sum(i["wall_seconds"] for i in working) / 60, len(working),
+              "; ".join("%.0f min for %d run(s)" % (
+                  i["wall_seconds"] / 60, len(i["runs_done"]))
+                        for i in working))]
+
+
+def report(jobs, budget, results_dir, peers=(), invocations=()):
   os.makedirs(results_dir, exist_ok=True)
   records = records_of(jobs) + list(peers)
   pretrain = result_of(jobs[0])
   with open(os.path.join(results_dir, "accuracy.json"), "w",
             encoding="utf-8") as f:
     json.dump({"budget": budget, "settings": BUDGETS[budget],
-               "records": records,
+               "records": records, "invocations": list(invocations),
                "pretraining_curve": pretrain and pretrain["curve"],
                "curves": curves_of(jobs)}, f, indent=1, sort_keys=True)
-  text = table(records, jobs, budget)
+  text = table(records, jobs, budget) + "".join(
+      line + "\n" for line in wall_time_line(invocations))
   with open(os.path.join(results_dir, "accuracy.md"), "w",
             encoding="utf-8") as f:
     f.write(text)
@@ -515,11 +641,16 @@ def main():
     wanted = set(args.only.split(","))
     jobs = [j for j in jobs if j["kind"] == "pretrain" or
             j["setting"] in wanted]
-  failed = run_all(jobs, args.parallel,
-                   os.path.join(os.path.abspath(args.output_dir), "logs"))
-  peers = () if args.no_peer else peer_records(
+  peers = [] if args.no_peer else peer_jobs(
       os.path.abspath(args.output_dir), data_dir, args.budget, wanted)
-  report(jobs, args.budget, args.results_dir, peers)
+  start, todo = time.time(), [j for j in jobs + peers if result_of(j) is None]
+  failed = run_all(jobs + peers, args.parallel,
+                   os.path.join(os.path.abspath(args.output_dir), "logs"))
+  invocations = record_invocation(
+      os.path.abspath(args.output_dir), time.time() - start,
+      [j["name"] for j in todo if result_of(j) is not None])
+  peers = peer_records(peers)
+  report(jobs, args.budget, args.results_dir, peers, invocations)
   if failed:
     sys.exit("failed runs: %s" % ", ".join(failed))
 

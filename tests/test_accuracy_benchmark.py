@@ -18,7 +18,8 @@ import accuracy  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def test_protocol_runs():
-  jobs = accuracy.make_jobs("cpu", "/out", "/data", "/cache")
+  """The first protocol (`cpu-1500`, the old table's runs)."""
+  jobs = accuracy.make_jobs("cpu-1500", "/out", "/data", "/cache")
   assert jobs[0]["kind"] == "pretrain" and jobs[0]["chain"] == "zh_pretrain"
   by_setting = {}
   for job in jobs[1:]:
@@ -40,6 +41,61 @@ def test_protocol_runs():
   assert {j["sampling"] for j in mixed} == {"proportional", "temperature"}
   assert all(j["eval_on"] == {"pd98_cws": "pku_cws"} for j in mixed)
   assert len({j["output_dir"] for j in jobs}) == len(jobs)
+  assert len(jobs) == 34 and not any(j["options"] for j in jobs)
+  assert "weibo_cws" not in {j["setting"] for j in jobs}
+
+
+def test_cpu_protocol_runs_the_ablations_best_settings():
+  """The `cpu` budget: the settings benchmarks/ablation.py found best, its
+  problems from our pretraining and from random initialisation, the chain
+  from the pretraining, and the peer's runs as jobs of the same pool."""
+  jobs = accuracy.make_jobs("cpu", "/out", "/data", "/cache")
+  pretrain = jobs[0]
+  assert pretrain["kind"] == "pretrain" and pretrain["steps"] == 3000
+  assert pretrain["options"] == {"zero_init_token_types": True,
+                                 "adam_bias_correction": True}
+  runs = {(j["setting"], j["init"], j["seed"]): j for j in jobs[1:]}
+  seeds = lambda s: (0, 1, 2) if s.startswith("weibo") else (0,)
+  assert sorted(runs) == sorted(
+      [(s, i, seed)
+       for s in ("pd98_cws", "msra_ner", "weibo_ner", "weibo_cws")
+       for i in ("pretrained", "random") for seed in seeds(s)] +
+      [("weibo_ner&weibo_cws", "pretrained", seed) for seed in (0, 1, 2)])
+  for (setting, init, _), job in runs.items():
+    assert job["learning_rate"] == 1e-3
+    assert job["steps"] == (3000 if setting.startswith("weibo") else 6000)
+    assert job["options"] == ({"normalize_width": True}
+                              if setting == "pd98_cws" else {})
+    assert (job["init_checkpoint"] == "/out/runs/pretrain") == (
+        init == "pretrained")
+  assert runs[("pd98_cws", "random", 0)]["eval_on"] == {"pd98_cws": "pku_cws"}
+  peers = accuracy.peer_jobs("/out", "/data", "cpu")
+  assert [j["problem"] for j in peers] == ["pd98_cws@pku_cws", "msra_ner",
+                                           "weibo_ner"]
+  assert peers[0]["output_dir"] == "/out/runs/crfsuite/pd98_cws-pku_cws"
+  assert len({j["output_dir"] for j in jobs + peers}) == len(jobs) + 3
+
+
+def test_table_sets_our_best_against_the_peer_and_sums_wall_time(tmp_path):
+  """The footer: our best cell per problem against CRFsuite's, and the
+  wall time of the invocations that ran something."""
+  records = [
+      {"problem": "msra_ner", "setting": "single-task", "mean": 0.81},
+      {"problem": "msra_ner", "setting": "random init", "mean": 0.80},
+      {"problem": "msra_ner", "setting": "CRFsuite", "mean": 0.686},
+      {"problem": "weibo_ner", "setting": "CRFsuite", "mean": 0.415},
+      {"problem": "weibo_ner", "setting": "random init", "mean": 0.30}]
+  assert accuracy.peer_margins(records) == [
+      "- msra_ner: our best 0.810 (single-task) vs CRFsuite 0.686: +0.124",
+      "- weibo_ner: our best 0.300 (random init) vs CRFsuite 0.415: -0.115"]
+  accuracy.record_invocation(str(tmp_path), 3000.0, ["a", "b"])
+  accuracy.record_invocation(str(tmp_path), 5.0, [])  # all runs done
+  invocations = accuracy.record_invocation(str(tmp_path), 600.0, ["c"])
+  assert [i["runs_done"] for i in invocations] == [["a", "b"], [], ["c"]]
+  assert accuracy.wall_time_line(invocations) == [
+      "- wall time of the runs: 60 min in 2 invocation(s) of this command "
+      "(50 min for 2 run(s); 10 min for 1 run(s))"]
+  assert accuracy.wall_time_line(invocations[1:2]) == []
 
 
 def test_mean_and_spread():
@@ -98,7 +154,7 @@ def test_quick_run_writes_table_json_and_curves(tmp_path):
        "--only=weibo_ner", "--output_dir=%s" % (tmp_path / "out"),
        "--results_dir=%s" % results, "--data_dir=%s" % root],
       capture_output=True, text=True, timeout=300)
-  assert again.returncode == 0 and "0 of 5 runs to do" in again.stdout
+  assert again.returncode == 0 and "0 of 6 runs to do" in again.stdout  # 5 runs, 1 peer
 
 
 def test_ablation_lines_change_one_thing_against_their_base():
@@ -109,7 +165,7 @@ def test_ablation_lines_change_one_thing_against_their_base():
   vocab = os.path.join(data_dir(), "vocab", "chinese_vocab.txt")
   if not os.path.exists(vocab):
     pytest.skip("needs %s" % vocab)
-  jobs = {line[0]: ablation.line_job(line, "cpu", "/out", "/data")
+  jobs = {line[0]: ablation.line_job(line, ablation.BUDGET, "/out", "/data")
           for line in ablation.LINES}
   pretrained = {}
   # Runs from our pretraining: the job of their base line (random init)
@@ -215,7 +271,7 @@ def test_ablation_chain_run_read_by_two_lines():
   names = ("weibo-steps", "weibo-cws-steps", "weibo-chain",
            "weibo-chain-cws")
   lines = [l for l in ablation.LINES if l[0] in names]
-  jobs = [ablation.line_job(l, "cpu", "/out", "/data") for l in lines]
+  jobs = [ablation.line_job(l, ablation.BUDGET, "/out", "/data") for l in lines]
   finals = {
       "weibo-steps": {"weibo_ner": {"entity_f1": 0.28}},
       "weibo-cws-steps": {"weibo_cws": {"word_f1": 0.75}},
@@ -243,7 +299,7 @@ def test_ablation_seed_table_means_over_seeds():
   from an earlier record only when it is the same job."""
   import ablation  # pylint: disable=g-import-not-at-top
   lines = [l for l in ablation.LINES if l[0] in ("cws-steps", "msra-steps")]
-  jobs = {s: [ablation.line_job(l, "cpu", "/out", "/data", s) for l in lines]
+  jobs = {s: [ablation.line_job(l, ablation.BUDGET, "/out", "/data", s) for l in lines]
           for s in (0, 1, 2)}
   assert jobs[1][0]["name"] == "cws-steps-s1" and jobs[1][0]["seed"] == 1
   assert jobs[1][0]["output_dir"] == "/out/runs/cws-steps-s1"
@@ -287,7 +343,7 @@ def test_ablation_recorded_runs_stand_in_and_are_not_rerun():
   does not repeat it; a changed job is run again."""
   import ablation  # pylint: disable=g-import-not-at-top
   lines = [l for l in ablation.LINES if l[0] in ("cws-steps", "msra-steps")]
-  jobs = {s: [ablation.line_job(l, "cpu", "/out", "/data", s) for l in lines]
+  jobs = {s: [ablation.line_job(l, ablation.BUDGET, "/out", "/data", s) for l in lines]
           for s in (0, 1)}
   first = [{"line": "cws-steps", "seed": 0, "value": 0.92,
             "job": jobs[0][0]}, {"problem": "pd98_cws@pku_cws",
@@ -319,7 +375,7 @@ def test_ablation_recorded_runs_stand_in_and_are_not_rerun():
   assert "0.940 (seed 1, recorded)" in text and "msra-steps" not in text
   # A recorded pretraining run is run again when a job starts from its
   # checkpoint (a record holds none), and only then.
-  pretrain, tuned = [ablation.line_job(l, "cpu", "/out", "/data")
+  pretrain, tuned = [ablation.line_job(l, ablation.BUDGET, "/out", "/data")
                      for l in ablation.LINES
                      if l[0] in ("pretrain-steps", "weibo-cws-pretrained")]
   recorded = [{"line": "pretrain-steps", "seed": 0, "value": 0.156,
