@@ -71,6 +71,40 @@ def test_crf_loss_over_labelled_positions_only():
   assert (decoded[0, [1, 2, 4]] >= 0).all()
 
 
+def test_crf_constraints_forbid_transitions_not_a_windows_first_tag():
+  """With crf_constraints a row's gold path may begin with `M` and end with
+  `B` (a window cut inside words): its loss is the CRF's with the scheme's
+  forbidden transitions only, not ~10,000 per cut end (which trained the
+  model towards the forbidden tags at window edges)."""
+  labels_list = ["B", "E", "M", "S"]
+  rng = np.random.RandomState(3)
+  logits = rng.normal(size=(1, 6, 4)).astype(np.float32)
+  labels = np.full((1, 6), IGNORE, np.int32)
+  gold = [2, 1, 3, 0]                   # M E S B
+  labels[0, 1:5] = gold
+
+  def build():
+    head = seq_tag.SeqTagHead("t", 4, {"crf_constraints": True,
+                                       "labels": labels_list,
+                                       "scheme": "BMES"}, None)
+    features = {"t_label": tf.constant(labels),
+                "t_present": tf.constant([1], tf.int32)}
+    mask = seq_tag.tag_positions(features, "t")
+    outputs = {"logits": tf.constant(logits), "mask": mask}
+    outputs.update(head._build_crf(outputs["logits"], mask))  # pylint: disable=protected-access
+    return head.loss(outputs, features)
+  loss = _session_run(build)
+  # The transitions variable starts at zero; BMES allows B->M, B->E, M->M,
+  # M->E, E->B, E->S, S->B, S->S (ids: B 0, E 1, M 2, S 3).
+  allowed = np.zeros((4, 4), bool)
+  for a, b in ("BM", "BE", "MM", "ME", "EB", "ES", "SB", "SS"):
+    allowed[labels_list.index(a), labels_list.index(b)] = True
+  transitions = np.where(allowed, 0.0, seq_tag.FORBIDDEN)
+  assert loss == pytest.approx(
+      crf_nll_brute_force(logits[0, 1:5], transitions, gold), rel=1e-5)
+  assert loss < 20
+
+
 def test_softmax_tagging_and_zero_rows():
   rng = np.random.RandomState(1)
   logits = rng.normal(size=(2, 5, 4)).astype(np.float32)

@@ -91,15 +91,13 @@ class SeqTagHead(base.Head):
     packed, order, lengths = pack_positions(logits, mask)
     scheme = self.settings.get("scheme")
     if self.setting("crf_constraints") and scheme:
-      allowed, start, end = crf.scheme_constraints(self.settings["labels"],
-                                                   scheme)
+      # Transitions only: a row is a window, which may begin or end inside
+      # a word or entity (an `M` or `E` first), so the scheme's first and
+      # last tags are constrained where a whole text is decoded
+      # (SeqTag.decode, the text signatures), never per row.
+      allowed, _, _ = crf.scheme_constraints(self.settings["labels"], scheme)
       transitions = transitions + tf.constant(
           (1 - allowed.astype("float32")) * FORBIDDEN, tf.float32)
-      length_index = tf.maximum(lengths, 1) - 1
-      first = tf.one_hot(tf.zeros_like(lengths), tf.shape(packed)[1])
-      last = tf.one_hot(length_index, tf.shape(packed)[1])
-      packed += (first[:, :, None] * ((1 - start.astype("float32")) * FORBIDDEN)[None, None] +
-                 last[:, :, None] * ((1 - end.astype("float32")) * FORBIDDEN)[None, None])
     return {"packed": packed, "order": order, "lengths": lengths,
             "transitions": transitions}
 
