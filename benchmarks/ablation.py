@@ -150,6 +150,18 @@ LINES = [
      WEIBO_CHAIN_PRETRAINED,
      "single-task -> the chain weibo_ner&weibo_cws, both from the "
      "pretrain-steps checkpoint (weibo-chain-pretrained's run)"),
+    # The cpu protocol's pretraining (accuracy.py --budget cpu: 3000 steps,
+    # both options), and Weibo segmentation from it at a fine-tuning rate
+    # below the pretraining's, as BERT fine-tunes (at 1e-3 the protocol's
+    # runs from it end below random init).
+    ("pretrain-3000", "zh_pretrain", "pretrain-levers",
+     dict(PRETRAIN_LONG, steps=3000, curve_points=3),
+     "1500 -> 3000 steps (the cpu protocol's pretraining)"),
+    ("weibo-cws-lr3e-4", "weibo_cws", "weibo-cws-steps",
+     dict(WEIBO_BEST, learning_rate=3e-4), "learning rate 1e-3 -> 3e-4"),
+    ("weibo-cws-lr3e-4-pretrained", "weibo_cws", "weibo-cws-lr3e-4",
+     dict(WEIBO_BEST, learning_rate=3e-4, init_from="pretrain-3000"),
+     "random init -> the pretrain-3000 checkpoint"),
     ("cws-12k", "pd98_cws", "cws-steps", dict(CWS_BEST, steps=12000),
      "6000 -> 12000 steps"),
     ("msra-12k", "msra_ner", "msra-steps", dict(MSRA_BEST, steps=12000),

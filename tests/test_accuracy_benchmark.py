@@ -176,10 +176,12 @@ def test_ablation_lines_change_one_thing_against_their_base():
                      ("cws-width-pretrained", "cws-width"),
                      ("msra-lr1e-3-pretrained", "msra-lr1e-3"),
                      ("weibo-cws-pretrained", "weibo-cws-steps"),
+                     ("weibo-cws-lr3e-4-pretrained", "weibo-cws-lr3e-4"),
                      ("weibo-chain-pretrained", "weibo-chain"),
                      ("weibo-chain-pretrained-cws", "weibo-chain-cws")):
     job = pretrained[name] = jobs.pop(name)
-    assert job["init_checkpoint"] == "/out/runs/pretrain-steps"
+    assert job["init_checkpoint"] == "/out/runs/" + (
+        "pretrain-3000" if "lr3e-4" in name else "pretrain-steps")
     assert job["init"] == "pretrained"
     assert {k: v for k, v in job.items() if k not in (
         "init", "init_checkpoint", "name", "setting", "output_dir")} == {
@@ -200,6 +202,10 @@ def test_ablation_lines_change_one_thing_against_their_base():
   assert options["pretrain-steps"].num_train_steps == 6000
   assert options["pretrain-steps"].zero_init_token_types is True
   assert options["pretrain-steps"].adam_bias_correction is True
+  # The cpu protocol's pretraining job, as a line.
+  protocol = accuracy.make_jobs("cpu", "/out", "/data", "/out/cache")[0]
+  assert options["pretrain-3000"].to_dict() == accuracy.job_options(
+      protocol, vocab).to_dict()
   assert options["cws-base"].learning_rate == 5e-4
   assert options["cws-base"].normalize_width is False
   assert options["cws-width"].normalize_width is True
