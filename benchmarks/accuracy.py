@@ -14,7 +14,10 @@ Protocol:
 3. The single-task runs again from random initialisation, same budget.
 4. The classic peer in the same run: a CRFsuite character CRF
    (benchmarks/crfsuite_peer.py) on PKU, MSRA and Weibo, scored by the same
-   metric code, with its CPU time (`--no_peer` skips it).
+   metric code, with its CPU time, as jobs of the same pool (`--no_peer`
+   skips it).
+A budget may run a subset of these settings (`cpu`: PD98/PKU, MSRA and
+Weibo segmentation and NER, and the Weibo chain from the checkpoint).
 
     python benchmarks/accuracy.py [--budget cpu] [--parallel 2]
 
@@ -57,9 +60,9 @@ BUDGETS = {
                   pretrain_steps=40, large=30, small=20, seeds=2,
                   dupe_factor=1, max_examples=200, learning_rate=1e-3,
                   pretrain_learning_rate=1e-3),
-    # The levers benchmarks/ablation.py measured, in one protocol that
-    # runs in about 90 minutes of this 2-core machine once the pretraining
-    # is done (its checkpoint is the cached part): learning rate 1e-3, 6000
+    # The levers benchmarks/ablation.py measured, in one protocol of about
+    # 85 minutes of this 2-core machine alone, 63 once the pretraining is
+    # cached (benchmarks/README.md): learning rate 1e-3, 6000
     # steps for the large problems and 3000 for Weibo, width normalisation
     # for PD98 (PKU test) segmentation, pretraining with both fresh-model
     # options; the problems the CRFsuite peer is run on plus Weibo
