@@ -4,9 +4,10 @@ Every line trains one problem from random initialisation (the
 `-pretrained` lines: from a pretraining line's checkpoint; the
 `weibo-chain` lines: the chain weibo_ner&weibo_cws, one run that each of
 them reads for its problem) at the `cpu-1500` budget of
-benchmarks/accuracy.py, the first protocol's (tiny model, batch 32, max_seq_length 128) with one change against the
-line it names as its base, and records the problem's main metric (PKU gold
-test word F1 for `pd98_cws`, entity F1 on the MSRA test for `msra_ner` and
+benchmarks/accuracy.py, the first protocol's (tiny model, batch 32,
+max_seq_length 128), with one change against the line it names as its
+base, and records the problem's main metric (PKU gold test word F1 for
+`pd98_cws`, entity F1 on the MSRA test for `msra_ner` and
 on the Weibo test for `weibo_ner`, word F1 on the Weibo test for
 `weibo_cws`), the training seconds and the seed.  The base lines repeat the
 accuracy table's "random init" protocol, so each change is against a
