@@ -104,6 +104,23 @@ def half_width(cp):
   return tf.where(full, cp - 0xFEE0, tf.where(tf.equal(cp, 0x3000), 32, cp))
 
 
+def decode(text):
+  """Code points of UTF-8 texts, invalid bytes dropped, as
+  tokenization.convert_to_unicode reads bytes.
+
+  Args:
+    text: string [B].
+
+  Returns:
+    tf.RaggedTensor int32 [B, (chars)].
+
+  (Never encode code points back to a string to tokenize them:
+  tf.strings.unicode_encode writes U+FFFD for noncharacters such as U+FFFF
+  and U+FDD0, which the tokenizer then drops as `_clean_text` does.)
+  """
+  return tf.strings.unicode_decode(text, "UTF-8", errors="ignore")
+
+
 class GraphTokenizer(tf.Module):
   """FullTokenizer(vocab_file, do_lower_case, normalize_width) in graph ops.
 
@@ -149,8 +166,18 @@ class GraphTokenizer(tf.Module):
       [B, (pieces), 2], each piece's [start, end) code points in its text.
     """
     text = tf.convert_to_tensor(text, tf.string)
-    chars = tf.strings.unicode_decode(text, "UTF-8", errors="ignore")
-    nrows = tf.shape(text, out_type=tf.int64)[0]
+    return self.tokenize_chars(decode(text))
+
+  def tokenize_chars(self, chars):
+    """tokenize() of texts given as code points.
+
+    Args:
+      chars: tf.RaggedTensor int32 [B, (chars)] (see `decode`).
+
+    Returns:
+      as tokenize(); spans index `chars`' rows.
+    """
+    nrows = chars.nrows()
     cp = chars.flat_values
     if self.normalize_width:
       cp = half_width(cp)

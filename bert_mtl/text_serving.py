@@ -57,7 +57,8 @@ def unit_inputs(tokenizer, chars, kind):
     kind: "char" (every non-space character) or "word" (runs of them).
 
   Returns:
-    (joined string [B]: units joined by single spaces,
+    (joined RaggedTensor int32 [B, (chars)]: the code points of the units
+     joined by single spaces,
      unit_spans RaggedTensor int32 [B, (units), 2] in `chars`,
      joined_starts RaggedTensor int32 [B, (units)]: each unit's first
      character in the joined string).
@@ -95,7 +96,6 @@ def unit_inputs(tokenizer, chars, kind):
   joined_row = tf.cast(tf.gather(row, owner), tf.int64)
   joined_chars = tf.RaggedTensor.from_value_rowids(
       joined_cp, joined_row, nrows, validate=False)
-  joined = tf.strings.unicode_encode(joined_chars, "UTF-8")
   # Each unit's first character in the joined string.
   joined_pos = tf.range(tf.size(joined_cp)) - tf.cast(tf.gather(
       joined_chars.row_starts(), joined_row), tf.int32)
@@ -104,7 +104,7 @@ def unit_inputs(tokenizer, chars, kind):
   spans = tf.stack([unit_begin, unit_end], 1)
   per_unit = lambda values: tf.RaggedTensor.from_value_rowids(
       values, unit_row64, nrows, validate=False)
-  return joined, per_unit(spans), per_unit(unit_joined)
+  return joined_chars, per_unit(spans), per_unit(unit_joined)
 
 
 def first_tokens(token_spans, joined_starts):
@@ -451,7 +451,7 @@ class TextModel(tf.Module):
         ids_b, spans_b = self.tokenize(tf.identity(text_b))
       out[TEXT_B + "_token_ids"] = ids_b.to_tensor(-1)
       out[TEXT_B + "_token_spans"] = spans_b.to_tensor(-1)
-    chars = tf.strings.unicode_decode(text, "UTF-8", errors="ignore")
+    chars = graph_tokenizer.decode(text)
     for form, members in self.forms.items():
       members = [n for n in members if n in names]
       if not members:
@@ -464,7 +464,7 @@ class TextModel(tf.Module):
       else:
         joined, unit_spans, joined_starts = unit_inputs(self.tokenizer,
                                                         chars, form)
-        unit_ids, unit_token_spans = self.tokenize(joined)
+        unit_ids, unit_token_spans = self.tokenizer.tokenize_chars(joined)
         first_token = first_tokens(unit_token_spans, joined_starts)
         inputs, num_windows = self._rows(unit_ids, first_token, True)
       outputs = self._run(form, inputs)

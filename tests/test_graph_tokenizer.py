@@ -181,10 +181,21 @@ def test_every_line_of_the_real_corpora(lower):
   assert_same(minilm, lower, english + texts[::20], "English, MiniLM vocab")
 
 
+# The 66 noncharacters (U+FDD0..U+FDEF and the last two code points of
+# every plane): valid UTF-8 that some encoders replace by U+FFFD.
+NONCHARACTERS = [chr(c) for c in range(0xFDD0, 0xFDF0)] + [
+    chr((plane << 16) | low) for plane in range(17) for low in (0xFFFE,
+                                                                 0xFFFF)]
+# Unassigned in every Unicode version (the U+xFFFE/U+xFFFF rows excluded).
+UNASSIGNED = ["\u0378", "\u0379", "\u0530", "\u2fff", "\U0002fffd",
+              "\U000e0080", "\U0003fffd", "\U000dffff"]
+
+
 def random_text(rng):
   """A string from every plane: controls, spaces, combining marks, Greek
   sigma, special casing, CJK and its extensions, Hangul, private use,
-  unassigned code points, emoji; sometimes one word over 200 characters."""
+  unassigned code points, noncharacters, emoji; sometimes one word over 200
+  characters."""
   pools = [(0, 0x7F), (0x80, 0x24F), (0x300, 0x36F), (0x370, 0x3FF),
            (0x1100, 0x11FF), (0xAC00, 0xD7A3), (0x4E00, 0x9FFF),
            (0x3400, 0x4DBF), (0x20000, 0x2FA1F), (0x30000, 0x3134F),
@@ -192,6 +203,8 @@ def random_text(rng):
            (0x2000, 0x206F), (0xFF00, 0xFFEF), (0xF900, 0xFAFF),
            (0x1D100, 0x1D1FF), (0x0, 0x10FFFF)]
   special = "İΣσς ßǅŉﬁΐ\u0345\u0307\u0301\u0316\u200b\u00ad\ufeff\u2028\u3000\t"
+  special += "".join(NONCHARACTERS) + "".join(UNASSIGNED) + (
+      "\ue000\uf8ff\U000f0000\U0010fffd")  # private use
   n = rng.choice([0, 1, 3, 10, 40, 120])
   out = []
   for _ in range(n):

@@ -12,7 +12,8 @@ import tensorflow as tf
 from bert_mtl import crf, graph_tokenizer, text_serving, tokenization
 from bert_mtl.data import features
 from conftest import data_file
-from test_graph_tokenizer import SPECIALS, random_text, write_vocab
+from test_graph_tokenizer import (NONCHARACTERS, SPECIALS, random_text,
+                                  write_vocab)
 
 
 def test_best_window_is_the_predictors_choice():
@@ -73,12 +74,13 @@ def test_viterbi_of_no_positions():
 
 
 def _units_in_graph(tokenizer, texts, kind):
-  chars = tf.strings.unicode_decode(tf.constant(
-      [t.encode("utf-8") for t in texts]), "UTF-8", errors="ignore")
+  chars = graph_tokenizer.decode(tf.constant(
+      [t.encode("utf-8") for t in texts]))
   joined, spans, starts = text_serving.unit_inputs(tokenizer, chars, kind)
-  ids, token_spans = tokenizer.tokenize(joined)
+  ids, token_spans = tokenizer.tokenize_chars(joined)
   first = text_serving.first_tokens(token_spans, starts)
-  return joined.numpy(), spans.to_list(), ids.to_list(), first.to_list()
+  joined = ["".join(map(chr, row)) for row in joined.to_list()]
+  return joined, spans.to_list(), ids.to_list(), first.to_list()
 
 
 @pytest.mark.parametrize("kind", ["char", "word"])
@@ -86,7 +88,8 @@ def test_units_and_first_tokens_are_the_predictors(tmp_path, kind):
   rng = random.Random(11)
   texts = [random_text(rng) for _ in range(1500)] + [
       "", "  ", "上海 浦东ABC开发", " New  York,x ", "a\x1cb\u200bc",
-      "２００１年 12月", "\u0301a \u0301", "x" * 230]
+      "２００１年 12月", "\u0301a \u0301", "x" * 230,
+      "a\uffffb \ufdd0c\U0010ffff d\U0001fffe", "".join(NONCHARACTERS)]
   vocab_file = write_vocab(tmp_path / "vocab.txt", SPECIALS + sorted(
       {c for t in texts for c in t.lower() if c.strip() and c == c.strip()}
       | {"##" + c for c in "abcxyz"} | {"ab", "abc", "new", "york"}))
@@ -97,7 +100,7 @@ def test_units_and_first_tokens_are_the_predictors(tmp_path, kind):
   alignments = features.align_units(native, [[u for u, _ in us]
                                              for us in units])
   for i, text in enumerate(texts):
-    assert joined[i].decode("utf-8") == " ".join(u for u, _ in units[i])
+    assert joined[i] == " ".join(u for u, _ in units[i])
     assert spans[i] == [[o, o + len(u)] for u, o in units[i]], repr(text)
     assert ids[i] == alignments[i].ids.tolist(), repr(text)
     assert first[i] == alignments[i].first_token.tolist(), repr(text)
