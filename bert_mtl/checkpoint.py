@@ -7,6 +7,7 @@ Command line:
     python -m bert_mtl.checkpoint strip-slots --src CKPT_PREFIX --dst CKPT_PREFIX
 """
 
+import glob
 import json
 import os
 import re
@@ -48,7 +49,107 @@ def step_of(checkpoint_path):
 
 
 class CheckpointError(ValueError):
-  """A checkpoint that does not fit the model (names the variable)."""
+  """A checkpoint that does not fit the model (names the variable), or
+  none that can be read."""
+
+
+def checkpoint_files(prefix):
+  """The files of the checkpoint at `prefix` (index, data shards, meta)."""
+  return sorted(glob.glob(glob.escape(prefix) + ".index") +
+                glob.glob(glob.escape(prefix) + ".data-*") +
+                glob.glob(glob.escape(prefix) + ".meta"))
+
+
+def damage(prefix):
+  """None when the checkpoint at `prefix` reads back whole, else what is
+  wrong with it: a missing index or data shard, or a tensor that cannot be
+  read (truncated, or failing its checksum)."""
+  index = prefix + ".index"
+  if not os.path.exists(index):
+    return "%s is missing" % index
+  shards = glob.glob(glob.escape(prefix) + ".data-*-of-*")
+  wanted = {int(m.group(1)) for m in (re.search(r"-of-(\d+)$", s)
+                                       for s in shards) if m}
+  if not shards or len(wanted) != 1 or len(shards) != wanted.pop():
+    return "data files missing (%s)" % (", ".join(sorted(
+        os.path.basename(p) for p in shards)) or "none")
+  try:
+    reader = tf.train.load_checkpoint(prefix)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)  # checks the bytes' length and crc32c
+  except (tf.errors.OpError, ValueError, RuntimeError) as e:
+    return "unreadable (%s)" % str(e).strip().splitlines()[0][:200]
+  return None
+
+
+def _prefixes(model_dir):
+  """Checkpoint prefixes of model_dir, newest step first: those of the
+  checkpoint state file and any other model.ckpt-N.index."""
+  found = set()
+  state = tf.train.get_checkpoint_state(model_dir)
+  if state is not None:
+    found.update(os.path.join(model_dir, os.path.basename(p))
+                 for p in state.all_model_checkpoint_paths)
+  found.update(p[:-len(".index")] for p in glob.glob(os.path.join(
+      glob.escape(model_dir), "model.ckpt-*.index")))
+  return sorted((p for p in found if step_of(p) is not None),
+                key=step_of, reverse=True)
+
+
+def remove_failed_saves(model_dir):
+  """Removes the temporary files a failed or killed save left (TensorFlow
+  writes model.ckpt-N_temp/ and renames its parts); returns their names."""
+  left = sorted(glob.glob(os.path.join(glob.escape(model_dir),
+                                       "model.ckpt-*_temp*")))
+  for path in left:
+    if os.path.isdir(path):
+      shutil.rmtree(path, ignore_errors=True)
+    else:
+      os.remove(path)
+  if left:
+    logging.warning("removed what failed checkpoint saves left in %s: %s",
+                    model_dir, ", ".join(os.path.basename(p) for p in left))
+  return left
+
+
+def newest_intact(model_dir, repair=False):
+  """The newest checkpoint of model_dir that reads back whole (None when
+  the directory has none).  Damaged newer ones are named in one warning;
+  with `repair` (a writer of the run) their files get a ".damaged"
+  suffix and the checkpoint state points at the intact one, so training
+  resumes from it.
+
+  Raises:
+    CheckpointError: there are checkpoints but none is intact.
+  """
+  damaged = []
+  for prefix in _prefixes(model_dir):
+    problem = damage(prefix)
+    if problem is None:
+      break
+    damaged.append((prefix, problem))
+  else:
+    if damaged:
+      raise CheckpointError("no intact checkpoint in %s: %s" % (
+          model_dir, "; ".join("%s: %s" % (os.path.basename(p), why)
+                               for p, why in damaged)))
+    return None
+  if damaged:
+    logging.warning(
+        "%s: %s; using %s, the newest intact checkpoint", model_dir,
+        "; ".join("%s is damaged: %s (files %s)" % (
+            os.path.basename(p), why, ", ".join(
+                os.path.basename(f) for f in checkpoint_files(p)))
+                  for p, why in damaged), os.path.basename(prefix))
+    if repair:
+      for bad, _ in damaged:
+        for path in checkpoint_files(bad):
+          os.replace(path, path + ".damaged")
+      kept = [p for p in reversed(_prefixes(model_dir))
+              if step_of(p) <= step_of(prefix)]
+      tf1.train.update_checkpoint_state(
+          model_dir, prefix, all_model_checkpoint_paths=kept)
+  return prefix
 
 
 def _name(var):

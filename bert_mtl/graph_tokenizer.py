@@ -114,11 +114,52 @@ def decode(text):
   Returns:
     tf.RaggedTensor int32 [B, (chars)].
 
-  (Never encode code points back to a string to tokenize them:
-  tf.strings.unicode_encode writes U+FFFD for noncharacters such as U+FFFF
-  and U+FDD0, which the tokenizer then drops as `_clean_text` does.)
+  (Code points become strings again through utf8_encode, never
+  tf.strings.unicode_encode: see there.)
   """
   return tf.strings.unicode_decode(text, "UTF-8", errors="ignore")
+
+
+def _utf8_length(cp):
+  """int32 [N]: the UTF-8 length of each code point of `cp`."""
+  return 1 + tf.cast(cp >= 0x80, tf.int32) + tf.cast(
+      cp >= 0x800, tf.int32) + tf.cast(cp >= 0x10000, tf.int32)
+
+
+# Each byte value as a one-byte string, and the first byte's marker per
+# UTF-8 length.
+_BYTES = [bytes([b]) for b in range(256)]
+_LEAD = [0, 0x00, 0xC0, 0xE0, 0xF0]
+
+
+def utf8_encode(chars):
+  """The UTF-8 strings of code point rows, every code point as it is.
+
+  tf.strings.unicode_encode writes U+FFFD for noncharacters (U+FFFF,
+  U+FDD0..U+FDEF, U+nFFFE...), which are valid text and may stand in a
+  vocabulary, so the bytes are computed here.
+
+  Args:
+    chars: tf.RaggedTensor int32 [B, (chars)].
+
+  Returns:
+    string [B].
+  """
+  cp = chars.flat_values
+  length = _utf8_length(cp)
+  owner = tf.repeat(tf.range(tf.size(cp)), length)
+  k = tf.range(tf.reduce_sum(length)) - tf.gather(
+      tf.cumsum(length, exclusive=True), owner)  # byte k of its character
+  n, c = tf.gather(length, owner), tf.gather(cp, owner)
+  shifted = tf.bitwise.right_shift(c, 6 * (n - 1 - k))
+  byte = tf.where(
+      tf.equal(k, 0),
+      tf.bitwise.bitwise_or(tf.gather(_LEAD, n), shifted),
+      tf.bitwise.bitwise_or(0x80, tf.bitwise.bitwise_and(shifted, 0x3F)))
+  rows = tf.gather(chars.value_rowids(), owner)
+  return tf.strings.reduce_join(tf.RaggedTensor.from_value_rowids(
+      tf.gather(tf.constant(_BYTES), byte), rows, chars.nrows(),
+      validate=False), axis=1)
 
 
 class GraphTokenizer(tf.Module):
@@ -300,9 +341,8 @@ class GraphTokenizer(tf.Module):
                                           num_tokens)
     ragged = tf.RaggedTensor.from_value_rowids(cp, token, num_tokens,
                                                validate=False)
-    strings = tf.strings.unicode_encode(ragged, "UTF-8")
-    utf8_len = 1 + tf.cast(cp >= 0x80, tf.int32) + tf.cast(
-        cp >= 0x800, tf.int32) + tf.cast(cp >= 0x10000, tf.int32)
+    strings = utf8_encode(ragged)
+    utf8_len = _utf8_length(cp)
     # byte_at[token_first[t] + t + k]: byte offset of character k of token t.
     token_first = tf.cumsum(length, exclusive=True)
     byte_at = tf.RaggedTensor.from_row_lengths(utf8_len, length,

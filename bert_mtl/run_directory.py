@@ -9,9 +9,14 @@ FIXED_SETTINGS key, another vocabulary) is refused before anything is
 written.
 """
 
+import contextlib
+import fcntl
 import json
 import os
+import socket
 import time
+
+from absl import logging
 
 import tensorflow as tf
 
@@ -37,6 +42,99 @@ HISTORY = "history"
 
 class RunDirectoryError(ValueError):
   """A command that would change the meaning of an existing run."""
+
+
+class RunInUseError(RunDirectoryError):
+  """Another process is writing into the run directory."""
+
+
+LOCK_FILE = ".writer.lock"
+# {real path of a run directory: [open lock file, how many holders]}: the
+# writer locks this process holds (a command holds its run's while it
+# trains and exports the best checkpoint from inside training).
+_HELD = {}
+
+
+def _holder_text(holder):
+  return "%s (pid %s on %s, since %s)" % (
+      holder.get("command", "?"), holder.get("pid", "?"),
+      holder.get("host", "?"), holder.get("since", "?"))
+
+
+@contextlib.contextmanager
+def writer_lock(output_dir, command):
+  """Holds output_dir's writer lock in the block: one process writes into
+  a run directory at a time (training, evaluation writing into it,
+  prediction, export).  Re-entrant within a process.
+
+  The lock is an flock on output_dir/.writer.lock, which names its holder
+  (host, pid, command): the kernel releases it when its process dies, so a
+  lock left by a dead process on this host is taken over (with a warning
+  naming it).  A holder on another host (a shared file system) is refused
+  unless that file is removed.
+
+  Raises:
+    RunInUseError: another process holds it (one line naming the holder).
+  """
+  key = os.path.realpath(output_dir)
+  if key in _HELD:
+    _HELD[key][1] += 1
+    try:
+      yield
+    finally:
+      _HELD[key][1] -= 1
+    return
+  path = os.path.join(output_dir, LOCK_FILE)
+  try:
+    os.makedirs(output_dir, exist_ok=True)
+    handle = open(path, "a+", encoding="utf-8")
+  except OSError as e:
+    raise files.WriteError(path, "the run's writer lock", e) from None
+  try:
+    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    handle.seek(0)
+    holder = _parse_holder(handle.read())
+    handle.close()
+    raise RunInUseError(
+        "%s is in use by %s: one process writes into a run directory at a "
+        "time; wait for it to finish or stop it (evaluate elsewhere with "
+        "--results_dir)" % (output_dir, _holder_text(holder))) from None
+  handle.seek(0)
+  previous = _parse_holder(handle.read())
+  me = {"host": socket.gethostname(), "pid": os.getpid(),
+        "command": command, "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+  if previous:
+    if previous.get("host") != me["host"]:
+      fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+      handle.close()
+      raise RunInUseError(
+          "%s is in use by %s on another host: if that process is gone, "
+          "remove %s" % (output_dir, _holder_text(previous), path))
+    logging.warning("%s: taking over the writer lock that %s left (it is "
+                    "no longer running)", output_dir, _holder_text(previous))
+  handle.seek(0)
+  handle.truncate()
+  handle.write(json.dumps(me))
+  handle.flush()
+  _HELD[key] = [handle, 1]
+  try:
+    yield
+  finally:
+    del _HELD[key]
+    handle.seek(0)
+    handle.truncate()  # a clean release leaves no holder behind
+    handle.flush()
+    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    handle.close()
+
+
+def _parse_holder(text):
+  try:
+    holder = json.loads(text) if text.strip() else {}
+  except ValueError:
+    return {"command": "an unreadable lock file"}
+  return holder if isinstance(holder, dict) else {}
 
 
 def _differences(saved, asked, prefix=""):

@@ -22,13 +22,13 @@ import json
 import os
 import re
 import shutil
-import time
 
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import (base, decoding, export_assets, files, model_fn,
-                      text_serving, tokenization, types)
+from bert_mtl import (base, checkpoint, decoding, export_assets,
+                      export_versions, files, model_fn, text_serving,
+                      tokenization, types)
 from bert_mtl.data import features
 
 INPUTS, TAG_MASK = model_fn.INPUTS, model_fn.TAG_MASK
@@ -36,6 +36,12 @@ MANIFEST = export_assets.MANIFEST
 
 
 def manifest(run):
+  """The export's manifest.json (export_versions.write_manifest adds the
+  assets' checksums and the signatures)."""
+  problems = []
+  for name in run.names:
+    entry = dict(run.entry(name), num_labels=len(run.encoders[name]))
+    problems.append(entry)
   return {
       "inputs": {name: {"dtype": "int32", "shape": [-1, -1]}
                  for name in INPUTS},
@@ -43,8 +49,18 @@ def manifest(run):
       "do_lower_case": run.options["do_lower_case"],
       "normalize_width": run.options["normalize_width"],
       "vocab": "vocab.txt",
-      "problems": [run.entry(name) for name in run.names],
+      "problems": problems,
   }
+
+
+def required_signatures(run):
+  """The signatures every export of `run` has: the ids signatures and the
+  text signatures of its problems that decode."""
+  names = {"serving_default", text_serving.TEXT_SIGNATURE}
+  for name in run.names:
+    if types.get(run.types[name]).decodes:
+      names.add("%s:%s" % (text_serving.TEXT_SIGNATURE, name))
+  return names
 
 
 # {(output_dir, checkpoint path): SavedModel directory} of this process'
@@ -54,57 +70,62 @@ _EXPORTED = {}
 
 
 def export(run, export_dir, checkpoint_path=None):
-  """Exports a checkpoint of `run` (an Experiment; default: its latest) to
-  a new timestamped directory under export_dir; returns that directory.
-  Every export, the best exporter's included, takes this one path."""
-  checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(
+  """Exports a checkpoint of `run` (an Experiment; default: its newest
+  intact one) as a new version of export_dir; returns its directory.
+
+  The version appears only once complete and verified (see
+  export_versions): a failed or killed export leaves none.  Every export,
+  the best exporter's included, takes this one path."""
+  checkpoint_path = checkpoint_path or checkpoint.newest_intact(
       run.output_dir)
   done = _EXPORTED.get((run.output_dir, checkpoint_path))
-  if done and os.path.exists(os.path.join(done, "saved_model.pb")):
-    return _copy_export(done, export_dir)
+  with export_versions.staging(export_dir) as staging:
+    if done and os.path.exists(done):
+      path = os.path.join(staging, "copy")
+      shutil.copytree(done, path)
+    else:
+      path = _build(run, staging, checkpoint_path)
+    missing = sorted(required_signatures(run) -
+                     export_versions.signature_names(path))
+    if missing:
+      raise export_versions.ExportError(
+          "the export of %s lacks the signatures %s" % (
+              checkpoint_path, ", ".join(missing)))
+    export_versions.verify(path)
+    version = export_versions.publish(path, export_dir)
+  _EXPORTED[(run.output_dir, checkpoint_path)] = version
+  return version
+
+
+def _build(run, staging, checkpoint_path):
+  """The SavedModel of checkpoint_path, text signatures and assets
+  included, in a new directory under `staging`."""
   estimator = run.estimator()
-  manifest_path = os.path.join(run.output_dir, MANIFEST)
+  manifest_path = os.path.join(staging, MANIFEST)
   files.atomic_write(manifest_path, json.dumps(manifest(run),
                                                ensure_ascii=False, indent=1))
-  run.save()
   vocab_file = os.path.join(run.output_dir, "vocab.txt")
   assets = {MANIFEST: manifest_path, "vocab.txt": vocab_file}
   for name in run.names:
     assets["labels/%s.json" % name] = os.path.join(run.output_dir, "labels",
                                                    name + ".json")
   path = estimator.export_saved_model(
-      export_dir, model_fn.serving_input_receiver_fn(vocab_file),
+      staging, model_fn.serving_input_receiver_fn(vocab_file),
       assets_extra=assets, checkpoint_path=checkpoint_path)
   path = path.decode("utf-8") if isinstance(path, bytes) else path
   path = text_serving.add_text_signatures(path)
-  _EXPORTED[(run.output_dir, checkpoint_path)] = path
+  with open(manifest_path, encoding="utf-8") as f:
+    export_versions.write_manifest(path, json.load(f))
   return path
-
-
-def _copy_export(source, export_dir):
-  """Copies SavedModel `source` to a new timestamped directory of
-  export_dir, atomically (a temporary name, then a rename)."""
-  stamp = int(time.time())
-  while os.path.exists(os.path.join(export_dir, str(stamp))):
-    stamp += 1
-  target = os.path.join(export_dir, str(stamp))
-  temporary = os.path.join(export_dir, "temp-%d" % stamp)
-  shutil.rmtree(temporary, ignore_errors=True)
-  shutil.copytree(source, temporary)
-  os.rename(temporary, target)
-  return target
 
 
 def resolve_export(export_dir):
   """A SavedModel directory: export_dir itself, or, for a parent such as
-  <output_dir>/export, its newest timestamped export."""
+  <output_dir>/export, its newest complete version (export_versions)."""
   if os.path.exists(os.path.join(export_dir, "saved_model.pb")):
     return export_dir
   if os.path.isdir(export_dir):
-    stamps = [d for d in os.listdir(export_dir) if d.isdigit() and
-              os.path.exists(os.path.join(export_dir, d, "saved_model.pb"))]
-    if stamps:
-      return os.path.join(export_dir, max(stamps, key=int))
+    return export_versions.newest(export_dir)
   raise FileNotFoundError(
       "%s is not a SavedModel directory (no saved_model.pb) and holds no "
       "timestamped export" % export_dir)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import data_dir
+from conftest import data_dir, data_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "benchmarks"))
@@ -120,6 +120,7 @@ def test_steps_to_target_extrapolates_log_linear_curves():
 def test_quick_run_writes_table_json_and_curves(tmp_path):
   """The whole protocol at the `quick` budget on one small problem:
   pretraining, fine-tuning from it and from scratch with two seeds."""
+  data_file("weibo_ner/weiboNER_2nd_conll.train")  # not on the package index
   root = data_dir()
   results = tmp_path / "results"
   process = subprocess.run(

@@ -39,12 +39,12 @@ def used_examples(tokenizer, group, split, max_examples, sources=None):
 
 
 def test_records_round_trip_labels(tokenizer, tmp_path):
-  groups, encoders, built, _ = build_chain(tokenizer, "weibo_ner&weibo_cws",
+  groups, encoders, built, _ = build_chain(tokenizer, "pd98_ner&pd98_cws",
                                            tmp_path, max_seq_length=512)
   (shards, meta), = built
   assert meta["count"] == 150  # one window each at 512
-  used = used_examples(tokenizer, ["weibo_ner", "weibo_cws"], "train", 150)
-  examples, cws = used["weibo_ner"], used["weibo_cws"]
+  used = used_examples(tokenizer, ["pd98_ner", "pd98_cws"], "train", 150)
+  examples, cws = used["pd98_ner"], used["pd98_cws"]
   alignments = features.align_units(tokenizer, [e.inputs for e in examples])
   seen = 0
   for record in tf.data.TFRecordDataset(shards):
@@ -53,7 +53,7 @@ def test_records_round_trip_labels(tokenizer, tmp_path):
     ids = list(parsed["input_ids"].int64_list.value)
     al = alignments[index]
     assert ids == [101] + al.ids.tolist() + [102]
-    for name, source in (("weibo_ner", examples), ("weibo_cws", cws)):
+    for name, source in (("pd98_ner", examples), ("pd98_cws", cws)):
       token_labels = list(parsed[name + "_label"].int64_list.value)
       assert len(token_labels) == len(ids)
       got = [encoders[name].labels[token_labels[p + 1]]
@@ -87,7 +87,7 @@ def test_examples_digest(tmp_path):
   changes it."""
   del tmp_path
   Example = problems.Example  # pylint: disable=invalid-name
-  for name, split in (("msra_ner", "eval"), ("weibo_ner", "train"),
+  for name, split in (("msra_ner", "eval"), ("pd98_ner", "train"),
                       ("chn_sentiment", "eval"), ("msra_ner", "predict")):
     examples = problems.read(name, split, data_dir())[:2000]
     assert cache.examples_digest(examples) == _python_digest(examples)
@@ -144,7 +144,7 @@ def test_killed_write_leaves_no_trusted_cache(tmp_path):
 
 def test_training_input_fn_mixes_groups_with_presence(tokenizer, tmp_path):
   groups, encoders, built, _ = build_chain(
-      tokenizer, "weibo_ner&weibo_cws|msra_ner|chn_sentiment", tmp_path)
+      tokenizer, "pd98_ner&pd98_cws|msra_ner|chn_sentiment", tmp_path)
   sizes = [meta["count"] for _, meta in built]
   input_fn = dataset.make_input_fn(
       groups, [s for s, _ in built], encoders, batch_size=16, training=True,
@@ -166,16 +166,16 @@ def test_training_input_fn_mixes_groups_with_presence(tokenizer, tmp_path):
         absent = batch[name + "_label"][~mask]
         assert (absent == features.IGNORE).all()
     # &-joined problems are present together.
-    np.testing.assert_array_equal(batch["weibo_ner_present"],
-                                  batch["weibo_cws_present"])
+    np.testing.assert_array_equal(batch["pd98_ner_present"],
+                                  batch["pd98_cws_present"])
   total = 60 * 8
-  for name in ("msra_ner", "chn_sentiment", "weibo_ner"):
+  for name in ("msra_ner", "chn_sentiment", "pd98_ner"):
     assert abs(present[name] / total - 1 / 3) < 0.08, present
 
 
 def test_eval_input_fn_visits_every_record_once(tokenizer, tmp_path):
   groups, encoders, built, _ = build_chain(
-      tokenizer, "msra_ner|weibo_ner", tmp_path, split="eval",
+      tokenizer, "msra_ner|pd98_ner", tmp_path, split="eval",
       max_seq_length=24)
   input_fn = dataset.make_input_fn(groups, [s for s, _ in built], encoders,
                                    batch_size=7, training=False)
@@ -194,8 +194,8 @@ def test_eval_batches_fill_whole_replica_steps(tokenizer, tmp_path,
   (filler batches without rows complete the last one): the same rows in
   the same order, nothing a head or the row count can see added."""
   groups, encoders, built, _ = build_chain(
-      tokenizer, "zh_pretrain|weibo_ner&weibo_cws", tmp_path, split="eval",
-      max_examples=40, max_seq_length=24)
+      tokenizer, "zh_pretrain|pd98_ner&pd98_cws", tmp_path, split="eval",
+      max_examples=30, max_seq_length=24)
   shards = [s for s, _ in built]
   total = sum(m["count"] for _, m in built)
   per_replica = 4
@@ -266,6 +266,7 @@ def test_scoring_a_head_on_another_problems_data(tokenizer, tmp_path):
   """pd98_cws's head scored on the SIGHAN PKU gold test: the group reads
   pku_cws's examples under pd98_cws's name and labels, in its own cache
   entry."""
+  data_file("sighan2005/pku_test_gold.utf8")  # not on the package index
   config = dataset.make_config(tokenizer, data_dir(), 32,
                                cache_dir=str(tmp_path), max_examples=30)
   encoders = dataset.fit_label_encoders([["pd98_cws"]], config)
@@ -451,7 +452,7 @@ def test_pretrain_records_read_like_the_original(tokenizer, tmp_path):
 
 
 @pytest.mark.parametrize("chain_text,split", [("pd98_cws&pd98_pos", "train"),
-                                              ("weibo_ner&weibo_cws",
+                                              ("pd98_ner&pd98_cws",
                                                "predict")])
 def test_native_records_equal_the_python_path(tokenizer, tmp_path, chain_text,
                                               split):

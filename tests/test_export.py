@@ -15,7 +15,7 @@ from bert_mtl.data import features
 from conftest import data_dir
 from run_helpers import base_args, run_multitask
 
-CHAIN = ("weibo_ner&weibo_cws|chn_sentiment|msra_entity_types|"
+CHAIN = ("pd98_ner&pd98_cws|chn_sentiment|msra_entity_types|"
          "msra_entities_text|pd98_pos_seq")
 
 
@@ -32,12 +32,12 @@ def exported_chain(tmp_path_factory):
 def test_export_serves_what_the_estimator_predicts(exported_chain, tmp_path):
   run_root, stdout = exported_chain
   # The main-job style run ends with the Predictor on example sentences.
-  assert '"weibo_ner": {"entities"' in stdout
+  assert '"pd98_ner": {"entities"' in stdout
   export_dir, = glob.glob(str(run_root / "model" / "export" / "*"))
   manifest = json.load(open(os.path.join(export_dir, "assets.extra",
                                          "manifest.json")))
   assert [p["name"] for p in manifest["problems"]] == [
-      "weibo_ner", "weibo_cws", "chn_sentiment", "msra_entity_types",
+      "pd98_ner", "pd98_cws", "chn_sentiment", "msra_entity_types",
       "msra_entities_text", "pd98_pos_seq"]
 
   rng = np.random.RandomState(0)
@@ -81,8 +81,8 @@ def test_export_serves_what_the_estimator_predicts(exported_chain, tmp_path):
           dict(inputs, tag_mask=tag_mask)).batch(3),
       yield_single_examples=False))[0]
   # The positions decide the CRF's path: tag_mask changes the tags.
-  assert (tagged["weibo_ner/tag_ids"][tag_mask == 0] == -1).all()
-  assert (predicted["weibo_ner/tag_ids"][tag_mask == 0][
+  assert (tagged["pd98_ner/tag_ids"][tag_mask == 0] == -1).all()
+  assert (predicted["pd98_ner/tag_ids"][tag_mask == 0][
       inputs["input_mask"][tag_mask == 0] == 1] != -1).any()
   compared = 0
   for key, value in tagged.items():
@@ -114,7 +114,10 @@ def test_export_serves_what_the_estimator_predicts(exported_chain, tmp_path):
 TEXTS = ["上海浦东开发与法制建设同步。", "", "   ",
          "中国人民银行行长周小川在北京会见了美国财政部长。" * 3,
          "Héllo WORLD 2001年１２月 iPhone13 ΟΔΟΣ", "a\u200bb\tc 好",
-         "x" * 230 + " 北京", "😀 smile ☺"]
+         "x" * 230 + " 北京", "😀 smile ☺",
+         # Noncharacters, private use and unassigned code points are text
+         # like any other (an encoder once turned them into U+FFFD).
+         "北\uffff京 \ufdd0上海\U0010ffff \ue000天\u0378津\U0001fffe"]
 
 
 def check_text_signatures(export_dir, manifest, served):
@@ -190,7 +193,7 @@ def manifest_names(manifest):
 
 
 def test_predictor_maps_back_to_characters(exported_chain, tmp_path):
-  # CHAIN's export has weibo_ner&weibo_cws (character units) and
+  # CHAIN's export has pd98_ner&pd98_cws (character units) and
   # chn_sentiment (text units).
   run_root, _ = exported_chain
   export_dir, = glob.glob(str(run_root / "model" / "export" / "*"))
@@ -202,12 +205,12 @@ def test_predictor_maps_back_to_characters(exported_chain, tmp_path):
   assert len(results) == 3
   for text, result in zip(texts, results):
     # Segmentation covers every non-space character exactly once.
-    assert "".join(result["weibo_cws"]["words"]) == "".join(text.split())
-    # Units as in training: MSRA / Weibo units are characters, so "ABC"
+    assert "".join(result["pd98_cws"]["words"]) == "".join(text.split())
+    # Units as in training: MSRA / PD98 units are characters, so "ABC"
     # is three units (not one, as an earlier Predictor had it).
-    assert len(result["weibo_ner"]["tags"]) == len(
+    assert len(result["pd98_ner"]["tags"]) == len(
         features.text_units(text, "char"))
-    for entity in result["weibo_ner"]["entities"]:
+    for entity in result["pd98_ner"]["entities"]:
       assert text[entity["start"]:entity["end"]] == entity["text"]
     assert result["chn_sentiment"]["label"] in ("pos", "neg")
   # Whole-text decoding with the native Viterbi equals the graph's CRF
@@ -217,9 +220,9 @@ def test_predictor_maps_back_to_characters(exported_chain, tmp_path):
   short = ["上海浦东开发与法制建设同步。", "我爱北京天安门"]
   for ours, theirs in zip(predictor.predict(short),
                           graph_decoded.predict(short)):
-    assert ours["weibo_ner"]["tags"] == theirs["weibo_ner"]["tags"]
-    assert ours["weibo_cws"]["words"] == theirs["weibo_cws"]["words"]
-  assert predictor.entries["weibo_ner"]["inputs"] == "char"
+    assert ours["pd98_ner"]["tags"] == theirs["pd98_ner"]["tags"]
+    assert ours["pd98_cws"]["words"] == theirs["pd98_cws"]["words"]
+  assert predictor.entries["pd98_ner"]["inputs"] == "char"
   assert predictor.entries["chn_sentiment"]["inputs"] == "text"
   assert features.text_units("上海 ABC1,x", "char") == [
       ("上", 0), ("海", 1), ("A", 3), ("B", 4), ("C", 5), ("1", 6), (",", 7),

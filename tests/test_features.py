@@ -39,15 +39,23 @@ def _assert_same_encoding(native, reference):
     np.testing.assert_array_equal(native[key], reference[key], err_msg=key)
 
 
-def test_native_unit_encoding_equals_the_span_alignment(tokenizer):
+@pytest.mark.parametrize("name,split,needs", [
+    ("weibo_ner", "train", "weibo_ner/weiboNER_2nd_conll.train"),
+    ("msra_ner", "train", None), ("pd98_pos", "train", None),
+    ("pku_cws", "eval", "sighan2005/pku_test_gold.utf8"), ("edge_cases", None,
+                                                           None)])
+def test_native_unit_encoding_equals_the_span_alignment(tokenizer, name,
+                                                        split, needs):
   """The extension's encode_units equals the alignment through character
   spans (the path sentencepiece tokenizers take) on every real corpus that
   has unit lists, and on edge cases."""
-  for name in ("weibo_ner", "msra_ner", "pd98_pos", "pku_cws"):
-    split = "eval" if name == "pku_cws" else "train"
+  if needs:
+    data_file(needs)  # not on the package index
+  if split:
     units = [e.inputs for e in problems.read(name, split, data_dir())][:3000]
     _assert_same_encoding(tokenizer.encode_units(units, 2),
                           _by_spans(tokenizer, units))
+    return
   edge = [[], [""], ["", ""], [" "], ["a b", "c"], ["\ufffd", "x"],
           ["Hello", "world!", "2013年"], ["\u200b", "", "中"], ["\x00"],
           ["unaffable", "##", "[UNK]"]]
@@ -96,6 +104,7 @@ def test_every_character_of_long_lines_gets_exactly_one_label(
     tokenizer, max_seq_length):
   """SIGHAN PKU lines of 600+ characters through short windows: with the
   gold labels as predictions, merging returns every gold label."""
+  data_file("sighan2005/pku_test_gold.utf8")  # not on the package index
   examples = problems.read("pku_cws", "eval", data_dir())
   examples = sorted(examples, key=lambda e: -len(e.inputs))[:40]
   assert len(examples[0].inputs) > 600

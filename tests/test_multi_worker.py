@@ -30,7 +30,7 @@ def _free_ports(count):
 def _start_workers(tmp_path, steps, launch=0, **flags):
   ports = _free_ports(2)
   cluster = {"worker": ["localhost:%d" % p for p in ports]}
-  args = base_args(tmp_path, data_dir(), "weibo_ner&weibo_cws", steps=steps,
+  args = base_args(tmp_path, data_dir(), "pd98_ner&pd98_cws", steps=steps,
                    **flags)
   command = [sys.executable, os.path.join(REPO, "run_multitask.py")] + args + [
       "--do_train"]

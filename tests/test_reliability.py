@@ -154,12 +154,13 @@ def test_subset_edge_cases():
 def test_an_and_group_subset_is_the_same_sentences():
   tokenizer = tokenization.FullTokenizer(data_file("vocab/chinese_vocab.txt"))
   config = dataset.make_config(tokenizer, data_dir(), max_examples=40)
-  group = dataset.read_examples(["weibo_ner", "weibo_cws"], "train", config,
+  group = dataset.read_examples(["pd98_ner", "pd98_cws"], "train", config,
                                 {})
-  assert [e.inputs for e in group["weibo_ner"]] == [
-      e.inputs for e in group["weibo_cws"]]
-  assert [e.line for e in group["weibo_ner"]] != sorted(
-      e.line for e in problems.read("weibo_ner", "train", data_dir()))[:40]
+  assert [e.inputs for e in group["pd98_ner"]] == [
+      e.inputs for e in group["pd98_cws"]]
+  assert [(e.line, e.inputs) for e in group["pd98_ner"]] != [
+      (e.line, e.inputs) for e in problems.read("pd98_ner", "train",
+                                                data_dir())[:40]]
 
 
 # ------------------------------------------------------------ the cache

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from bert_mtl import metrics, problems
-from conftest import data_dir
+from conftest import data_dir, data_file
 from run_helpers import (REPO, base_args, eval_results, run_multitask,
                          tiny_config)
 
@@ -36,7 +36,7 @@ def test_two_replicas_equal_one_replica_with_the_same_global_batch(tmp_path):
     # between the graphs of one and two replicas).
     init = ({"init_checkpoint": str(tmp_path / "r1" / "model" /
                                     "model.ckpt-0")} if replicas == 2 else {})
-    args = base_args(directory, data_dir(), "weibo_ner&weibo_cws", steps=3,
+    args = base_args(directory, data_dir(), "pd98_ner&pd98_cws", steps=3,
                      learning_rate=1e-4, cpu_replicas=replicas,
                      bucket_boundaries="",
                      bert_config_file=tiny_config(
@@ -96,6 +96,7 @@ def test_sigkill_then_rerun_resumes_and_finishes(tmp_path):
 
 
 def test_learns_weibo_cws_well_beyond_the_majority_baseline(tmp_path):
+  data_file("weibo_ner/weiboNER_2nd_conll.train")  # not on the package index
   args = base_args(tmp_path, data_dir(), "weibo_cws", steps=300,
                    max_examples=1000, learning_rate=3e-3, train_batch_size=32,
                    log_every_steps=50, max_seq_length=64,

@@ -100,7 +100,7 @@ DECODE_TEXTS = [
 ]
 
 
-def _weibo_or_texts(reader_name, label):
+def _corpus_or_texts(reader_name, label):
   def read(split, data_dir_):
     if split == "train":
       yield from problems.get(reader_name).reader(split, data_dir())
@@ -119,9 +119,9 @@ def registered():
   types.register(Mention())
   problems.problem("test_mentions_hotel", "test_mention")(_mentions_hotel)
   problems.problem("test_decode_ner", "seq_tag", scheme="BIO")(
-      _weibo_or_texts("weibo_ner", "O"))
+      _corpus_or_texts("pd98_ner", "O"))
   problems.problem("test_decode_cws", "seq_tag", scheme="BMES",
-                   metric="word")(_weibo_or_texts("weibo_cws", "S"))
+                   metric="word")(_corpus_or_texts("pd98_cws", "S"))
   yield
   for name in ("test_mentions_hotel", "test_decode_ner", "test_decode_cws"):
     problems.registry._PROBLEMS.pop(name)  # pylint: disable=protected-access

@@ -9,6 +9,8 @@ SIGHAN PKU gold file is evaluation-only.  "predict" reads the eval inputs.
 
 import os
 
+from absl import logging
+
 from bert_mtl.problems import download
 from bert_mtl.errors import DataError
 from bert_mtl.problems.registry import Example, problem
@@ -357,7 +359,8 @@ MSRA_SENTENCES_PER_DOCUMENT = 8
 
 
 @problem("zh_pretrain", "pretrain",
-         source="pd98 paragraphs, sentiment reviews, MSRA and Weibo text")
+         source="pd98 paragraphs, sentiment reviews, MSRA and (where the "
+         "data directory has it) Weibo text")
 def zh_pretrain(split, data_dir):
   """Chinese documents for masked LM + next sentence, from the split's text
   only (so pretraining never reads a fine-tuning problem's test text):
@@ -376,9 +379,13 @@ def zh_pretrain(split, data_dir):
     path = _path(data_dir, relative)
     for line, text in split_lines(path, split):
       yield Example(split_sentences(text.strip()), None, path, line)
-  for path, line, rows in weibo_sentences(split, data_dir):
-    yield Example(split_sentences("".join(r[0] for r in rows)), None, path,
-                  line)
+  if os.path.exists(os.path.join(data_dir, WEIBO_FILES[split])):
+    for path, line, rows in weibo_sentences(split, data_dir):
+      yield Example(split_sentences("".join(r[0] for r in rows)), None, path,
+                    line)
+  else:  # not on the package index: a fresh machine pretrains without it
+    logging.warning("zh_pretrain: %s is not in the data directory %s; the "
+                    "Weibo posts are left out", WEIBO_FILES[split], data_dir)
   document = []
   for path, line, chars, _ in msra_sentences(split, data_dir):
     if not document:
