@@ -174,9 +174,15 @@ def _check_flag_formats():
     need(False, "sampling_weights", "must be numbers")
   if FLAGS.init_checkpoint:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    need(tf.io.gfile.exists(FLAGS.init_checkpoint + ".index") or
-         tf.io.gfile.exists(FLAGS.init_checkpoint), "init_checkpoint",
-         "no such checkpoint (give the prefix, e.g. .../bert_model.ckpt)")
+    try:
+      readable = bool(tf.train.list_variables(FLAGS.init_checkpoint))
+    except (ValueError, tf.errors.OpError) as e:
+      readable = False
+      why = str(e).strip().splitlines()[0][:200]
+    else:
+      why = "it holds no variables"
+    need(readable, "init_checkpoint", "not a readable checkpoint (%s); "
+         "give a checkpoint's prefix, e.g. .../bert_model.ckpt" % why)
 
 
 def _check_original_head(names):
@@ -348,8 +354,17 @@ def _import_tensorflow_quietly():
 
 
 def _configure_devices():
-  """Logical CPUs must be set before TensorFlow initialises."""
+  """Logical CPUs must be set before TensorFlow initialises; GPUs asked for
+  must be there (MirroredStrategy over missing GPUs waits forever)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if FLAGS.num_gpus:
+    found = len(tf.config.list_physical_devices("GPU"))
+    if found < FLAGS.num_gpus:
+      raise app.UsageError(
+          "--num_gpus=%d: this machine has %d GPU%s visible to TensorFlow "
+          "(CUDA_VISIBLE_DEVICES=%s)" % (
+              FLAGS.num_gpus, found, "" if found == 1 else "s",
+              os.environ.get("CUDA_VISIBLE_DEVICES", "unset")))
   if FLAGS.cpu_replicas > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
@@ -416,18 +431,32 @@ def main(argv):
   (with the traceback only at --verbosity=1 or more)."""
   _quiet_tensorflow()  # before anything imports TensorFlow
   process.collect_garbage_less_often()
-  from bert_mtl import checkpoint, experiment  # pylint: disable=g-import-not-at-top
-  from bert_mtl.errors import DataError  # pylint: disable=g-import-not-at-top
+  from bert_mtl import preemption  # pylint: disable=g-import-not-at-top
+  preemption.install()
   try:
     _main(argv)
-  except (app.UsageError, DataError, experiment.RunDirectoryError,
-          checkpoint.CheckpointError, config_lib.ConfigError) as e:
+  except preemption.Preempted as e:
+    sys.stderr.write("run_multitask.py: %s\n" % e)
+    sys.exit(e.exit_code)
+  except _one_line_errors() as e:
     if FLAGS.verbosity >= 1:
       raise
     sys.stderr.write("run_multitask.py: error: %s\n" % e)
     if isinstance(e, app.UsageError):
       sys.stderr.write("(run_multitask.py --helpfull lists every flag)\n")
     sys.exit(2 if isinstance(e, app.UsageError) else 1)
+
+
+def _one_line_errors():
+  """The errors a user fixes (bad input, settings, files, cluster): one
+  line on stderr, not a traceback."""
+  from bert_mtl import (checkpoint, cluster, experiment, export_assets,  # pylint: disable=g-import-not-at-top
+                        export_versions)
+  from bert_mtl.errors import DataError, WriteError  # pylint: disable=g-import-not-at-top
+  return (app.UsageError, DataError, WriteError, experiment.RunDirectoryError,
+          checkpoint.CheckpointError, config_lib.ConfigError,
+          cluster.ClusterError, export_assets.AssetError,
+          export_versions.ExportError)
 
 
 def _main(argv):
@@ -452,7 +481,9 @@ def _main(argv):
   if FLAGS.do_train:
     from bert_mtl import cluster  # pylint: disable=g-import-not-at-top
     if cluster.is_multi_worker():
-      cluster.multi_worker_strategy()  # before TensorFlow runs anything
+      # Before TensorFlow runs anything; a peer that never answers stops
+      # this worker with a report instead of a silent wait.
+      cluster.multi_worker_strategy(FLAGS.worker_timeout_secs)
   options = vocab_file = None
   # A new run that starts from --init_checkpoint may evaluate, predict or
   # export before (or without) training: step 0 is the checkpoint loaded.

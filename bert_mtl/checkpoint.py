@@ -77,7 +77,7 @@ def damage(prefix):
     reader = tf.train.load_checkpoint(prefix)
     for name in reader.get_variable_to_shape_map():
       reader.get_tensor(name)  # checks the bytes' length and crc32c
-  except (tf.errors.OpError, ValueError, RuntimeError) as e:
+  except (tf.errors.OpError, ValueError, RuntimeError, IndexError) as e:
     return "unreadable (%s)" % str(e).strip().splitlines()[0][:200]
   return None
 

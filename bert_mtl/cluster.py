@@ -27,8 +27,57 @@ WORKER_LOST_EXIT_CODE = 200
 _STRATEGY = []
 
 
+class ClusterError(ValueError):
+  """A TF_CONFIG that does not describe a cluster (names TF_CONFIG)."""
+
+
+def _check_tf_config(config):
+  """Raises ClusterError unless `config` (TF_CONFIG parsed) describes this
+  task of a cluster: {"cluster": {type: ["host:port", ...]}, "task":
+  {"type": type, "index": i}}."""
+  def need(ok, what):
+    if not ok:
+      raise ClusterError("TF_CONFIG: %s (TF_CONFIG=%s)" % (
+          what, os.environ.get("TF_CONFIG", "")[:300]))
+  need(isinstance(config, dict), "must be a JSON object")
+  cluster = config.get("cluster", {})
+  need(isinstance(cluster, dict), '"cluster" must be an object of task '
+       'lists')
+  for task_type, addresses in cluster.items():
+    need(isinstance(addresses, list) and all(
+        isinstance(a, str) and a.rpartition(":")[2].isdigit() and
+        a.rpartition(":")[0] for a in addresses),
+         'cluster["%s"] must be a list of "host:port" strings' % task_type)
+  if sum(len(v) for v in cluster.values()) <= 1:
+    return
+  task = config.get("task")
+  need(isinstance(task, dict), 'no "task": which task of the cluster is '
+       'this one ({"type": "worker", "index": 0})?')
+  need(task.get("type") in cluster, 'task type %r is not in the cluster '
+       '(%s)' % (task.get("type"), ", ".join(sorted(cluster))))
+  index = task.get("index")
+  need(isinstance(index, int) and not isinstance(index, bool) and
+       0 <= index < len(cluster[task["type"]]),
+       "task index %r is out of range: the cluster has %d %s tasks" % (
+           index, len(cluster[task["type"]]), task["type"]))
+
+
 def tf_config():
-  return json.loads(os.environ.get("TF_CONFIG") or "{}")
+  """TF_CONFIG parsed and checked ({} when it is not set).
+
+  Raises:
+    ClusterError: malformed JSON, a task missing or out of range.
+  """
+  text = os.environ.get("TF_CONFIG")
+  if not text:
+    return {}
+  try:
+    config = json.loads(text)
+  except ValueError as e:
+    raise ClusterError("TF_CONFIG is not valid JSON (%s): %s" % (
+        e, text[:300])) from None
+  _check_tf_config(config)
+  return config
 
 
 def is_multi_worker():
@@ -36,12 +85,62 @@ def is_multi_worker():
   return sum(len(v) for v in tf_config().get("cluster", {}).values()) > 1
 
 
-def multi_worker_strategy():
+def is_chief():
+  """True for the task that writes the run (the chief, else worker 0)."""
+  config = tf_config()
+  task = config.get("task", {})
+  if "chief" in config.get("cluster", {}):
+    return task.get("type") == "chief"
+  return task.get("type", "worker") == "worker" and task.get("index", 0) == 0
+
+
+def multi_worker_strategy(timeout_secs=None):
   """The process's MultiWorkerMirroredStrategy.  Collective ops must be set
-  up before TensorFlow runs anything, so run_multitask.py calls this first."""
+  up before TensorFlow runs anything, so run_multitask.py calls this first.
+
+  timeout_secs: with it, a peer that never answers within that time stops
+  this worker with a report (watch_peers_start)."""
   if not _STRATEGY:
+    if timeout_secs:
+      watch_peers_start(timeout_secs)
     _STRATEGY.append(tf.distribute.experimental.MultiWorkerMirroredStrategy())
   return _STRATEGY[0]
+
+
+def watch_peers_start(timeout_secs, interval_secs=1.0, exit_fn=None):
+  """Waits, in a thread, for every peer to answer once; one that has not
+  answered within timeout_secs (a host typo, a worker that never
+  started) is reported by address and the worker exits with
+  WORKER_LOST_EXIT_CODE, where it would wait forever in TensorFlow's
+  collective set-up.  Returns the thread."""
+  exit_fn = exit_fn or os._exit  # pylint: disable=protected-access
+  start = time.time()
+
+  def watch():
+    waiting = dict(peers())
+    while waiting:
+      for name, address in list(waiting.items()):
+        if reachable(address, timeout=min(2.0, interval_secs)):
+          del waiting[name]
+      if not waiting:
+        return
+      if time.time() - start >= timeout_secs:
+        report = (
+            "multi-worker training cannot start: %s never answered within "
+            "%.0f s (--worker_timeout_secs); check TF_CONFIG's addresses "
+            "and that every worker was started" % (", ".join(
+                "%s at %s" % (n, a) for n, a in sorted(waiting.items())),
+                                                   timeout_secs))
+        tf1.logging.error(report)
+        sys.stderr.write("ERROR: %s\n" % report)
+        sys.stderr.flush()
+        exit_fn(WORKER_LOST_EXIT_CODE)
+        return
+      time.sleep(interval_secs)
+
+  thread = threading.Thread(target=watch, daemon=True, name="peer-start")
+  thread.start()
+  return thread
 
 
 def task_name():

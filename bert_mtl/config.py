@@ -81,6 +81,10 @@ class RunConfig:
   cache_dir: typing.Optional[str] = _field(
       None, "Feature cache (default: $BERT_MTL_CACHE_DIR or "
       "~/.cache/bert_mtl).")
+  results_dir: typing.Optional[str] = _field(
+      None, "Where evaluation and prediction write their results (default: "
+      "output_dir; name another directory to evaluate or predict with a "
+      "run directory that is read-only or in use).")
   bert_config: typing.Optional[dict] = _field(
       None, "The BertConfig as a dict (--bert_config_file or --small_model).",
       flag=False)

@@ -12,3 +12,14 @@ class DataError(ValueError):
     super().__init__("%s: %s" % (where, message) if where else message)
     self.message, self.problem, self.path, self.line = (message, problem,
                                                         path, line)
+
+
+class WriteError(RuntimeError):
+  """A file or directory that could not be written (full disk, read-only
+  or not permitted, a file where a directory should be): names the path
+  and what was being written."""
+
+  def __init__(self, path, what, error):
+    reason = getattr(error, "strerror", None) or str(error)
+    super().__init__("cannot write %s (%s): %s" % (path, what, reason))
+    self.path, self.what, self.error = path, what, error

@@ -7,7 +7,7 @@ import os
 
 import tensorflow as tf
 
-from bert_mtl import checkpoint, decoding, problems, progress, types
+from bert_mtl import checkpoint, decoding, files, problems, progress, types
 
 
 def score(name, examples, results, encoder, context):
@@ -49,14 +49,13 @@ class Evaluator(object):
   def graph_metrics(self, split, checkpoint_path=None):
     """The Estimator's in-graph losses and metrics of `split` at the
     checkpoint (default: the latest), computed once per checkpoint."""
-    checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(
-        self.run.output_dir)
-    step = checkpoint.step_of(checkpoint_path) if checkpoint_path else None
+    checkpoint_path = checkpoint_path or self.run.checkpoint_path()
+    step = checkpoint.step_of(checkpoint_path)
     if (split, step) in self._graph_metrics:
       return self._graph_metrics[(split, step)]
     input_fn, _, built = self.run.input_fn(
         split, False, self.run.options["eval_batch_size"])
-    metrics = self.run.estimator().evaluate(
+    metrics = self.run.estimator(model_dir=self.run.results_dir).evaluate(
         input_fn, checkpoint_path=checkpoint_path, hooks=[
             progress.EvalProgressHook("evaluating %s" % split, sum(
                 meta["count"] for _, meta in built))])
@@ -71,6 +70,13 @@ class Evaluator(object):
     Returns:
       {problem: {metric: value}} (and "_graph": the Estimator's metrics).
     """
+    # (The Estimator writes its summaries into results_dir even when the
+    # results are not written.)
+    with self.run.writing("evaluate", self.run.results_dir):
+      return self._evaluate(split, write, checkpoint_path)
+
+  def _evaluate(self, split, write, checkpoint_path):
+    checkpoint_path = checkpoint_path or self.run.checkpoint_path()
     graph_metrics = self.graph_metrics(split, checkpoint_path)
     results = {"_graph": {k: float(v) for k, v in graph_metrics.items()}}
     for group in self.run.groups:
@@ -106,8 +112,7 @@ class Evaluator(object):
     input_fn, (features,), ((_, meta),) = self.run.input_fn(
         split, False, self.run.options["predict_batch_size"], groups=[group],
         sources=sources)
-    checkpoint_path = checkpoint_path or tf.train.latest_checkpoint(
-        self.run.output_dir)
+    checkpoint_path = checkpoint_path or self.run.checkpoint_path()
     predictions = progress.counted(
         self.run.estimator(predict_problems=group).predict(
             input_fn, yield_single_examples=True,
@@ -126,36 +131,45 @@ class Evaluator(object):
 
   def _write_eval_results(self, results, split):
     lines = []
-    for name in [n for n in results if not n.startswith("_")]:
-      directory = _mkdir(os.path.join(self.run.output_dir, split, name))
-      with open(os.path.join(directory, "eval_results.txt"), "w",
-                encoding="utf-8") as f:
+    root = self.run.results_dir
+    with files.writing(root, "evaluation results"):
+      for name in [n for n in results if not n.startswith("_")]:
+        directory = _mkdir(os.path.join(root, split, name))
+        own = []
         for key in sorted(results[name]):
-          f.write("%s = %s\n" % (key, results[name][key]))
+          own.append("%s = %s\n" % (key, results[name][key]))
           lines.append("%s/%s = %s" % (name, key, results[name][key]))
-    with open(os.path.join(self.run.output_dir, "eval_results.txt"), "w",
-              encoding="utf-8") as f:
-      f.write("\n".join(lines) + "\n")
+        files.atomic_write(os.path.join(directory, "eval_results.txt"),
+                           "".join(own))
+      files.atomic_write(os.path.join(root, "eval_results.txt"),
+                         "\n".join(lines) + "\n")
 
   def predict(self, split="predict"):
     """Writes predictions/<problem>.jsonl (input, prediction and, when the
     split has them, gold labels); returns {problem: [result]}."""
+    with self.run.writing("predict", self.run.results_dir):
+      return self._predict(split)
+
+  def _predict(self, split):
     out = {}
-    directory = _mkdir(os.path.join(self.run.output_dir, "predictions"))
+    directory = os.path.join(self.run.results_dir, "predictions")
+    with files.writing(directory, "predictions"):
+      _mkdir(directory)
     for group in self.run.groups:
       if not all(self.run.kind(n).decodes for n in group):
         continue
       decoded, features = self.predict_group(group, split)
       for name in group:
         out[name] = decoded[name]
-        with open(os.path.join(directory, name + ".jsonl"), "w",
-                  encoding="utf-8") as f:
-          for example, result in zip(features.examples[name],
-                                     decoded[name]):
-            inputs = example.inputs
-            record = {"input": "".join(inputs) if isinstance(inputs, list)
-                      else inputs, "prediction": result}
-            if example.labels is not None:
-              record["label"] = example.labels
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        lines = []
+        for example, result in zip(features.examples[name], decoded[name]):
+          inputs = example.inputs
+          record = {"input": "".join(inputs) if isinstance(inputs, list)
+                    else inputs, "prediction": result}
+          if example.labels is not None:
+            record["label"] = example.labels
+          lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+        path = os.path.join(directory, name + ".jsonl")
+        with files.writing(path, "predictions"):
+          files.atomic_write(path, "".join(lines))
     return out

@@ -8,17 +8,19 @@ everything later steps need into output_dir, so evaluation, prediction and
 export need only the output directory.
 """
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import sys
 import threading
 
 import tensorflow as tf
 
 from bert_mtl import (checkpoint, cluster, decoding, evaluation, files,
-                      model_fn, modeling, optimization, problems, progress,
-                      run_data, tokenization, types)
+                      model_fn, modeling, optimization, preemption, problems,
+                      progress, run_data, run_directory, tokenization, types)
 from bert_mtl.config import RunConfig
 from bert_mtl.run_directory import (  # pylint: disable=unused-import
     FIXED_SETTINGS, RUN_FILE, RunDirectory, RunDirectoryError,
@@ -87,6 +89,39 @@ class Experiment(object):
   def save(self):
     self.directory.save(self.options, self.bert_config, self.encoders,
                         self.inputs)
+
+  @property
+  def results_dir(self):
+    """Where evaluation and prediction write (the results_dir setting,
+    else output_dir)."""
+    return self.options.get("results_dir") or self.output_dir
+
+  def writing(self, action, directory=None):
+    """The writer lock of the run directory while `action` writes into
+    `directory` (default: the run directory; nothing is locked when it is
+    outside it).  The workers of a multi-worker run share the chief's."""
+    directory = os.path.realpath(directory or self.output_dir)
+    inside = (directory + os.sep).startswith(
+        os.path.realpath(self.output_dir) + os.sep)
+    if not inside or (cluster.is_multi_worker() and not cluster.is_chief()):
+      return contextlib.nullcontext()
+    return run_directory.writer_lock(self.output_dir, "%s (%s)" % (
+        action, " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])[
+            :300]))
+
+  def checkpoint_path(self):
+    """The newest intact checkpoint of the run (see
+    checkpoint.newest_intact).
+
+    Raises:
+      checkpoint.CheckpointError: the run has none.
+    """
+    path = checkpoint.newest_intact(self.output_dir)
+    if path is None:
+      raise checkpoint.CheckpointError(
+          "%s holds no checkpoint: train there first (--do_train)" %
+          self.output_dir)
+    return path
 
   def kind(self, name):
     """The ProblemType of problem `name`."""
@@ -172,13 +207,17 @@ class Experiment(object):
     return strategy.num_replicas_in_sync if strategy else 1
 
   def estimator(self, num_train_steps=None, strategy=None,
-                predict_problems=None):
+                predict_problems=None, model_dir=None):
+    """The run's Estimator; model_dir: where it writes (default: the run
+    directory; evaluation passes its results directory and names the
+    checkpoint)."""
     session_config = optimization.xla_session_config(
         self.options["use_xla"], optimization.mixed_precision_session_config(
             self.options["mixed_precision"]))
     session_config.allow_soft_placement = True
     run_config = tf.estimator.RunConfig(
-        model_dir=self.output_dir, tf_random_seed=self.options["seed"],
+        model_dir=model_dir or self.output_dir,
+        tf_random_seed=self.options["seed"],
         save_checkpoints_steps=self.options["save_checkpoints_steps"],
         keep_checkpoint_max=self.options["keep_checkpoint_max"],
         log_step_count_steps=self.options["log_every_steps"],
@@ -209,7 +248,12 @@ class Experiment(object):
     prediction and export then run on the checkpoint as it was loaded, and
     training starts from it.  Does nothing when output_dir has a
     checkpoint."""
-    if tf.train.latest_checkpoint(self.output_dir):
+    with self.writing("initialize"):
+      self._initialize()
+
+  def _initialize(self):
+    checkpoint.remove_failed_saves(self.output_dir)
+    if checkpoint.newest_intact(self.output_dir, repair=True):
       return
     steps = self.num_train_steps()
     self.options["num_train_steps"] = steps
@@ -238,7 +282,28 @@ class Experiment(object):
     export_best: export(checkpoint_path, export_dir) -> SavedModel
       directory (serving.export of this run): with evaluation during
       training, the checkpoint with the lowest eval loss is exported to
-      <output_dir>/export/best/ through it.  None: no best export."""
+      <output_dir>/export/best/ through it.  None: no best export.
+
+    Raises:
+      preemption.Preempted: SIGTERM or SIGINT stopped training (its step
+        saved first).
+    """
+    preemption.install()
+    try:
+      with self.writing("train"):
+        self._train(num_train_steps, evaluate_during_training, export_best)
+    except preemption.Preempted as e:
+      latest = tf.train.latest_checkpoint(self.output_dir)
+      raise preemption.Preempted(e.signum, "stopped by %s: %s; the same "
+                                 "command resumes from it" % (
+                                     e.signal_name, "the newest checkpoint "
+                                     "is %s (step %s)" % (
+                                         latest, checkpoint.step_of(latest))
+                                     if latest else "no checkpoint yet"))
+
+  def _train(self, num_train_steps, evaluate_during_training, export_best):
+    checkpoint.remove_failed_saves(self.output_dir)
+    checkpoint.newest_intact(self.output_dir, repair=True)
     steps = int(num_train_steps or self.num_train_steps())
     self.options["num_train_steps"] = steps
     strategy = self.strategy()
@@ -256,7 +321,8 @@ class Experiment(object):
                        meta["count"])
     hooks = [progress.ProgressHook(steps, self.options["train_batch_size"],
                                    self.names,
-                                   self.options["log_every_steps"])]
+                                   self.options["log_every_steps"]),
+             preemption.PreemptionHook()]
     done = checkpoint.latest_step(self.output_dir)
     if done is not None and done >= steps:
       tf1.logging.warning(
@@ -264,7 +330,8 @@ class Experiment(object):
           "--num_train_steps to train on)", self.output_dir, done, steps)
     estimator = self.estimator(steps, strategy)
     if not (cluster.is_multi_worker() or evaluate_during_training):
-      estimator.train(input_fn, max_steps=steps, hooks=hooks)
+      with preemption.deferred():
+        estimator.train(input_fn, max_steps=steps, hooks=hooks)
       return
     if cluster.is_multi_worker():
       # Every worker records a digest of its final variables, so a run can
@@ -277,14 +344,16 @@ class Experiment(object):
     eval_fn, _, eval_built = self.input_fn(
         "eval", False, self.options["eval_batch_size"], replicas)
     eval_hooks = [progress.EvalProgressHook("evaluating eval", sum(
-        meta["count"] for _, meta in eval_built))]
+        meta["count"] for _, meta in eval_built)),
+                  preemption.PreemptionHook(training=False)]
     exporters = [BestExport(export_best)] if export_best else None
-    evaluated = tf.estimator.train_and_evaluate(
-        estimator, tf.estimator.TrainSpec(input_fn, max_steps=steps,
-                                          hooks=hooks),
-        tf.estimator.EvalSpec(eval_fn, steps=None, throttle_secs=0,
-                              start_delay_secs=0, exporters=exporters,
-                              hooks=eval_hooks))
+    with preemption.deferred():
+      evaluated = tf.estimator.train_and_evaluate(
+          estimator, tf.estimator.TrainSpec(input_fn, max_steps=steps,
+                                            hooks=hooks),
+          tf.estimator.EvalSpec(eval_fn, steps=None, throttle_secs=0,
+                                start_delay_secs=0, exporters=exporters,
+                                hooks=eval_hooks))
     if evaluated and evaluated[0]:
       # The last evaluation ran on the final checkpoint: --do_eval's
       # evaluate() reuses its in-graph metrics instead of a second pass.
@@ -339,7 +408,7 @@ class BestExport(tf.estimator.Exporter):
          "export": os.path.basename(path)}))
     for name in os.listdir(export_path):
       old = os.path.join(export_path, name)
-      if name != os.path.basename(path) and os.path.isdir(old):
+      if name != os.path.basename(path) and name.isdigit():
         shutil.rmtree(old, ignore_errors=True)
     return path
 

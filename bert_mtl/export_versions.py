@@ -132,7 +132,8 @@ def signature_names(export_dir):
     raise ExportError("%s cannot be read: %s" % (path, e)) from None
   names = set()
   for meta_graph in model.meta_graphs:
-    names.update(meta_graph.signature_def)
+    names.update(n for n in meta_graph.signature_def
+                 if not n.startswith("__"))  # (__saved_model_init_op)
   return names
 
 

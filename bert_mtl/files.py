@@ -1,8 +1,12 @@
 """Small file helpers shared by the run directory and the label maps."""
 
+import contextlib
+import errno
 import os
 import shutil
 import uuid
+
+from bert_mtl.errors import WriteError
 
 
 def _replace(path, write):
@@ -35,3 +39,23 @@ def atomic_copy(source, path):
   """Copies `source` to `path` atomically (two workers of one run may copy
   the same file at once)."""
   _replace(path, lambda temporary: shutil.copyfile(source, temporary))
+
+
+@contextlib.contextmanager
+def writing(path, what):
+  """Turns an OSError raised in the block into a WriteError naming `path`
+  (or the file the error names) and `what` was being written."""
+  try:
+    yield
+  except OSError as e:
+    if isinstance(e, WriteError):
+      raise
+    raise WriteError(getattr(e, "filename", None) or path, what, e) from None
+
+
+def is_disk_error(error):
+  """True for an OSError a user fixes on the file system (full disk,
+  read-only, not permitted, not a directory...)."""
+  return isinstance(error, OSError) and error.errno in (
+      errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+      errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENOENT)

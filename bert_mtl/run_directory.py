@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from bert_mtl import files, tokenization
 from bert_mtl.config import RunConfig
+from bert_mtl.errors import WriteError
 from bert_mtl.labels import LabelEncoder
 
 RUN_FILE = "run.json"
@@ -89,7 +90,7 @@ def writer_lock(output_dir, command):
     os.makedirs(output_dir, exist_ok=True)
     handle = open(path, "a+", encoding="utf-8")
   except OSError as e:
-    raise files.WriteError(path, "the run's writer lock", e) from None
+    raise WriteError(path, "the run's writer lock", e) from None
   try:
     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
   except BlockingIOError:

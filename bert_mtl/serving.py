@@ -76,8 +76,12 @@ def export(run, export_dir, checkpoint_path=None):
   The version appears only once complete and verified (see
   export_versions): a failed or killed export leaves none.  Every export,
   the best exporter's included, takes this one path."""
-  checkpoint_path = checkpoint_path or checkpoint.newest_intact(
-      run.output_dir)
+  with run.writing("export", export_dir), files.writing(export_dir,
+                                                          "the export"):
+    return _export(run, export_dir, checkpoint_path or run.checkpoint_path())
+
+
+def _export(run, export_dir, checkpoint_path):
   done = _EXPORTED.get((run.output_dir, checkpoint_path))
   with export_versions.staging(export_dir) as staging:
     if done and os.path.exists(done):
@@ -124,7 +128,8 @@ def resolve_export(export_dir):
   <output_dir>/export, its newest complete version (export_versions)."""
   if os.path.exists(os.path.join(export_dir, "saved_model.pb")):
     return export_dir
-  if os.path.isdir(export_dir):
+  if os.path.isdir(export_dir) and any(n.isdigit()
+                                       for n in os.listdir(export_dir)):
     return export_versions.newest(export_dir)
   raise FileNotFoundError(
       "%s is not a SavedModel directory (no saved_model.pb) and holds no "

@@ -8,6 +8,7 @@
 
 import collections
 import os
+import re
 
 from bert_mtl import types
 from bert_mtl.problems import download
@@ -38,6 +39,10 @@ Problem = collections.namedtuple(
     "Problem", ["name", "type", "reader", "source", "scheme", "metric"])
 
 _PROBLEMS = collections.OrderedDict()
+# A problem's name names files (labels/<name>.json, predictions, eval
+# directories, cache entries) and stands in chains, flags and signature
+# names: ASCII letters, digits, "_", "." and "-", not first.
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def problem(name, problem_type, source="", scheme=None, metric=None):
@@ -47,6 +52,11 @@ def problem(name, problem_type, source="", scheme=None, metric=None):
   "word" (segmentation, SIGHAN word F1) or "pos" (tag accuracy and word F1
   of joint B-n style tags) instead of "entity".
   """
+  if not isinstance(name, str) or not NAME.fullmatch(name):
+    raise ValueError(
+        "problem name %r: use ASCII letters, digits, '_', '.' and '-' (not "
+        "first), at most 128 characters; it names files and stands in "
+        "chains ('&', '|') and flags" % (name,))
   kind = types.get(problem_type)  # raises for unknown types, listing them
   metric = metric or kind.default_metric()
   if metric not in kind.metrics:
