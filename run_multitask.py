@@ -174,6 +174,9 @@ def _check_flag_formats():
     need(False, "sampling_weights", "must be numbers")
   if FLAGS.init_checkpoint:
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    need(tf.io.gfile.exists(FLAGS.init_checkpoint + ".index") or
+         tf.io.gfile.exists(FLAGS.init_checkpoint), "init_checkpoint",
+         "no such checkpoint (give the prefix, e.g. .../bert_model.ckpt)")
     try:
       readable = bool(tf.train.list_variables(FLAGS.init_checkpoint))
     except (ValueError, tf.errors.OpError) as e:

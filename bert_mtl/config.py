@@ -188,7 +188,9 @@ class RunConfig:
           raise ConfigError("pretrain." + key, pretrain[key],
                             "not a pretrain setting (known: %s)" %
                             ", ".join(sorted(pretrain_known)))
+      _check_types(PretrainConfig, pretrain, "pretrain.")
       pretrain = PretrainConfig(**pretrain)
+    _check_types(cls, values)
     config = cls(**values) if pretrain is None else cls(pretrain=pretrain,
                                                         **values)
     return config
@@ -268,6 +270,37 @@ class RunConfig:
     """The problems named in the chain (without parsing it)."""
     return [n.strip() for g in (self.problems or "").split("|")
             for n in g.split("&") if n.strip()]
+
+
+def _type_fits(value, kind):
+  """True when `value` (from JSON) is of annotation `kind`."""
+  if typing.get_origin(kind) is typing.Union:  # Optional[X]
+    return any(_type_fits(value, k) for k in typing.get_args(kind))
+  if kind is type(None):
+    return value is None
+  origin = typing.get_origin(kind) or kind
+  if origin is float:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+  if origin is int:
+    return isinstance(value, int) and not isinstance(value, bool)
+  if origin in (list, tuple):
+    return isinstance(value, (list, tuple))
+  return isinstance(value, origin) if isinstance(origin, type) else True
+
+
+def _check_types(config_class, values, prefix=""):
+  """Raises ConfigError for a value whose type is not its field's (a
+  hand-edited run.json: "learning_rate": "fast")."""
+  for field in dataclasses.fields(config_class):
+    if field.name in values and not (
+        dataclasses.is_dataclass(field.type) and isinstance(
+            values[field.name], (dict, field.type))) and not _type_fits(
+                values[field.name], field.type):
+      kind = field.type
+      name = getattr(kind, "__name__", None) or str(kind).replace(
+          "typing.", "")
+      raise ConfigError(prefix + field.name, repr(values[field.name]),
+                        "must be %s" % name)
 
 
 def _need(ok, key, value, reason):

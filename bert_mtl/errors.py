@@ -19,7 +19,8 @@ class WriteError(RuntimeError):
   or not permitted, a file where a directory should be): names the path
   and what was being written."""
 
-  def __init__(self, path, what, error):
-    reason = getattr(error, "strerror", None) or str(error)
+  def __init__(self, path, what, reason):
+    if isinstance(reason, OSError):
+      reason = reason.strerror or str(reason)
     super().__init__("cannot write %s (%s): %s" % (path, what, reason))
-    self.path, self.what, self.error = path, what, error
+    self.path, self.what, self.reason = path, what, reason

@@ -52,12 +52,22 @@ class Experiment(object):
       options = options.to_dict()
     # Everything is checked before anything in output_dir is written.
     self.directory = RunDirectory(output_dir)
-    run_config = RunConfig.from_dict(self.directory.options_in_force(
-        options, vocab_file))
-    if overrides:
-      run_config = run_config.replace(**overrides)
-    self.options = run_config.validate().to_dict()
-    self.groups = problems.parse(self.options["problems"])
+    try:
+      run_config = RunConfig.from_dict(self.directory.options_in_force(
+          options, vocab_file))
+      if overrides:
+        run_config = run_config.replace(**overrides)
+      self.options = run_config.validate().to_dict()
+      self.groups = problems.parse(self.options["problems"])
+    except RunDirectoryError:
+      raise
+    except ValueError as e:
+      if options is not None:
+        raise
+      # A saved run whose run.json was edited by hand (or by another
+      # version): name the file.
+      raise RunDirectoryError("%s: %s" % (
+          self.directory.path(RUN_FILE), e)) from None
     self.names = [n for g in self.groups for n in g]
     self.types = {n: problems.get(n).type for n in self.names}
     saved_vocab = self.directory.install_vocab(vocab_file)
@@ -267,7 +277,8 @@ class Experiment(object):
       model_fn.make_model_fn(self.body_transform)(
           features, None, tf.estimator.ModeKeys.TRAIN, params)
       saver = tf1.train.Saver(max_to_keep=self.options["keep_checkpoint_max"])
-      with tf1.Session() as session:
+      with tf1.Session() as session, files.writing(self.output_dir,
+                                                   "a checkpoint"):
         session.run(tf1.global_variables_initializer())
         saver.save(session, os.path.join(self.output_dir, "model.ckpt"),
                    global_step=0)
@@ -330,7 +341,8 @@ class Experiment(object):
           "--num_train_steps to train on)", self.output_dir, done, steps)
     estimator = self.estimator(steps, strategy)
     if not (cluster.is_multi_worker() or evaluate_during_training):
-      with preemption.deferred():
+      with preemption.deferred(), files.writing(self.output_dir,
+                                                "a checkpoint"):
         estimator.train(input_fn, max_steps=steps, hooks=hooks)
       return
     if cluster.is_multi_worker():
@@ -347,7 +359,8 @@ class Experiment(object):
         meta["count"] for _, meta in eval_built)),
                   preemption.PreemptionHook(training=False)]
     exporters = [BestExport(export_best)] if export_best else None
-    with preemption.deferred():
+    with preemption.deferred(), files.writing(self.output_dir,
+                                              "a checkpoint"):
       evaluated = tf.estimator.train_and_evaluate(
           estimator, tf.estimator.TrainSpec(input_fn, max_steps=steps,
                                             hooks=hooks),

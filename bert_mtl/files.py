@@ -41,21 +41,37 @@ def atomic_copy(source, path):
   _replace(path, lambda temporary: shutil.copyfile(source, temporary))
 
 
+# What file system errors say (errno's strerror), as TensorFlow's own file
+# errors quote them in their messages.
+DISK_REASONS = tuple(os.strerror(e) for e in (
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
+    errno.ENOTDIR, errno.EISDIR, errno.EEXIST))
+
+
+def disk_error_reason(error):
+  """The file system reason of `error` (an OSError, or an error of another
+  library, TensorFlow's included, whose message quotes one), or None."""
+  if isinstance(error, OSError):
+    return error.strerror or str(error)
+  message = str(error)
+  for reason in DISK_REASONS:
+    if reason in message:
+      return reason
+  return None
+
+
 @contextlib.contextmanager
 def writing(path, what):
-  """Turns an OSError raised in the block into a WriteError naming `path`
-  (or the file the error names) and `what` was being written."""
+  """Turns a file system error raised in the block (an OSError, or
+  another library's error that quotes one) into a WriteError naming
+  `path` (or the file an OSError names) and `what` was being written."""
   try:
     yield
-  except OSError as e:
-    if isinstance(e, WriteError):
+  except WriteError:
+    raise
+  except Exception as e:  # pylint: disable=broad-except
+    reason = disk_error_reason(e)
+    if reason is None:
       raise
-    raise WriteError(getattr(e, "filename", None) or path, what, e) from None
-
-
-def is_disk_error(error):
-  """True for an OSError a user fixes on the file system (full disk,
-  read-only, not permitted, not a directory...)."""
-  return isinstance(error, OSError) and error.errno in (
-      errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM,
-      errno.ENOTDIR, errno.EEXIST, errno.EISDIR, errno.ENOENT)
+    raise WriteError(getattr(e, "filename", None) or path, what,
+                     reason) from None

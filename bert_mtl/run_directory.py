@@ -165,6 +165,12 @@ def load_run_record(output_dir):
     raise RunDirectoryError("%s cannot be read (%s)" % (path, e)) from None
   if not isinstance(record, dict) or "problems" not in record:
     raise RunDirectoryError("%s is not a bert_mtl run record" % path)
+  history = record.get(HISTORY, [])
+  if not isinstance(history, list) or not all(
+      isinstance(e, dict) and isinstance(e.get("changed", {}), dict)
+      for e in history):
+    raise RunDirectoryError("%s: %s must be a list of {\"time\", "
+                            "\"changed\": {...}} entries" % (path, HISTORY))
   return record
 
 
@@ -234,10 +240,11 @@ class RunDirectory(object):
 
   def install_vocab(self, vocab_file):
     """Copies a new run's vocabulary in (once); returns the run's."""
-    os.makedirs(self.output_dir, exist_ok=True)
     if vocab_file and os.path.abspath(vocab_file) != os.path.abspath(
         self.vocab_file) and not os.path.exists(self.vocab_file):
-      files.atomic_copy(vocab_file, self.vocab_file)
+      with files.writing(self.output_dir, "the run directory"):
+        os.makedirs(self.output_dir, exist_ok=True)
+        files.atomic_copy(vocab_file, self.vocab_file)
     if not os.path.exists(self.vocab_file):
       raise ValueError("no vocab_file given and none saved in %s" %
                        self.output_dir)
@@ -263,6 +270,10 @@ class RunDirectory(object):
   def save(self, options, bert_config, encoders, inputs):
     """Writes run.json, bert_config.json, the label maps and inputs.json
     (each atomically)."""
+    with files.writing(self.output_dir, "the run directory"):
+      self._save(options, bert_config, encoders, inputs)
+
+  def _save(self, options, bert_config, encoders, inputs):
     files.atomic_write(self.path(RUN_FILE), json.dumps(
         self._run_record(options), ensure_ascii=False, indent=1,
         sort_keys=True))

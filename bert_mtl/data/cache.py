@@ -18,7 +18,7 @@ import uuid
 
 from absl import logging
 
-from bert_mtl import base
+from bert_mtl import base, files
 
 # Bump when the feature layout or the readers change meaning.
 FEATURES_VERSION = "1"
@@ -147,6 +147,11 @@ def write_entry(cache_dir, name, key, write, extra_meta=None):
       it writes the shards into the directory it is given.
   """
   directory = entry_directory(cache_dir, name, key)
+  with files.writing(directory, "the feature cache"):
+    return _write_entry(cache_dir, name, key, write, extra_meta, directory)
+
+
+def _write_entry(cache_dir, name, key, write, extra_meta, directory):
   temporary = "%s.tmp-%s" % (directory, uuid.uuid4().hex[:8])
   os.makedirs(temporary)
   try:
