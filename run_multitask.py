@@ -388,7 +388,7 @@ def _print_results(results):
 
 # Flags an eval / predict / export command may give for a saved run: where
 # the data is now, and a quicker subset.  The rest is the run's own.
-RUN_OVERRIDES = ("data_dir", "cache_dir", "max_examples")
+RUN_OVERRIDES = ("data_dir", "cache_dir", "max_examples", "results_dir")
 RUN_FIXED_FLAGS = ("problems", "max_seq_length", "do_lower_case",
                    "max_target_length")
 

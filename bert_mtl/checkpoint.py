@@ -53,10 +53,15 @@ class CheckpointError(ValueError):
   none that can be read."""
 
 
+def _data_shards(prefix):
+  return [p for p in glob.glob(glob.escape(prefix) + ".data-*")
+          if re.search(r"\.data-\d+-of-\d+$", p)]
+
+
 def checkpoint_files(prefix):
   """The files of the checkpoint at `prefix` (index, data shards, meta)."""
   return sorted(glob.glob(glob.escape(prefix) + ".index") +
-                glob.glob(glob.escape(prefix) + ".data-*") +
+                _data_shards(prefix) +
                 glob.glob(glob.escape(prefix) + ".meta"))
 
 
@@ -67,7 +72,7 @@ def damage(prefix):
   index = prefix + ".index"
   if not os.path.exists(index):
     return "%s is missing" % index
-  shards = glob.glob(glob.escape(prefix) + ".data-*-of-*")
+  shards = _data_shards(prefix)
   wanted = {int(m.group(1)) for m in (re.search(r"-of-(\d+)$", s)
                                        for s in shards) if m}
   if not shards or len(wanted) != 1 or len(shards) != wanted.pop():
@@ -98,9 +103,12 @@ def _prefixes(model_dir):
 
 def remove_failed_saves(model_dir):
   """Removes the temporary files a failed or killed save left (TensorFlow
-  writes model.ckpt-N_temp/ and renames its parts); returns their names."""
+  writes model.ckpt-N_temp/ and renames its parts, and other files through
+  <name>.tmp<32 hex digits>); returns their names."""
   left = sorted(glob.glob(os.path.join(glob.escape(model_dir),
-                                       "model.ckpt-*_temp*")))
+                                       "model.ckpt-*_temp*")) + [
+      p for p in glob.glob(os.path.join(glob.escape(model_dir), "*.tmp*"))
+      if re.search(r"\.tmp[0-9a-f]{32}$", p)])
   for path in left:
     if os.path.isdir(path):
       shutil.rmtree(path, ignore_errors=True)

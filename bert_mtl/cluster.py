@@ -14,12 +14,14 @@ same command on every worker again resumes from the last checkpoint.
 
 import json
 import os
-import socket
+import subprocess
 import sys
 import threading
 import time
 
 import tensorflow as tf
+
+from bert_mtl.peers import reachable
 
 tf1 = tf.compat.v1
 
@@ -107,40 +109,36 @@ def multi_worker_strategy(timeout_secs=None):
   return _STRATEGY[0]
 
 
-def watch_peers_start(timeout_secs, interval_secs=1.0, exit_fn=None):
-  """Waits, in a thread, for every peer to answer once; one that has not
-  answered within timeout_secs (a host typo, a worker that never
-  started) is reported by address and the worker exits with
-  WORKER_LOST_EXIT_CODE, where it would wait forever in TensorFlow's
-  collective set-up.  Returns the thread."""
-  exit_fn = exit_fn or os._exit  # pylint: disable=protected-access
-  start = time.time()
+# The watcher process of watch_peers_start (no TensorFlow).
+_WATCHER = """
+import os, signal, sys, json
+from bert_mtl import peers
+parent, timeout, peer_list = int(sys.argv[1]), float(sys.argv[2]), json.loads(sys.argv[3])
+def alive():
+  try:
+    os.kill(parent, 0)
+    return True
+  except OSError:
+    return False
+missing = peers.unanswered_peers([tuple(p) for p in peer_list], timeout, alive=alive)
+if missing and alive():
+  sys.stderr.write("ERROR: %s\\n" % peers.peers_report(missing, timeout))
+  sys.stderr.flush()
+  os.kill(parent, signal.SIGKILL)
+"""
 
-  def watch():
-    waiting = dict(peers())
-    while waiting:
-      for name, address in list(waiting.items()):
-        if reachable(address, timeout=min(2.0, interval_secs)):
-          del waiting[name]
-      if not waiting:
-        return
-      if time.time() - start >= timeout_secs:
-        report = (
-            "multi-worker training cannot start: %s never answered within "
-            "%.0f s (--worker_timeout_secs); check TF_CONFIG's addresses "
-            "and that every worker was started" % (", ".join(
-                "%s at %s" % (n, a) for n, a in sorted(waiting.items())),
-                                                   timeout_secs))
-        tf1.logging.error(report)
-        sys.stderr.write("ERROR: %s\n" % report)
-        sys.stderr.flush()
-        exit_fn(WORKER_LOST_EXIT_CODE)
-        return
-      time.sleep(interval_secs)
 
-  thread = threading.Thread(target=watch, daemon=True, name="peer-start")
-  thread.start()
-  return thread
+def watch_peers_start(timeout_secs):
+  """Starts a watcher process that waits for every peer to answer once; if
+  one has not answered within timeout_secs (a host typo, a worker that
+  never started) it reports the peer's address and kills this worker,
+  which would otherwise wait forever inside TensorFlow's collective
+  set-up (a C++ call holding the interpreter lock, so no thread of this
+  process could act).  The worker ends killed (status 137 in a shell, in
+  Kubeflow's retry range).  Returns the watcher's Popen."""
+  return subprocess.Popen(
+      [sys.executable, "-c", _WATCHER, str(os.getpid()), str(timeout_secs),
+       json.dumps(peers())], stdin=subprocess.DEVNULL)
 
 
 def task_name():
@@ -158,15 +156,6 @@ def peers():
       if (task_type, index) != (task.get("type"), task.get("index")):
         out.append(("%s %d" % (task_type, index), address))
   return out
-
-
-def reachable(address, timeout=2.0):
-  host, _, port = address.rpartition(":")
-  try:
-    socket.create_connection((host, int(port)), timeout=timeout).close()
-    return True
-  except OSError:
-    return False
 
 
 class WorkerWatchdogHook(tf1.train.SessionRunHook):

@@ -22,6 +22,7 @@ from bert_mtl import (checkpoint, cluster, decoding, evaluation, files,
                       model_fn, modeling, optimization, preemption, problems,
                       progress, run_data, run_directory, tokenization, types)
 from bert_mtl.config import RunConfig
+from bert_mtl.errors import WriteError
 from bert_mtl.run_directory import (  # pylint: disable=unused-import
     FIXED_SETTINGS, RUN_FILE, RunDirectory, RunDirectoryError,
     effective_options, load_run_record)
@@ -115,9 +116,11 @@ class Experiment(object):
         os.path.realpath(self.output_dir) + os.sep)
     if not inside or (cluster.is_multi_worker() and not cluster.is_chief()):
       return contextlib.nullcontext()
+    # The command as `program --do_...` (its actions, not every flag).
+    command = " ".join([os.path.basename(sys.argv[0])] + [
+        a for a in sys.argv[1:] if a.startswith("--do_")])
     return run_directory.writer_lock(self.output_dir, "%s (%s)" % (
-        action, " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])[
-            :300]))
+        action, command))
 
   def checkpoint_path(self):
     """The newest intact checkpoint of the run (see
@@ -303,14 +306,16 @@ class Experiment(object):
     try:
       with self.writing("train"):
         self._train(num_train_steps, evaluate_during_training, export_best)
+    except WriteError:
+      checkpoint.remove_failed_saves(self.output_dir)  # nothing half-written
+      raise
     except preemption.Preempted as e:
       latest = tf.train.latest_checkpoint(self.output_dir)
-      raise preemption.Preempted(e.signum, "stopped by %s: %s; the same "
-                                 "command resumes from it" % (
-                                     e.signal_name, "the newest checkpoint "
-                                     "is %s (step %s)" % (
-                                         latest, checkpoint.step_of(latest))
-                                     if latest else "no checkpoint yet"))
+      raise preemption.Preempted(e.signum, "stopped by %s: %s" % (
+          e.signal_name, "the newest checkpoint is %s (step %s); the same "
+          "command resumes from it" % (latest, checkpoint.step_of(latest))
+          if latest else "training had not begun (no checkpoint); the same "
+          "command starts it again"))
 
   def _train(self, num_train_steps, evaluate_during_training, export_best):
     checkpoint.remove_failed_saves(self.output_dir)

@@ -31,7 +31,7 @@ EXIT_CODES = {signal.SIGTERM: 128 + signal.SIGTERM,
 # Kubernetes' default terminationGracePeriodSeconds is 30.
 GRACE_SECS = 25.0
 
-_state = {"signal": None, "deferred": 0, "installed": False}
+_state = {"signal": None, "deferred": 0, "installed": False, "received": 0}
 
 
 class Preempted(BaseException):
@@ -74,9 +74,13 @@ def _listen(read_fd):
     signum = data[0]
     if signum not in EXIT_CODES:
       continue
-    if _state["signal"] is not None:  # a second signal: now
+    _state["received"] += 1
+    if _state["received"] > 1:  # a second signal: now
+      sys.stderr.write("%s: %s again: exiting now\n" % (
+          os.path.basename(sys.argv[0]), signal.Signals(signum).name))
+      sys.stderr.flush()
       os._exit(EXIT_CODES[signum])  # pylint: disable=protected-access
-    _state["signal"] = signum
+    _state["signal"] = _state["signal"] or signum
     tf1.logging.warning(
         "%s received: %s (a second signal exits at once)",
         signal.Signals(signum).name,

@@ -17,7 +17,7 @@ import pytest
 import tensorflow as tf
 
 from bert_mtl import (checkpoint, cluster, export_assets, export_versions,
-                      run_directory)
+                      peers, run_directory)
 from bert_mtl.problems import registry
 
 tf1 = tf.compat.v1
@@ -332,19 +332,26 @@ def test_malformed_tf_config_is_one_line_naming_it(monkeypatch, value,
   assert "\n" not in str(error.value)
 
 
-def test_a_peer_that_never_answers_is_named(monkeypatch):
+def test_a_peer_that_never_answers_is_named():
   import socket  # pylint: disable=g-import-not-at-top
+  listening = socket.socket()
+  listening.bind(("127.0.0.1", 0))
+  listening.listen()
   s = socket.socket()
   s.bind(("127.0.0.1", 0))
   port = s.getsockname()[1]
   s.close()  # nothing listens there
-  monkeypatch.setenv("TF_CONFIG", json.dumps({
-      "cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:%d" % port]},
-      "task": {"type": "worker", "index": 0}}))
-  exits = []
-  cluster.watch_peers_start(1.0, interval_secs=0.2,
-                            exit_fn=exits.append).join(timeout=30)
-  assert exits == [cluster.WORKER_LOST_EXIT_CODE]
+  up = ("worker 0", "127.0.0.1:%d" % listening.getsockname()[1])
+  down = ("worker 1", "127.0.0.1:%d" % port)
+  assert peers.unanswered_peers([up], 2.0, 0.1) == []
+  assert peers.unanswered_peers([up, down], 1.0, 0.1) == [down]
+  assert peers.unanswered_peers([down], 30.0, 0.1,
+                                  alive=lambda: False) == []
+  assert peers.peers_report([down], 8) == (
+      "multi-worker training cannot start: worker 1 at 127.0.0.1:%d never "
+      "answered within 8 s (--worker_timeout_secs); check TF_CONFIG's "
+      "addresses and that every worker was started" % port)
+  listening.close()
 
 
 def test_chief_is_worker_zero_or_the_chief():

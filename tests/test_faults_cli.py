@@ -275,19 +275,18 @@ def test_full_disks_are_one_line_and_leave_nothing_half_written(
     trained, tmp_path, small_disk):
   root, args = trained
   # The feature cache on a full disk.
-  cache = small_disk("cache", "64k")
+  cache = small_disk("disk_cache", "64k")
   process = run_multitask(
-      base_args(tmp_path, data_dir(), PROBLEM, steps=2,
+      base_args(tmp_path, data_dir(), PROBLEM, steps=2, max_examples=3000,
                 cache_dir=str(cache)) + ["--do_train"], check=False)
   line, = _error_lines(process.stderr)
   assert process.returncode == 1
   assert re.match(r"run_multitask.py: error: cannot write %s.* \(the "
                   r"feature cache\): No space left on device" % cache, line)
-  assert not [n for n in os.listdir(cache) if not n.startswith(".")] or all(
-      not n.startswith("tmp") for n in os.listdir(cache))
+  assert os.listdir(cache) == []  # no partial entry
   # Checkpoints on a full disk (the tiny model's first checkpoint is
   # ~8 MB with its Adam slots).
-  disk = small_disk("model", "3m")
+  disk = small_disk("disk_model", "3m")
   process = run_multitask(
       [a for a in base_args(tmp_path, data_dir(), PROBLEM, steps=2)
        if not a.startswith("--output_dir")] + [
@@ -297,8 +296,9 @@ def test_full_disks_are_one_line_and_leave_nothing_half_written(
   assert re.match(r"run_multitask.py: error: cannot write .*run.* \(a "
                   r"checkpoint\): .*No space left on device", line), line
   assert not list((disk / "run").glob("*_temp*"))
+  assert not list((disk / "run").glob("*.tmp*"))
   # An export on a full disk: no version.
-  export = small_disk("export", "1m")
+  export = small_disk("disk_export", "1m")
   process = run_multitask(args + ["--do_export", "--export_dir=%s" % export],
                           check=False)
   line, = _error_lines(process.stderr)
@@ -342,7 +342,8 @@ def test_a_peer_that_never_starts_stops_the_job_naming_it(tmp_path):
   process = run_multitask(base_args(tmp_path, data_dir(), PROBLEM, steps=2,
                                     worker_timeout_secs=8) + ["--do_train"],
                           env=env, check=False, timeout=300)
-  assert process.returncode == 200, process.stderr[-2000:]
+  # Killed by its watcher: TensorFlow waits for peers inside a C++ call.
+  assert process.returncode == -signal.SIGKILL, process.stderr[-2000:]
   assert "worker 1 at 127.0.0.1:%d never answered within 8 s" % dead in (
       process.stderr)
   assert time.time() - start < 120

@@ -28,7 +28,7 @@ LAYERS = [
     ("model", ["bert_mtl.model_fn"]),
     ("run", ["bert_mtl.run_directory", "bert_mtl.run_data",
              "bert_mtl.decoding", "bert_mtl.evaluation", "bert_mtl.progress",
-             "bert_mtl.cluster", "bert_mtl.preemption",
+             "bert_mtl.cluster", "bert_mtl.peers", "bert_mtl.preemption",
              "bert_mtl.experiment"]),
     ("serving", ["bert_mtl.serving", "bert_mtl.text_serving",
                  "bert_mtl.export_assets", "bert_mtl.export_versions"]),
