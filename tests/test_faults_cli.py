@@ -396,3 +396,56 @@ def test_a_hand_edited_run_json_is_one_line_naming_the_key(trained, tmp_path,
   line, = _error_lines(process.stderr)
   assert re.search(match, line), line
   assert "run.json" in line
+
+
+@pytest.fixture()
+def read_only(tmp_path):
+  """read_only(directory): a read-only bind mount of it (root only)."""
+  mounted = []
+
+  def make(directory):
+    target = tmp_path / ("ro-%d" % len(mounted))
+    target.mkdir()
+    for command in (["mount", "--bind", str(directory), str(target)],
+                    ["mount", "-o", "remount,ro,bind", str(target)]):
+      done = subprocess.run(command, capture_output=True)
+      if done.returncode:
+        if mounted or command[1] == "-o":
+          subprocess.run(["umount", "-l", str(target)], check=False)
+        pytest.skip("cannot make a read-only mount here (needs root): %s" %
+                    done.stderr.decode().strip())
+    mounted.append(target)
+    return target
+  yield make
+  for path in mounted:
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_read_only_places(trained, tmp_path, read_only):
+  """A published (read-only) run is evaluated and predicted into
+  --results_dir; a read-only output_dir or cache is one line."""
+  root, args = trained
+  model = read_only(root / "model")
+  results = tmp_path / "results"
+  ro_args = [a.replace(str(root / "model"), str(model)) for a in args]
+  run_multitask(ro_args + ["--do_eval", "--do_predict",
+                           "--results_dir=%s" % results])
+  assert (results / "eval_results.txt").exists()
+  assert (results / "predictions" / (PROBLEM + ".jsonl")).exists()
+  # Evaluating into the read-only run itself: one line.
+  process = run_multitask(ro_args + ["--do_eval"], check=False)
+  line, = _error_lines(process.stderr)
+  assert process.returncode == 1
+  assert "Read-only file system" in line and str(model) in line, line
+  # A new run into a read-only directory, and a read-only cold cache.
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  locked = read_only(empty)
+  for flag in ("--output_dir=%s" % (locked / "run"),
+               "--cache_dir=%s" % (locked / "cache")):
+    new_args = [a for a in base_args(tmp_path, data_dir(), PROBLEM, steps=2)
+                if not a.startswith(flag.split("=")[0])] + [flag]
+    process = run_multitask(new_args + ["--do_train"], check=False)
+    line, = _error_lines(process.stderr)
+    assert process.returncode == 1, process.stderr[-2000:]
+    assert "Read-only file system" in line and str(locked) in line, line
