@@ -3,11 +3,10 @@ maps and vocabulary in `assets.extra/`, and the CRF transitions among the
 SavedModel's variables."""
 
 import collections
-import hashlib
 import json
 import os
 
-from bert_mtl import decoding
+from bert_mtl import decoding, files
 from bert_mtl.labels import LabelEncoder
 
 MANIFEST = "manifest.json"
@@ -23,14 +22,6 @@ Assets = collections.namedtuple("Assets", [
 class AssetError(ValueError):
   """An export's assets.extra that cannot be trusted: names the file and,
   where it is one, the key."""
-
-
-def _sha256(path):
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def _asset_path(export_dir, relative, manifest_path, key):
@@ -59,7 +50,7 @@ def _files(manifest):
 
 def checksums(export_dir, manifest):
   """{asset path: sha256} of the assets `manifest` names."""
-  return {relative: _sha256(_asset_path(
+  return {relative: files.file_digest(_asset_path(
       export_dir, relative, MANIFEST, key))
           for key, relative in _files(manifest).items()}
 
@@ -106,30 +97,30 @@ def read(export_dir):
   except (OSError, ValueError) as e:
     raise AssetError("%s cannot be read: %s" % (path, e)) from None
   _check_schema(manifest, path)
-  files = {key: _asset_path(export_dir, relative, path, key)
+  paths = {key: _asset_path(export_dir, relative, path, key)
            for key, relative in _files(manifest).items()}
   # Exports written before checksums existed have none to compare.
   for relative, expected in manifest.get("checksums", {}).items():
     asset = _asset_path(export_dir, relative, path, "checksums")
-    if _sha256(asset) != expected:
+    if files.file_digest(asset) != expected:
       raise AssetError("%s: %s has changed since the export (sha256 %s, the "
                        "manifest says %s); export the run again" % (
-                           path, asset, _sha256(asset), expected))
+                           path, asset, files.file_digest(asset), expected))
   encoders = {}
   for index, entry in enumerate(manifest["problems"]):
     key = "problems[%d].labels" % index
     try:
-      encoder = LabelEncoder.load(files[key])
+      encoder = LabelEncoder.load(paths[key])
     except (OSError, ValueError, KeyError, TypeError) as e:
       raise AssetError("%s (%s of %s) is not a label map: %s" % (
-          files[key], key, path, e)) from None
+          paths[key], key, path, e)) from None
     size = entry.get("num_labels")
     if size is not None and len(encoder) != size:
       raise AssetError("%s has %d labels but the head of %s has %d (%s of "
-                       "%s)" % (files[key], len(encoder), entry["name"],
+                       "%s)" % (paths[key], len(encoder), entry["name"],
                                 size, key, path))
     encoders[entry["name"]] = encoder
-  return Assets(manifest, encoders, files["vocab"])
+  return Assets(manifest, encoders, paths["vocab"])
 
 
 def variables_by_name(loaded):

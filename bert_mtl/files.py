@@ -2,11 +2,21 @@
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import uuid
 
 from bert_mtl.errors import WriteError
+
+
+def file_digest(path):
+  """sha256 hex of a file's bytes."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
 
 
 def _replace(path, write):

@@ -19,6 +19,7 @@ import uuid
 from absl import logging
 
 from bert_mtl import base, files
+from bert_mtl.files import file_digest  # pylint: disable=unused-import
 
 # Bump when the feature layout or the readers change meaning.
 FEATURES_VERSION = "1"
@@ -35,12 +36,6 @@ def fingerprint(*parts):
   return digest.hexdigest()
 
 
-def file_digest(path):
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def examples_digest(examples):
