@@ -88,6 +88,10 @@ setup(
     ext_modules=[native],
     cmdclass={"build_ext": BuildExtWithTables},
     install_requires=STACK,
-    extras_require={"test": TEST_EXTRAS, "bench": BENCH_EXTRAS},
+    extras_require={"test": TEST_EXTRAS, "bench": BENCH_EXTRAS,
+                    # TensorFlow 2.15.1's CUDA 12 build and its NVIDIA
+                    # libraries; untested here (no GPU machine runs TF 2.15).
+                    "gpu": ["tensorflow[and-cuda]==2.15.1"]},
+    entry_points={"console_scripts": ["bert-mtl=bert_mtl.cli:run"]},
     zip_safe=False,
 )

@@ -1,6 +1,8 @@
 """run_multitask.py's command line: listing, and bad settings failing
 before any work with one clear message."""
 
+import os
+
 import pytest
 
 from bert_mtl import problems, types
@@ -72,3 +74,25 @@ def test_eval_needs_a_trained_run(tmp_path):
                           check=False)
   assert process.returncode != 0 and "run.json" in process.stderr
   assert "Traceback" not in process.stderr
+
+
+def test_installed_command_and_module_work_from_any_directory(tmp_path):
+  """The wheel's `bert-mtl` console script and `python -m bert_mtl` are the
+  same command as run_multitask.py, from any directory."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  script = os.path.join(os.path.dirname(sys.executable), "bert-mtl")
+  for command, name in (([script], "bert-mtl"),
+                        ([sys.executable, "-m", "bert_mtl"], "bert-mtl")):
+    listed = subprocess.run(command + ["--list_problems"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert "msra_ner\tseq_tag\t" in listed.stdout
+    bad = subprocess.run(command + ["--problems=nope", "--do_train",
+                                    "--output_dir=%s" % (tmp_path / "x")],
+                         cwd=tmp_path, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines()[-2].startswith(
+        "%s: error: unknown problem 'nope'" % name), bad.stderr[-2000:]
+    assert not (tmp_path / "x").exists()

@@ -32,6 +32,7 @@ LAYERS = [
              "bert_mtl.experiment"]),
     ("serving", ["bert_mtl.serving", "bert_mtl.text_serving",
                  "bert_mtl.export_assets", "bert_mtl.export_versions"]),
+    ("cli", ["bert_mtl.cli", "bert_mtl.__main__"]),
 ]
 
 
