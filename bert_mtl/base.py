@@ -17,9 +17,3 @@ CLS_TOKEN, SEP_TOKEN, MASK_TOKEN = "[CLS]", "[SEP]", "[MASK]"
 # which the evaluation progress line sums.
 EVAL_ROWS = "eval_rows"
 
-
-def native():
-  """The C++ extension, loaded on first use: modules that need it only in
-  some functions (the cache, Viterbi) import without it."""
-  from bert_mtl import _native  # pylint: disable=g-import-not-at-top
-  return _native

@@ -6,7 +6,7 @@ in-graph with tfa.text.crf_decode, and the Python predictor uses this.
 
 import numpy as np
 
-from bert_mtl import base
+from bert_mtl import extension
 
 NEG_INF = float("-inf")
 
@@ -34,7 +34,7 @@ def viterbi_decode(potentials, transitions, lengths, allowed_transitions=None,
       raise ValueError("allowed_transitions has shape %s, transitions %s" %
                        (allowed.shape, transitions.shape))
     transitions = np.where(allowed, transitions, np.float32(NEG_INF))
-  return base.native().viterbi_decode(potentials, transitions,
+  return extension.native().viterbi_decode(potentials, transitions,
                                 np.asarray(lengths, np.int32),
                                 _mask_to_scores(allowed_start),
                                 _mask_to_scores(allowed_end))

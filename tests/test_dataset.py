@@ -494,3 +494,26 @@ def test_a_changed_native_builder_invalidates_the_cache(tokenizer, tmp_path,
   monkeypatch.setattr(_native, "source_digest", "0" * 64)
   _, _, [(rebuilt, _)], _ = build_chain(tokenizer, "msra_ner", tmp_path)
   assert rebuilt != shards
+
+
+def test_types_defined_without_a_file_key_the_cache(tmp_path):
+  """A type defined in a notebook (module __main__, no file) has a cache
+  key digest: its source, else its methods' code; a change changes it."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ("from bert_mtl.types import cls\n"
+          "from bert_mtl.data import dataset\n"
+          "class Mine(cls.Cls):\n"
+          "  name = 'mine'\n"
+          "  def check(self, inputs, labels):\n"
+          "    return %s\n"
+          "print(dataset.type_digest(Mine()))\n")
+  digests = []
+  for body in ("None", "'no'"):
+    out = subprocess.run([sys.executable, "-c", code % body],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    digests.append(out.stdout.strip().splitlines()[-1])
+  assert len(digests[0]) == 64 and digests[0] != digests[1]
+  from bert_mtl.types import cls  # pylint: disable=g-import-not-at-top
+  assert dataset.type_digest(cls.Cls()) == cache.file_digest(cls.__file__)

@@ -12,9 +12,10 @@ PACKAGE = os.path.join(REPO, "bert_mtl")
 # up).  Within a layer imports are free.
 LAYERS = [
     ("base", ["bert_mtl", "bert_mtl.base", "bert_mtl.errors",
-              "bert_mtl.files", "bert_mtl.config",
+              "bert_mtl.files", "bert_mtl.config", "bert_mtl.process",
               "bert_mtl.metrics", "bert_mtl.labels", "bert_mtl.testing"]),
-    ("native", ["bert_mtl._native", "bert_mtl.tokenization", "bert_mtl.crf"]),
+    ("native", ["bert_mtl._native", "bert_mtl.extension",
+                "bert_mtl.tokenization", "bert_mtl.crf"]),
     ("primitives", ["bert_mtl.modeling", "bert_mtl.optimization",
                     "bert_mtl.graph_tokenizer",
                     "bert_mtl.checkpoint", "bert_mtl.heads", "bert_mtl.data",
@@ -37,19 +38,25 @@ LAYERS = [
 
 
 def layer_of(module):
-  """Index of the layer of `module` (longest prefix match)."""
+  """Index of the layer of `module` (longest prefix match; the package
+  itself, "bert_mtl", matches only itself, so a new module has no layer
+  until it is given one)."""
   best, found = -1, None
   for index, (_, prefixes) in enumerate(LAYERS):
     for prefix in prefixes:
-      if (module == prefix or module.startswith(prefix + ".")) and len(
-          prefix) > best:
+      below = module.startswith(prefix + ".") and prefix != "bert_mtl"
+      if (module == prefix or below) and len(prefix) > best:
         best, found = len(prefix), index
   return found
 
 
 def package_modules():
+  """(module, path) of every module of the package, the C++ extension
+  (bert_mtl._native, a shared library) included."""
   for root, _, names in os.walk(PACKAGE):
     for name in names:
+      if name.startswith("_native.") and name.endswith(".so"):
+        yield "bert_mtl._native", os.path.join(root, name)
       if name.endswith(".py"):
         path = os.path.join(root, name)
         relative = os.path.relpath(path, REPO)[:-3].replace(os.sep, ".")
@@ -82,13 +89,20 @@ def imports_of(module, path):
 
 
 def test_every_module_has_a_layer():
-  missing = [m for m, _ in package_modules() if layer_of(m) is None]
+  modules = [m for m, _ in package_modules()]
+  assert "bert_mtl._native" in modules
+  missing = [m for m in modules if layer_of(m) is None]
   assert missing == [], missing
+  # The check can fail: a module nobody placed has no layer.
+  assert layer_of("bert_mtl.brand_new_module") is None
+  assert layer_of("bert_mtl.data.brand_new") == layer_of("bert_mtl.data")
 
 
 def test_imports_point_down_only():
   upward = []
   for module, path in package_modules():
+    if not path.endswith(".py"):
+      continue
     mine = layer_of(module)
     for imported in imports_of(module, path):
       theirs = layer_of(imported)
@@ -102,9 +116,11 @@ def test_the_checker_sees_an_upward_import(tmp_path):
   """The check above can fail: a primitives module importing serving is
   reported."""
   path = tmp_path / "features.py"
-  path.write_text("from bert_mtl import serving\nimport bert_mtl.experiment\n")
+  path.write_text("from bert_mtl import serving\nimport bert_mtl.experiment\n"
+                  "from bert_mtl import _native\n")
   found = imports_of("bert_mtl.data.features", str(path))
-  assert found == {"bert_mtl.serving", "bert_mtl.experiment"}
+  assert found == {"bert_mtl.serving", "bert_mtl.experiment",
+                   "bert_mtl._native"}
   assert layer_of("bert_mtl.serving") > layer_of("bert_mtl.data.features")
 
 

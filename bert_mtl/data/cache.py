@@ -18,7 +18,7 @@ import uuid
 
 from absl import logging
 
-from bert_mtl import base, files
+from bert_mtl import extension, files
 from bert_mtl.files import file_digest  # pylint: disable=unused-import
 
 # Bump when the feature layout or the readers change meaning.
@@ -42,7 +42,7 @@ def examples_digest(examples):
   """Digest of examples' inputs and labels (not their file positions)."""
   digest = hashlib.sha256()
   try:  # unit lists with label lists: the same bytes, assembled natively
-    digest.update(base.native().units_payload(
+    digest.update(extension.native().units_payload(
         [e.inputs for e in examples], [e.labels for e in examples]))
     return digest.hexdigest()
   except TypeError:
@@ -121,7 +121,7 @@ class ShardWriter(object):
 
   def write(self, record):
     self.files[self.count % len(self.files)].write(
-        base.native().frame_record(record))
+        extension.native().frame_record(record))
     self.count += 1
 
   def close(self):

@@ -12,13 +12,15 @@ type's own records.
 """
 
 import collections
+import inspect
 import os
+import sys
 import zlib
 
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import base
+from bert_mtl import base, extension
 from bert_mtl import config as config_lib
 from bert_mtl import problems, types
 from bert_mtl.config import PretrainConfig  # pylint: disable=unused-import
@@ -153,7 +155,7 @@ def _base_feature(input_ids, segment_ids, example_index, window_start):
 
 def _serialize(feature):
   """{name: int64 or float32 array} -> tf.train.Example bytes (native)."""
-  return base.native().serialize_example(feature)
+  return extension.native().serialize_example(feature)
 
 
 def _row(ragged, index):
@@ -163,6 +165,28 @@ def _row(ragged, index):
 
 def _value_feature(problem_type, value):
   return np.asarray(value, problem_type.record_dtype()).reshape(-1)
+
+
+def type_digest(kind):
+  """sha256 of what defines a problem type's records: its module's file,
+  else (a type defined in a notebook or in `python -c`, whose module is
+  __main__ without a file) its class's source, else its methods' code."""
+  module = sys.modules.get(type(kind).__module__)
+  path = getattr(module, "__file__", None)
+  if path and os.path.exists(path):
+    return cache.file_digest(path)
+  try:
+    return cache.fingerprint(inspect.getsource(type(kind)))
+  except (OSError, TypeError):
+    pass
+  codes = []
+  for klass in type(kind).__mro__:
+    for name, value in sorted(vars(klass).items()):
+      code = getattr(value, "__code__", None)
+      if code is not None:
+        codes.append([klass.__qualname__, name, code.co_code.hex(),
+                      repr(code.co_consts)])
+  return cache.fingerprint(codes)
 
 
 class GroupFeatures(object):
@@ -218,15 +242,13 @@ class GroupFeatures(object):
     """Everything that shapes the records: this module, the features and
     type modules (a type owns its record values), the native record
     builder's build, the examples, the vocabulary and the settings."""
-    type_files = sorted({os.path.abspath(__import__(
-        type(k).__module__, fromlist=["_"]).__file__)
-                         for k in self.kinds.values()})
     spec_files = [os.path.join(os.path.dirname(__file__), f)
                   for f in ("features.py", "dataset.py")]
     return cache.fingerprint(
         cache.FEATURES_VERSION,
-        [cache.file_digest(f) for f in spec_files + type_files],
-        base.native().source_digest,  # the native record builder's build
+        [cache.file_digest(f) for f in spec_files],
+        sorted({type_digest(k) for k in self.kinds.values()}),
+        extension.native().source_digest,  # the native record builder's build
         self.group, self.sources, self.split,
         cache.file_digest(self.config.vocab_file),
         self.config.do_lower_case, self.config.normalize_width,
@@ -272,7 +294,7 @@ class GroupFeatures(object):
           self.config.tokenizer, [first[i].inputs for i in indices],
           self.config.num_threads)
       labels = [self._label_ids(name, indices) for name in self.group]
-      yield from base.native().unit_records(
+      yield from extension.native().unit_records(
           ragged["ids"], ragged["row_splits"], ragged["first_token"],
           ragged["unit_splits"], indices, self.group, labels,
           self.config.max_seq_length, cls_id, sep_id,
@@ -285,7 +307,7 @@ class GroupFeatures(object):
     if examples[indices[0]].labels is None:
       return None
     encoder = self.encoders[name]
-    ids, bad = base.native().lookup_labels(
+    ids, bad = extension.native().lookup_labels(
         [examples[i].labels for i in indices], encoder.ids)
     if ids is None:  # an error naming the file and line of the example
       example = examples[indices[bad]]
