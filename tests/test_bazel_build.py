@@ -1,5 +1,5 @@
 """The Bazel BUILD builds offline and its C++ test passes (when Bazel is
-installed: Debian's bazel-bootstrap and bazel-rules-java, see README)."""
+installed: Debian's bazel-bootstrap and bazel-rules-java, see docs/development.md)."""
 
 import os
 import shutil
