@@ -43,7 +43,7 @@ def problem_entry(name, settings, inputs):
   entry = {"name": name, "type": spec.type, "metric": spec.metric,
            "scheme": spec.scheme, "inputs": inputs,
            "labels": "labels/%s.json" % name}
-  entry.update(types.get(spec.type).manifest(settings))
+  entry.update(spec.kind.manifest(settings))
   return entry
 
 

@@ -7,7 +7,7 @@ import os
 
 import tensorflow as tf
 
-from bert_mtl import checkpoint, decoding, files, problems, progress, types
+from bert_mtl import checkpoint, decoding, files, problems, progress
 
 
 def score(name, examples, results, encoder, context):
@@ -15,7 +15,7 @@ def score(name, examples, results, encoder, context):
 
   context: the data PipelineConfig (target tokenizer, max_target_length)."""
   spec = problems.get(name)
-  return types.get(spec.type).score(spec, examples, results, encoder,
+  return spec.kind.score(spec, examples, results, encoder,
                                     context)
 
 
@@ -23,7 +23,7 @@ def main_metric(name):
   """The key of the one number a problem is judged by ("a@b", a problem
   scored on another's data, is judged like a)."""
   spec = problems.get(name.split("@")[0])
-  return types.get(spec.type).metrics[spec.metric]
+  return spec.kind.metrics[spec.metric]
 
 
 def _mkdir(path):

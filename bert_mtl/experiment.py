@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from bert_mtl import (checkpoint, cluster, decoding, evaluation, files,
                       model_fn, modeling, optimization, preemption, problems,
-                      progress, run_data, run_directory, tokenization, types)
+                      progress, run_data, run_directory, tokenization)
 from bert_mtl.config import RunConfig
 from bert_mtl.errors import WriteError
 from bert_mtl.run_directory import (  # pylint: disable=unused-import
@@ -138,7 +138,7 @@ class Experiment(object):
 
   def kind(self, name):
     """The ProblemType of problem `name`."""
-    return types.get(self.types[name])
+    return problems.get(name).kind
 
   def entry(self, name):
     """The problem's decoding (and manifest) entry."""

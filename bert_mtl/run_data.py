@@ -1,7 +1,7 @@
 """A run's data: its tokenizer's pipeline settings, its splits (each read
 once), label maps, input forms, cached features and input_fns."""
 
-from bert_mtl import checkpoint, decoding, problems, types
+from bert_mtl import checkpoint, decoding, problems
 from bert_mtl.data import dataset
 
 
@@ -47,7 +47,7 @@ class RunData(object):
       self._inputs = self.directory.load_inputs()
       for name in self.names:
         if name not in self._inputs:
-          kind = types.get(problems.get(name).type)
+          kind = problems.get(name).kind
           self._inputs[name] = (
               "document" if kind.inputs == "document" else
               decoding.input_form(self.read(name, "train")))

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from bert_mtl import base, extension
 from bert_mtl import config as config_lib
-from bert_mtl import problems, types
+from bert_mtl import problems
 from bert_mtl.config import PretrainConfig  # pylint: disable=unused-import
 from bert_mtl.data import cache, features
 from bert_mtl.problems import chain
@@ -119,7 +119,7 @@ def read_examples(group, split, config, sources, read=None):
   if not config.max_examples:
     return examples
   first = examples[group[0]]
-  stratify = all(types.get(problems.get(n).type).stratified for n in group)
+  stratify = all(problems.get(n).kind.stratified for n in group)
   seed = zlib.crc32(("%s/%s" % ("&".join(group), split)).encode("utf-8"))
   indices = subset_indices(len(first), config.max_examples, seed,
                            [e.labels for e in first] if stratify else None)
@@ -137,8 +137,7 @@ def fit_label_encoders(groups, config, read=None):
   encoders = {}
   for name in (n for group in groups for n in group):
     spec = problems.get(name)
-    encoders[name] = types.get(spec.type).fit_encoder(name, spec, config,
-                                                      read)
+    encoders[name] = spec.kind.fit_encoder(name, spec, config, read)
   return encoders
 
 
@@ -206,7 +205,7 @@ class GroupFeatures(object):
     self.encoders = encoders
     self.sources = dict(sources or {})
     self.types = {n: problems.get(n).type for n in group}
-    self.kinds = {n: types.get(t) for n, t in self.types.items()}
+    self.kinds = {n: problems.get(n).kind for n in group}
     for name, source in self.sources.items():
       if problems.get(source).type != self.types[name]:
         raise ValueError("%s (%s) cannot be scored on %s (%s): the types "
@@ -534,7 +533,7 @@ def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
                      (batch_size, num_replicas))
   per_replica = batch_size // num_replicas
   all_problems = all_problems or [n for g in groups for n in g]
-  kinds = {n: types.get(problems.get(n).type) for n in all_problems}
+  kinds = {n: problems.get(n).kind for n in all_problems}
 
   def input_fn(params=None, input_context=None):
     del params

@@ -35,8 +35,12 @@ class Example(collections.namedtuple(
     return self.line + unit * self.line_step
 
 
-Problem = collections.namedtuple(
-    "Problem", ["name", "type", "reader", "source", "scheme", "metric"])
+class Problem(collections.namedtuple(
+    "Problem", ["name", "type", "reader", "source", "scheme", "metric",
+                "kind"])):
+  """A registered problem: `type` is its type's name (as run.json and
+  exports store it), `kind` the ProblemType object itself."""
+  __slots__ = ()
 
 _PROBLEMS = collections.OrderedDict()
 # A problem's name names files (labels/<name>.json, predictions, eval
@@ -67,7 +71,7 @@ def problem(name, problem_type, source="", scheme=None, metric=None):
     if name in _PROBLEMS:
       raise ValueError("problem %r is registered twice" % name)
     _PROBLEMS[name] = Problem(name, problem_type, reader, source, scheme,
-                              metric)
+                              metric, kind)
     return reader
   return register
 
@@ -108,7 +112,7 @@ def read(name, split, data_dir):
     raise DataError("the %s split is empty" % split, name,
                     os.path.join(data_dir, spec.source) if spec.source else
                     None)
-  kind = types.get(spec.type)
+  kind = spec.kind
   for example in examples:
     labels = example.labels
     if labels is None and split == "predict":
