@@ -11,7 +11,6 @@ export need only the output directory.
 import contextlib
 import json
 import os
-import re
 import shutil
 import sys
 import threading
@@ -196,10 +195,9 @@ class Experiment(object):
         "model_dir": self.output_dir,
         "log_every_steps": self.options["log_every_steps"],
         "lr_multipliers": {
-            "^%s/transitions$" % re.escape(n):
-                self.head_settings(n)["transitions_lr_multiplier"]
-            for n in self.names
-            if self.head_settings(n).get("transitions_lr_multiplier")},
+            pattern: factor for n in self.names
+            for pattern, factor in self.kind(n).lr_multipliers(
+                n, self.head_settings(n)).items()},
     }
 
   def strategy(self):

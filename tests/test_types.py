@@ -357,3 +357,21 @@ def test_unit_kind_of_training_data():
   assert features.unit_kind([["New", "York"], ["a"]]) == "word"
   # A stray multi-character unit (Weibo's "\ufffd\ufffd") keeps characters.
   assert features.unit_kind([list("上海" * 600) + ["\ufffd\ufffd"]]) == "char"
+
+
+def test_a_type_owns_its_learning_rate_multipliers():
+  """seq_tag's CRF transitions learn faster when asked; the run only
+  collects what each type says (no pattern of a type's variables
+  elsewhere)."""
+  import re  # pylint: disable=g-import-not-at-top
+  seq_tag = types.get("seq_tag")
+  got = seq_tag.lr_multipliers("pd98.cws", {"transitions_lr_multiplier": 100})
+  assert got == {"^pd98\\.cws/transitions$": 100}
+  pattern, = got
+  assert re.match(pattern, "pd98.cws/transitions")
+  assert not re.match(pattern, "pd98xcws/transitions")
+  assert seq_tag.lr_multipliers("a", {"transitions_lr_multiplier": None}) == {}
+  assert types.get("cls").lr_multipliers("a", {}) == {}
+  import bert_mtl.experiment  # pylint: disable=g-import-not-at-top
+  source = open(bert_mtl.experiment.__file__).read()
+  assert "transitions" not in source

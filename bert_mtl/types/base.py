@@ -203,6 +203,11 @@ class ProblemType(object):
     """What the export's manifest records of a problem of this type."""
     return {}
 
+  def lr_multipliers(self, name, settings):
+    """{regex over variable names: learning-rate factor} of problem
+    `name`'s head (e.g. a CRF's transitions learning faster)."""
+    return {}
+
   # ------------------------------------------------------------ outputs
 
   def decode(self, rows, encoder, context):

@@ -12,6 +12,8 @@ argmax (softmax) gives its tag; a unit without a token gets
 features.fallback_label.
 """
 
+import re
+
 import numpy as np
 import tensorflow as tf
 
@@ -206,6 +208,10 @@ class SeqTag(types.ProblemType):
   def manifest(self, settings):
     return {"crf": bool(settings["crf"]),
             "crf_constraints": bool(settings["crf_constraints"])}
+
+  def lr_multipliers(self, name, settings):
+    factor = settings.get("transitions_lr_multiplier")
+    return {"^%s/transitions$" % re.escape(name): factor} if factor else {}
 
   def decode(self, rows, encoder, context):
     """Labels per unit of the example (see the module docstring)."""
