@@ -14,8 +14,6 @@ the run for evaluation by the same function.
 
 import collections
 
-import numpy as np
-
 from bert_mtl import problems, types
 from bert_mtl.data import features
 
@@ -23,7 +21,7 @@ from bert_mtl.data import features
 Context = collections.namedtuple("Context", [
     "alignment",    # features.UnitAlignment of the example (unit inputs)
     "windows",      # its features.Windows
-    "transitions",  # float [K, K] CRF transitions of the problem, or None
+    "state",        # its type's decode_state (seq_tag: CRF transitions)
     "spec",         # the problem's entry (see problem_entry)
     "text",         # the raw text (Predictor) or None
     "units",        # [(unit, character offset)] of the text, or None
@@ -71,7 +69,7 @@ def rows_by_example(predictions, names):
 
 
 def decode_group(group, inputs, predictions, encoders, entries, tokenizer,
-                 max_seq_length, transitions=None, texts=None, units=None):
+                 max_seq_length, states=None, texts=None, units=None):
   """Per problem of `group`, one result per example.
 
   Args:
@@ -79,13 +77,13 @@ def decode_group(group, inputs, predictions, encoders, entries, tokenizer,
       the predictions' example_index.
     predictions: iterable of per-row prediction dicts.
     entries: {problem: problem_entry}.
-    transitions: {problem: CRF transitions} (whole-text Viterbi).
+    states: {problem: decode state} (decode_states).
     texts, units: the Predictor's raw texts and their units.
 
   Returns:
     {problem: [result per example]}.
   """
-  transitions = transitions or {}
+  states = states or {}
   rows = rows_by_example(predictions, group)
   kinds = {n: types.get(entries[n]["type"]) for n in group}
   aligned = any(k.token_aligned for k in kinds.values())
@@ -99,7 +97,7 @@ def decode_group(group, inputs, predictions, encoders, entries, tokenizer,
     spans = (features.window_spans(len(alignment.ids), max_seq_length)
              if aligned else None)
     for name in group:
-      context = Context(alignment, spans, transitions.get(name),
+      context = Context(alignment, spans, states.get(name),
                         entries[name], texts[index] if texts else None,
                         units[index] if units else None)
       out[name].append(kinds[name].decode(
@@ -107,13 +105,13 @@ def decode_group(group, inputs, predictions, encoders, entries, tokenizer,
   return out
 
 
-def crf_transitions(entries, read_variable):
-  """{problem: transitions} of the CRF problems among `entries`;
-  read_variable(name) returns a variable's value (None if absent)."""
+def decode_states(entries, read_variable):
+  """{problem: its type's decode_state} of the problems among `entries`
+  ({problem: entry}) that have one; read_variable(name) returns a
+  variable's value of the checkpoint or export (None if absent)."""
   out = {}
   for name, entry in entries.items():
-    if entry.get("crf"):
-      value = read_variable(name + "/transitions")
-      if value is not None:
-        out[name] = np.asarray(value, np.float32)
+    state = types.get(entry["type"]).decode_state(name, entry, read_variable)
+    if state is not None:
+      out[name] = state
   return out

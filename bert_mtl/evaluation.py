@@ -120,13 +120,13 @@ class Evaluator(object):
         "predicting %s (%s)" % ("&".join(group), split), meta["count"])
     entries = {n: self.run.entry(n) for n in group}
     stored = dict(tf.train.list_variables(checkpoint_path))
-    transitions = decoding.crf_transitions(
+    states = decoding.decode_states(
         entries, lambda v: tf.train.load_variable(checkpoint_path, v)
         if v in stored else None)
     decoded = decoding.decode_group(
         group, [e.inputs for e in features.examples[group[0]]], predictions,
         self.run.encoders, entries, self.run.tokenizer,
-        self.run.options["max_seq_length"], transitions)
+        self.run.options["max_seq_length"], states)
     return decoded, features
 
   def _write_eval_results(self, results, split):

@@ -1,5 +1,6 @@
 """What an export ships beside its graph, read back: the manifest, the label
-maps and vocabulary in `assets.extra/`, and the CRF transitions among the
+maps and vocabulary in `assets.extra/`, and the decode states (CRF
+transitions) among the
 SavedModel's variables."""
 
 import collections
@@ -130,8 +131,8 @@ def variables_by_name(loaded):
               {v.name[:-len(":0")]: v for v in loaded.variables})
 
 
-def crf_transitions(entries, variables):
-  """{problem: float32 transitions} of the CRF problems among `entries`
-  ({problem: manifest entry}) from variables_by_name's dict."""
-  return decoding.crf_transitions(
+def decode_states(entries, variables):
+  """decoding.decode_states of `entries` ({problem: manifest entry}) from
+  variables_by_name's dict."""
+  return decoding.decode_states(
       entries, lambda v: variables[v].numpy() if v in variables else None)

@@ -213,7 +213,7 @@ class Predictor(object):
                                  else "serving_default"]
     # CRF problems: decode whole texts (all windows' scores merged) with
     # the native Viterbi and the exported transitions, as evaluation does.
-    self._transitions = {}
+    self._states = {}
     self._text = None
     if text_signature:
       if text_serving.TEXT_SIGNATURE not in signatures:
@@ -222,7 +222,7 @@ class Predictor(object):
                              export_dir, text_serving.TEXT_SIGNATURE))
       self._text = signatures[text_serving.TEXT_SIGNATURE]
     if native_viterbi:
-      self._transitions = export_assets.crf_transitions(
+      self._states = export_assets.decode_states(
           self.entries, export_assets.variables_by_name(self._model))
     vocab = self.tokenizer.vocab
     self._cls, self._sep = vocab[base.CLS_TOKEN], vocab[base.SEP_TOKEN]
@@ -325,7 +325,7 @@ class Predictor(object):
     form) from the rows' prediction dicts."""
     decoded = decoding.decode_group(
         names, inputs, predictions, self.encoders, self.entries,
-        self.tokenizer, self.max_seq_length, self._transitions, texts, units)
+        self.tokenizer, self.max_seq_length, self._states, texts, units)
     rows = decoding.rows_by_example(predictions, names)
     out = {}
     for name in names:

@@ -514,7 +514,7 @@ def add_text_signatures(export_dir):
   assets = export_assets.read(export_dir)
   loaded = tf.saved_model.load(export_dir)
   variables = export_assets.variables_by_name(loaded)
-  transitions = export_assets.crf_transitions(
+  transitions = export_assets.decode_states(
       {e["name"]: e for e in assets.manifest["problems"]}, variables)
   model = TextModel(loaded, assets.manifest, assets.vocab_file,
                     assets.encoders, transitions)

@@ -216,7 +216,7 @@ def test_predictor_maps_back_to_characters(exported_chain, tmp_path):
   # Whole-text decoding with the native Viterbi equals the graph's CRF
   # decode where the text fits one window.
   graph_decoded = serving.Predictor(export_dir, native_viterbi=False)
-  assert predictor._transitions  # pylint: disable=protected-access
+  assert predictor._states  # pylint: disable=protected-access
   short = ["上海浦东开发与法制建设同步。", "我爱北京天安门"]
   for ours, theirs in zip(predictor.predict(short),
                           graph_decoded.predict(short)):

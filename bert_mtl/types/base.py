@@ -203,6 +203,13 @@ class ProblemType(object):
     """What the export's manifest records of a problem of this type."""
     return {}
 
+  def decode_state(self, name, entry, read_variable):
+    """What decoding problem `name`'s outputs needs of the trained model
+    beyond them (seq_tag: its CRF transitions), or None; read from a
+    checkpoint or an export through read_variable(variable name) -> value
+    (None when absent).  It reaches decode as context.state."""
+    return None
+
   def lr_multipliers(self, name, settings):
     """{regex over variable names: learning-rate factor} of problem
     `name`'s head (e.g. a CRF's transitions learning faster)."""

@@ -209,6 +209,14 @@ class SeqTag(types.ProblemType):
     return {"crf": bool(settings["crf"]),
             "crf_constraints": bool(settings["crf_constraints"])}
 
+  def decode_state(self, name, entry, read_variable):
+    """The CRF transitions float32 [K, K] (whole texts are decoded with
+    one Viterbi pass over all their windows' scores)."""
+    if not entry.get("crf"):
+      return None
+    value = read_variable(name + "/transitions")
+    return None if value is None else np.asarray(value, np.float32)
+
   def lr_multipliers(self, name, settings):
     factor = settings.get("transitions_lr_multiplier")
     return {"^%s/transitions$" % re.escape(name): factor} if factor else {}
@@ -220,13 +228,13 @@ class SeqTag(types.ProblemType):
     tagged = np.flatnonzero(first_token >= 0)
     ids = np.full(len(first_token), feature_lib.fallback_label(
         encoder.labels), np.int64)
-    if len(tagged) and context.transitions is not None:
+    if len(tagged) and context.state is not None:
       # +1: rows start with [CLS].
       potentials = feature_lib.gather_from_windows(
           first_token[tagged], spans, [r["potentials"] for r in rows],
           offset=1)
       tags, _ = crf.viterbi_decode(
-          np.asarray(potentials, np.float32)[None], context.transitions,
+          np.asarray(potentials, np.float32)[None], context.state,
           [len(tagged)], **self._constraints(encoder, context.spec))
       ids[tagged] = tags[0][:len(tagged)]
     elif len(tagged):
