@@ -80,24 +80,34 @@ flags.DEFINE_list("bucket_boundaries", ",".join(map(str, config_lib.BUCKETS)),
 flags.DEFINE_list("eval_on", None, "problem=other pairs: also score a "
                   "problem's head on another problem's eval data of the same "
                   "type and labels, e.g. pd98_cws=pku_cws (SIGHAN PKU gold).")
-# Head settings for every problem that has them ("*"); their defaults are
-# the heads' own (bert_mtl/types/<type>.py).
-SETTING_FLAGS = {"crf_constraints": "crf_constraints",
-                 "crf_lr_multiplier": "transitions_lr_multiplier",
-                 "decoder_layers": "decoder_layers", "beam_size": "beam_size",
-                 "beam_alpha": "beam_alpha"}
-flags.DEFINE_list("crf", None, "problem=true|false: CRF per seq_tag problem "
-                  "(default: the seq_tag head's, a CRF).")
-flags.DEFINE_bool("crf_constraints", None, "Forbid transitions the tagging "
-                  "scheme does not allow (default: the seq_tag head's).")
-flags.DEFINE_float("crf_lr_multiplier", None, "Learning-rate factor for "
-                   "the CRF transitions (default: none).")
-flags.DEFINE_integer("decoder_layers", None, "seq2seq decoder depth "
-                     "(default: the seq2seq head's).")
-flags.DEFINE_integer("beam_size", None, "seq2seq beam size, 1: greedy "
-                     "(default: the seq2seq head's).")
-flags.DEFINE_float("beam_alpha", None, "seq2seq length penalty (default: "
-                   "the seq2seq head's).")
+# {flag: (head setting, its type, per problem)}: the head settings' flags,
+# generated from the registered types' heads (define_setting_flags).
+SETTING_FLAGS = {}
+
+
+def define_setting_flags():
+  """Defines a flag for every head setting of the registered problem
+  types, from the head's SETTINGS, SETTING_HELP, SETTING_TYPES,
+  SETTING_FLAGS and PER_PROBLEM (bert_mtl/heads/base.py): a value for
+  every problem that has the setting ("*"), or problem=value pairs."""
+  from bert_mtl import types  # pylint: disable=g-import-not-at-top
+  for type_name in types.names():
+    head = types.get(type_name).head
+    for setting, default in head.SETTINGS.items():
+      flag = head.SETTING_FLAGS.get(setting, setting)
+      if flag in SETTING_FLAGS or flag in FLAGS:
+        continue
+      kind = head.SETTING_TYPES.get(setting, type(default))
+      per_problem = setting in head.PER_PROBLEM
+      SETTING_FLAGS[flag] = (setting, kind, per_problem)
+      help_text = head.SETTING_HELP.get(setting, setting)
+      if "(default:" not in help_text:
+        help_text += " (default: the %s head's, %s)" % (
+            type_name, "none" if default is None else default)
+      if per_problem:
+        flags.DEFINE_list(flag, None, help_text)
+      else:
+        _DEFINE[kind](flag, None, help_text)
 
 MAIN_JOB = {"problems": "msra_ner|pd98_cws&pd98_pos|chn_sentiment",
             "output_dir": os.path.join("output", "main_job"),
@@ -246,11 +256,15 @@ def run_config_from_flags(groups):
   pretrain = {key.partition(".")[2]: FLAGS[flag].value
               for key, flag in CONFIG_FLAGS.items()
               if key.startswith("pretrain.")}
-  shared = {setting: FLAGS[flag].value for flag, setting in
-            SETTING_FLAGS.items() if FLAGS[flag].value is not None}
+  shared = {setting: FLAGS[flag].value
+            for flag, (setting, _, per_problem) in SETTING_FLAGS.items()
+            if not per_problem and FLAGS[flag].value is not None}
   settings = {"*": shared} if shared else {}
-  for name, crf in _pairs(FLAGS.crf, _bool).items():
-    settings.setdefault(name, {})["crf"] = crf
+  for flag, (setting, kind, per_problem) in SETTING_FLAGS.items():
+    if per_problem:
+      for name, value in _pairs(FLAGS[flag].value,
+                                _bool if kind is bool else kind).items():
+        settings.setdefault(name, {})[setting] = value
   names = [n for g in groups for n in g]
   weights = _pairs(FLAGS.loss_weights, float)
   for name in list(weights) + list(settings):
@@ -302,12 +316,29 @@ KEPT_INFO = ("Restoring parameters from", "Saving checkpoints for",
              "Loss for final step")
 
 
-def _quiet_tensorflow():
+def _verbosity_in(argv):
+  """--verbosity / -v as given in argv (absl parses it later), else 0."""
+  for index, arg in enumerate(argv[1:], 1):
+    for name in ("--verbosity", "-v"):
+      if arg.startswith(name + "="):
+        value = arg.partition("=")[2]
+      elif arg == name and index + 1 < len(argv):
+        value = argv[index + 1]
+      else:
+        continue
+      try:
+        return int(value)
+      except ValueError:
+        return 0
+  return 0
+
+
+def _quiet_tensorflow(verbosity=None):
   """Keeps the terminal to our lines: unless --verbosity is 1 or more,
   TensorFlow's deprecation notices, the Addons end-of-life notice and the
   Keras-legacy layer warnings are dropped (all of them concern TensorFlow's
   own APIs, not the run)."""
-  if FLAGS.verbosity >= 1:
+  if (FLAGS.verbosity if verbosity is None else verbosity) >= 1:
     return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO / WARNING
   import logging  # pylint: disable=g-import-not-at-top
@@ -442,7 +473,6 @@ def _saved_run_overrides(record):
 def main(argv):
   """Runs the command; the project's own errors become one line on stderr
   (with the traceback only at --verbosity=1 or more)."""
-  _quiet_tensorflow()  # before anything imports TensorFlow
   process.collect_garbage_less_often()
   from bert_mtl import preemption  # pylint: disable=g-import-not-at-top
   preemption.install()
@@ -559,6 +589,10 @@ def _main(argv):
 
 def run():
   """The console script's entry point (bert-mtl)."""
+  # Before anything imports TensorFlow (the head settings' flags import
+  # the problem types, which import it).
+  _quiet_tensorflow(_verbosity_in(sys.argv))
+  define_setting_flags()
   try:
     app.run(main)
   except BrokenPipeError:  # `bert-mtl --list_problems | head`

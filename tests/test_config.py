@@ -75,6 +75,7 @@ def test_flags_are_derived_from_the_config():
   own (None: not given)."""
   code = ("import json, run_multitask\n"
           "from absl import flags\n"
+          "run_multitask.cli.define_setting_flags()  # as the command does\n"
           "print(json.dumps({n: [f.default, f.help] for n, f in "
           "flags.FLAGS._flags().items()}))\n")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True,
@@ -89,6 +90,14 @@ def test_flags_are_derived_from_the_config():
   for flag in ("decoder_layers", "beam_size", "beam_alpha",
                "crf_constraints", "crf_lr_multiplier"):
     assert defined[flag][0] is None, flag
+  # Every head setting of every type has its flag, generated from the head.
+  from bert_mtl import types  # pylint: disable=g-import-not-at-top
+  for type_name in types.names():
+    head = types.get(type_name).head
+    for setting in head.SETTINGS:
+      flag = head.SETTING_FLAGS.get(setting, setting)
+      assert defined[flag][0] is None, flag
+      assert defined[flag][1].startswith(head.SETTING_HELP[setting]), flag
   assert defined["pretrain_dupe_factor"][0] == PretrainConfig().dupe_factor
 
 

@@ -40,9 +40,19 @@ class Head(object):
 
   SETTINGS: {setting: default} the head reads (the only place a head
   setting's default is written; the run configuration checks settings
-  against it)."""
+  against it).
+  SETTING_HELP: {setting: what it does}; the command line's flag of each
+    setting is generated from these (bert_mtl/cli.py).
+  SETTING_TYPES: {setting: type} where the default (None) does not say.
+  SETTING_FLAGS: {setting: flag name} where the flag is named otherwise.
+  PER_PROBLEM: settings whose flag takes problem=value pairs (the others
+    take one value for every problem that has the setting)."""
 
   SETTINGS = {}
+  SETTING_HELP = {}
+  SETTING_TYPES = {}
+  SETTING_FLAGS = {}
+  PER_PROBLEM = ()
 
   def __init__(self, name, num_labels, settings, bert_config):
     self.name = name

@@ -16,6 +16,7 @@ class ClsHead(base.Head):
   """A softmax classifier over the pooled output."""
 
   SETTINGS = {"label_smoothing": 0.0}
+  SETTING_HELP = {"label_smoothing": "Label smoothing of cls heads."}
 
   def build(self, body, features, mode):
     del features

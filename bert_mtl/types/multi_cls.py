@@ -11,6 +11,10 @@ class MultiClsHead(base.Head):
   """An independent sigmoid per label; a label is on at `threshold`."""
 
   SETTINGS = {"threshold": 0.5, "positive_weight": 1.0}
+  SETTING_HELP = {
+      "threshold": "Probability at which a multi_cls label is on.",
+      "positive_weight": "Weight of the positive labels in multi_cls "
+                         "losses (imbalanced labels)."}
 
   def build(self, body, features, mode):
     del features

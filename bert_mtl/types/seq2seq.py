@@ -26,6 +26,12 @@ class Seq2SeqHead(base.Head):
 
   SETTINGS = {"decoder_layers": 2, "beam_size": 4, "beam_alpha": 0.6,
               "max_decode_length": 32}
+  SETTING_HELP = {
+      "decoder_layers": "seq2seq decoder depth.",
+      "beam_size": "seq2seq beam size, 1: greedy.",
+      "beam_alpha": "seq2seq length penalty.",
+      "max_decode_length": "seq2seq tokens decoded at most (default: the "
+                           "run's --max_target_length)"}
 
   def build(self, body, features, mode):
     config = self.bert_config

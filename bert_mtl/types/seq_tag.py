@@ -73,6 +73,16 @@ class SeqTagHead(base.Head):
 
   SETTINGS = {"crf": True, "crf_constraints": False,
               "transitions_lr_multiplier": None}
+  SETTING_HELP = {
+      "crf": "problem=true|false: a CRF (else a softmax) per seq_tag "
+             "problem.",
+      "crf_constraints": "Forbid transitions the tagging scheme does not "
+                         "allow.",
+      "transitions_lr_multiplier": "Learning-rate factor for the CRF "
+                                   "transitions."}
+  SETTING_TYPES = {"transitions_lr_multiplier": float}
+  SETTING_FLAGS = {"transitions_lr_multiplier": "crf_lr_multiplier"}
+  PER_PROBLEM = ("crf",)
 
   def build(self, body, features, mode):
     sequence = base.maybe_dropout(body.sequence_output, mode,
