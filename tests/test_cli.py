@@ -96,3 +96,21 @@ def test_installed_command_and_module_work_from_any_directory(tmp_path):
     assert bad.stderr.splitlines()[-2].startswith(
         "%s: error: unknown problem 'nope'" % name), bad.stderr[-2000:]
     assert not (tmp_path / "x").exists()
+
+
+def test_head_setting_flags_reach_the_run(tmp_path):
+  """Generated head-setting flags: a shared value ("*") and problem=value
+  pairs land in run.json's settings, each read by its own head."""
+  import json  # pylint: disable=g-import-not-at-top
+  args = base_args(tmp_path, data_dir(), "msra_ner|chn_sentiment", steps=1)
+  run_multitask(args + ["--do_train", "--crf=msra_ner=false",
+                        "--crf_constraints", "--label_smoothing=0.1",
+                        "--crf_lr_multiplier=10"])
+  record = json.loads((tmp_path / "model" / "run.json").read_text())
+  assert record["settings"] == {
+      "*": {"crf_constraints": True, "label_smoothing": 0.1,
+            "transitions_lr_multiplier": 10.0},
+      "msra_ner": {"crf": False}}
+  process = run_multitask(args + ["--do_train", "--crf=msra_ner=maybe"],
+                          check=False)
+  assert "expected true or false, got 'maybe'" in process.stderr
