@@ -10,7 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_mtl import base as constants
-from bert_mtl import modeling, types
+from bert_mtl import extension, modeling, types
 from bert_mtl.heads import base
 from bert_mtl.labels import LabelEncoder
 
@@ -161,7 +161,7 @@ class Pretrain(types.ProblemType):
     continuation = np.zeros(max(vocab.values()) + 1, np.uint8)
     for token, index in vocab.items():
       continuation[index] = token.startswith("##")
-    instances = constants.native().PretrainingInstances(
+    instances = extension.native().PretrainingInstances(
         ragged["ids"], ragged["row_splits"],
         np.cumsum([0] + [len(d.inputs) for d in documents]), continuation,
         vocab[constants.CLS_TOKEN], vocab[constants.SEP_TOKEN],
