@@ -9,6 +9,7 @@ type, in this order:
     fit_encoder(name, spec, config)   the label map, from the train split
     label_value(...)                  the label feature of one record
     parse_spec / parse / absent / padding   the tf.data side of the record
+    document_records / parse_record   the same, for "document" inputs
     head(name, num_labels, settings, bert_config)   the graph (heads.base)
     head_settings(spec, encoder, ...)   settings the head derives from the run
     decode(rows, encoder, context)    model outputs -> the label space
@@ -187,6 +188,22 @@ class ProblemType(object):
     return {name + "_label": tf.constant(
         base.IGNORE if self.token_aligned else 0, dtype),
             name + "_present": tf.constant(0, tf.int32)}
+
+  # ----------------------------------------------- document inputs
+  # A type whose inputs are "document" (pretrain) builds its records itself
+  # from whole documents and reads them back itself; the data layer asks
+  # only these two.
+
+  def document_records(self, documents, config, split):
+    """Serialized tf.train.Examples of a split's documents (Examples whose
+    inputs are lists of sentences); config: the data PipelineConfig."""
+    raise NotImplementedError("%s reads no documents" % self.name)
+
+  def parse_record(self, record, name, max_seq_length, max_predictions):
+    """One of document_records' records -> the model's features of
+    problem `name` (input_ids, input_mask, segment_ids, example_index,
+    window_start and the problem's own)."""
+    raise NotImplementedError("%s reads no documents" % self.name)
 
   # --------------------------------------------------------------- head
 
