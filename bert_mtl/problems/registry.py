@@ -39,8 +39,14 @@ class Problem(collections.namedtuple(
     "Problem", ["name", "type", "reader", "source", "scheme", "metric",
                 "kind"])):
   """A registered problem: `type` is its type's name (as run.json and
-  exports store it), `kind` the ProblemType object itself."""
+  exports store it), `kind` the ProblemType object itself (looked up from
+  `type` when not given)."""
   __slots__ = ()
+
+  def __new__(cls, name, type, reader, source="", scheme=None,  # pylint: disable=redefined-builtin
+              metric=None, kind=None):
+    return super().__new__(cls, name, type, reader, source, scheme, metric,
+                           kind if kind is not None else types.get(type))
 
 _PROBLEMS = collections.OrderedDict()
 # A problem's name names files (labels/<name>.json, predictions, eval
