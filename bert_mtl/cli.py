@@ -475,9 +475,9 @@ def main(argv):
   (with the traceback only at --verbosity=1 or more)."""
   process.collect_garbage_less_often()
   from bert_mtl import preemption  # pylint: disable=g-import-not-at-top
-  preemption.install()
   try:
-    _main(argv)
+    with preemption.handling():
+      _main(argv)
   except preemption.Preempted as e:
     sys.stderr.write("%s: %s\n" % (program_name(), e))
     sys.exit(e.exit_code)

@@ -300,9 +300,8 @@ class Experiment(object):
       preemption.Preempted: SIGTERM or SIGINT stopped training (its step
         saved first).
     """
-    preemption.install()
     try:
-      with self.writing("train"):
+      with preemption.handling(), self.writing("train"):
         self._train(num_train_steps, evaluate_during_training, export_best)
     except WriteError:
       checkpoint.remove_failed_saves(self.output_dir)  # nothing half-written

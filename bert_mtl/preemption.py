@@ -10,7 +10,9 @@ again resumes from that step.  Outside training the command stops at once
 with the same status (feature caches and exports are written atomically,
 so nothing half-written is left).
 
-If the process has not exited GRACE_SECS after the signal (a step blocked
+The handlers are in force inside `handling()` (the command line: the
+whole command; a library caller: Experiment.train), the previous ones
+after it.  If the process has not exited GRACE_SECS after the signal (a step blocked
 in a collective op with a dead peer, say) it exits anyway, and a second
 signal exits at once.
 """
@@ -31,12 +33,16 @@ EXIT_CODES = {signal.SIGTERM: 128 + signal.SIGTERM,
 # Kubernetes' default terminationGracePeriodSeconds is 30.
 GRACE_SECS = 25.0
 
-_state = {"signal": None, "deferred": 0, "installed": False, "received": 0}
+# "block": the signals of the handling() block in force ({"signal": the
+# first one, "received": how many}); "deferred": deferred() depth.
+_state = {"block": {"signal": None, "received": 0}, "deferred": 0,
+          "installed": False}
 
 
-class Preempted(BaseException):
-  """The command was stopped by a signal (a BaseException, like
-  KeyboardInterrupt, so no `except Exception` swallows it)."""
+class Preempted(KeyboardInterrupt):
+  """The command was stopped by a signal (a KeyboardInterrupt, so no
+  `except Exception` swallows it and interactive shells treat it as an
+  interruption)."""
 
   def __init__(self, signum, message=None):
     self.signal_name = signal.Signals(signum).name
@@ -47,12 +53,14 @@ class Preempted(BaseException):
 
 def requested():
   """The signal that asked this process to stop, or None."""
-  return _state["signal"]
+  return _state["block"]["signal"]
 
 
-def _exit_later(signum):
-  """The grace timer: exits the process if it is still there."""
-  time.sleep(GRACE_SECS)
+def _exit_later(signum, done):
+  """The grace timer: exits the process if it is still handling the
+  signal GRACE_SECS later (`done`: the handling block was left)."""
+  if done.wait(GRACE_SECS):
+    return
   sys.stderr.write("%s: the command did not stop within %.0f s of %s; "
                    "exiting (the last saved checkpoint is kept)\n" % (
                        os.path.basename(sys.argv[0]), GRACE_SECS,
@@ -61,58 +69,80 @@ def _exit_later(signum):
   os._exit(EXIT_CODES[signum])  # pylint: disable=protected-access
 
 
-def _listen(read_fd):
+def _listen(read_fd, block, done):
   """Sees each signal as it arrives (Python runs handlers only when the
   main thread is between bytecodes, which a blocked op may never be)."""
-  while True:
-    try:
-      data = os.read(read_fd, 1)
-    except OSError:
-      return
-    if not data:
-      return
-    signum = data[0]
-    if signum not in EXIT_CODES:
-      continue
-    _state["received"] += 1
-    if _state["received"] > 1:  # a second signal: now
-      sys.stderr.write("%s: %s again: exiting now\n" % (
-          os.path.basename(sys.argv[0]), signal.Signals(signum).name))
-      sys.stderr.flush()
-      os._exit(EXIT_CODES[signum])  # pylint: disable=protected-access
-    _state["signal"] = _state["signal"] or signum
-    tf1.logging.warning(
-        "%s received: %s (a second signal exits at once)",
-        signal.Signals(signum).name,
-        "saving a checkpoint at the current step, then stopping"
-        if _state["deferred"] else "stopping")
-    threading.Thread(target=_exit_later, args=(signum,), daemon=True,
-                     name="preemption-grace").start()
+  try:
+    while _receive(os.read(read_fd, 1), block, done):
+      pass
+  except OSError:
+    pass
+  finally:
+    os.close(read_fd)
+
+
+def _receive(data, block, done):
+  """Acts on one byte of the wakeup pipe; False at its end."""
+  if not data:
+    return False
+  signum = data[0]
+  if signum not in EXIT_CODES:
+    return True
+  block["received"] += 1
+  if block["received"] > 1:  # a second signal: now
+    sys.stderr.write("%s: %s again: exiting now\n" % (
+        os.path.basename(sys.argv[0]), signal.Signals(signum).name))
+    sys.stderr.flush()
+    os._exit(EXIT_CODES[signum])  # pylint: disable=protected-access
+  block["signal"] = block["signal"] or signum
+  tf1.logging.warning(
+      "%s received: %s (a second signal exits at once)",
+      signal.Signals(signum).name,
+      "saving a checkpoint at the current step, then stopping"
+      if _state["deferred"] else "stopping")
+  threading.Thread(target=_exit_later, args=(signum, done), daemon=True,
+                   name="preemption-grace").start()
+  return True
 
 
 def _handler(signum, frame):
   del frame
-  _state["signal"] = _state["signal"] or signum
+  block = _state["block"]
+  block["signal"] = block["signal"] or signum
   if not _state["deferred"]:
     raise Preempted(signum)
 
 
-def install():
-  """Installs the handlers (main thread only; once per process).  Returns
-  False where they cannot be installed (not the main thread)."""
-  if _state["installed"]:
-    return True
-  if threading.current_thread() is not threading.main_thread():
-    return False
+@contextlib.contextmanager
+def handling():
+  """SIGTERM and SIGINT handled as the module doc says inside the block
+  (the command line holds it for the whole command, Experiment.train for
+  training); the previous handlers come back after it.  Nested blocks
+  share the outer one's; outside the main thread it does nothing."""
+  if _state["installed"] or (threading.current_thread() is not
+                             threading.main_thread()):
+    yield
+    return
   read_fd, write_fd = os.pipe()
   os.set_blocking(write_fd, False)
-  signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-  for signum in EXIT_CODES:
-    signal.signal(signum, _handler)
-  threading.Thread(target=_listen, args=(read_fd,), daemon=True,
-                   name="preemption-listener").start()
-  _state["installed"] = True
-  return True
+  previous = {s: signal.getsignal(s) for s in EXIT_CODES}
+  previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+  done = threading.Event()
+  block = {"signal": None, "received": 0}
+  _state.update(block=block, installed=True)
+  try:
+    for signum in EXIT_CODES:
+      signal.signal(signum, _handler)
+    threading.Thread(target=_listen, args=(read_fd, block, done),
+                     daemon=True, name="preemption-listener").start()
+    yield
+  finally:
+    done.set()  # a grace timer running stands down
+    for signum, handler in previous.items():
+      signal.signal(signum, handler)
+    signal.set_wakeup_fd(previous_fd)
+    _state["installed"] = False
+    os.close(write_fd)  # the listener reads end-of-file and stops
 
 
 @contextlib.contextmanager
@@ -130,8 +160,8 @@ def deferred():
 
 def check():
   """Raises Preempted when a signal asked this process to stop."""
-  if _state["signal"] is not None:
-    raise Preempted(_state["signal"])
+  if requested() is not None:
+    raise Preempted(requested())
 
 
 class PreemptionHook(tf1.train.SessionRunHook):
@@ -146,7 +176,7 @@ class PreemptionHook(tf1.train.SessionRunHook):
     check()  # no new session after a signal (train_and_evaluate's loop)
 
   def after_run(self, run_context, run_values):
-    if _state["signal"] is None:
+    if requested() is None:
       return
     if self.training:
       run_context.request_stop()

@@ -368,3 +368,34 @@ def test_unsafe_problem_names_are_refused_at_registration(name):
   with pytest.raises(ValueError, match="problem name .*ASCII letters"):
     registry.problem(name, "cls")(lambda split, data_dir: [])
   assert name not in registry.names()
+
+
+# ------------------------------------------------------------- preemption
+
+
+def test_signals_are_handled_only_inside_the_block():
+  """handling() installs the handlers and gives the previous ones back (a
+  notebook's SIGINT and SIGTERM are its own after training); a signal
+  outside deferred() stops at once, inside it waits for the step."""
+  import signal  # pylint: disable=g-import-not-at-top
+  from bert_mtl import preemption  # pylint: disable=g-import-not-at-top
+  before = signal.getsignal(signal.SIGTERM)
+  with pytest.raises(preemption.Preempted) as stopped:
+    with preemption.handling():
+      assert signal.getsignal(signal.SIGTERM) is not before
+      os.kill(os.getpid(), signal.SIGTERM)
+      for _ in range(1000):  # the handler runs between bytecodes
+        pass
+  assert stopped.value.exit_code == 143
+  assert isinstance(stopped.value, KeyboardInterrupt)
+  assert signal.getsignal(signal.SIGTERM) is before
+  with pytest.raises(preemption.Preempted, match="stopped by SIGINT"):
+    with preemption.handling():
+      with preemption.deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(1000):
+          pass
+        assert preemption.requested() == signal.SIGINT  # not raised yet
+  # A new block starts clean.
+  with preemption.handling():
+    assert preemption.requested() is None
