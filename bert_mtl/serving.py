@@ -26,9 +26,8 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import (base, checkpoint, decoding, export_assets,
-                      export_versions, files, model_fn, text_serving,
-                      tokenization, types)
+from bert_mtl import (base, decoding, export_assets, export_versions, files,
+                      model_fn, text_serving, tokenization, types)
 from bert_mtl.data import features
 
 INPUTS, TAG_MASK = model_fn.INPUTS, model_fn.TAG_MASK
@@ -58,7 +57,7 @@ def required_signatures(run):
   text signatures of its problems that decode."""
   names = {"serving_default", text_serving.TEXT_SIGNATURE}
   for name in run.names:
-    if types.get(run.types[name]).decodes:
+    if run.kind(name).decodes:
       names.add("%s:%s" % (text_serving.TEXT_SIGNATURE, name))
   return names
 
