@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from bert_mtl import base as constants
 from bert_mtl import checkpoint, modeling, optimization, tokenization, types
+from bert_mtl import config as config_lib
 from bert_mtl.heads import base
 
 tf1 = tf.compat.v1
@@ -265,6 +266,7 @@ def model_fn(features, labels, mode, params, body_transform=None):
   logged = dict(("loss/" + k, v) for k, v in losses.items())
   logged["step"] = tf1.train.get_or_create_global_step()
   hooks = [tf1.train.LoggingTensorHook(
-      logged, every_n_iter=params.get("log_every_steps", 100))]
+      logged, every_n_iter=params.get(
+          "log_every_steps", config_lib.RunConfig().log_every_steps))]
   return tf.estimator.EstimatorSpec(mode, loss=loss, train_op=train_op,
                                     training_hooks=hooks)

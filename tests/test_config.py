@@ -188,3 +188,17 @@ def test_each_split_is_read_once_per_run(tmp_path, monkeypatch):
   assert sorted(reads) == sorted(set(reads))
   assert set(reads) == {(n, s) for n in ("msra_ner", "chn_sentiment")
                         for s in ("train", "eval")}
+
+
+def test_lower_layers_take_their_defaults_from_the_config():
+  """No layer below the run configuration carries a default that
+  disagrees with it (the input_fn's seed, sampling and lengths)."""
+  import inspect  # pylint: disable=g-import-not-at-top
+  from bert_mtl.data import dataset  # pylint: disable=g-import-not-at-top
+  defaults = RunConfig()
+  parameters = inspect.signature(dataset.make_input_fn).parameters
+  assert parameters["seed"].default == defaults.seed
+  assert parameters["strategy"].default == defaults.sampling
+  assert parameters["max_seq_length"].default == defaults.max_seq_length
+  assert parameters["max_predictions_per_seq"].default == (
+      defaults.pretrain.max_predictions_per_seq)

@@ -502,11 +502,18 @@ def _padding(all_problems, kinds):
   return values
 
 
+# The run configuration's defaults (each written once, in bert_mtl.config).
+_RUN_DEFAULTS = config_lib.RunConfig()
+
+
 def make_input_fn(groups, shards_by_group, encoders, batch_size, training,
-                  num_replicas=1, seed=0, strategy="proportional",
+                  num_replicas=1, seed=_RUN_DEFAULTS.seed,
+                  strategy=_RUN_DEFAULTS.sampling,
                   sizes=None, num_instances=1 << 16, first_instance=0,
                   bucket_boundaries=None,
-                  max_seq_length=512, max_predictions_per_seq=20,
+                  max_seq_length=_RUN_DEFAULTS.max_seq_length,
+                  max_predictions_per_seq=(
+                      _RUN_DEFAULTS.pretrain.max_predictions_per_seq),
                   all_problems=None, **strategy_kwargs):
   """An Estimator input_fn over the groups' cached shards.
 
