@@ -505,6 +505,7 @@ def _one_line_errors():
 
 def _main(argv):
   del argv
+  from bert_mtl import preemption  # pylint: disable=g-import-not-at-top
   if FLAGS.list_problems:
     list_problems()
     return
@@ -553,6 +554,7 @@ def _main(argv):
   from bert_mtl import experiment, serving  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.compat.v1.logging.set_verbosity(tf.compat.v1.logging.INFO)
+  preemption.check()  # a signal that landed where it could not raise
   if options is not None:
     run = experiment.Experiment(FLAGS.output_dir, options, vocab_file)
     if from_checkpoint:
@@ -570,11 +572,14 @@ def _main(argv):
                                 overrides=_saved_run_overrides(record))
     if FLAGS.eval_on:
       run.options["eval_on"] = _eval_on(run.names)
+  preemption.check()
   if FLAGS.do_eval:
     _print_results(run.evaluate())
+  preemption.check()
   if FLAGS.do_predict:
     run.predict()
     print("predictions in %s" % os.path.join(FLAGS.output_dir, "predictions"))
+  preemption.check()
   if FLAGS.do_export:
     export_dir = serving.export(run, FLAGS.export_dir or os.path.join(
         FLAGS.output_dir, "export"))
@@ -590,7 +595,9 @@ def _main(argv):
 def run():
   """The console script's entry point (bert-mtl)."""
   # Before anything imports TensorFlow (the head settings' flags import
-  # the problem types, which import it).
+  # the problem types, which import it), with absl's log handler in place
+  # (else TensorFlow's logger adds its own and every line shows twice).
+  logging.use_absl_handler()
   _quiet_tensorflow(_verbosity_in(sys.argv))
   define_setting_flags()
   try:

@@ -130,6 +130,15 @@ def handling():
   done = threading.Event()
   block = {"signal": None, "received": 0}
   _state.update(block=block, installed=True)
+  previous_hook = sys.unraisablehook
+
+  def unraisable(info):
+    # The handler's Preempted can land where Python cannot raise it (a
+    # finally of the logging module, a destructor); the signal stays
+    # recorded and the next check() raises it.
+    if not isinstance(info.exc_value, Preempted):
+      previous_hook(info)
+  sys.unraisablehook = unraisable
   try:
     for signum in EXIT_CODES:
       signal.signal(signum, _handler)
@@ -138,6 +147,7 @@ def handling():
     yield
   finally:
     done.set()  # a grace timer running stands down
+    sys.unraisablehook = previous_hook
     for signum, handler in previous.items():
       signal.signal(signum, handler)
     signal.set_wakeup_fd(previous_fd)
