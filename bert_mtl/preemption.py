@@ -12,9 +12,9 @@ so nothing half-written is left).
 
 The handlers are in force inside `handling()` (the command line: the
 whole command; a library caller: Experiment.train), the previous ones
-after it.  If the process has not exited GRACE_SECS after the signal (a step blocked
-in a collective op with a dead peer, say) it exits anyway, and a second
-signal exits at once.
+after it.  If the process is still in the block GRACE_SECS after the
+signal (a step blocked in a collective op with a dead peer, say) it exits
+anyway, and a second signal exits at once.
 """
 
 import contextlib
@@ -22,7 +22,6 @@ import os
 import signal
 import sys
 import threading
-import time
 
 import tensorflow as tf
 
