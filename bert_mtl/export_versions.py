@@ -12,7 +12,6 @@ what a dead exporter left.  A reader takes the newest version that passes
 """
 
 import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -22,7 +21,7 @@ import uuid
 
 from absl import logging
 
-from bert_mtl import export_assets
+from bert_mtl import export_assets, files
 
 STAGING_PREFIX = ".staging-"
 LOCK_FILE = ".export.lock"
@@ -36,14 +35,8 @@ class ExportError(ValueError):
   """An export directory that is not a complete export (says why)."""
 
 
-@contextlib.contextmanager
 def _locked(base):
-  with open(os.path.join(base, LOCK_FILE), "a") as f:
-    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+  return files.exclusive_lock(os.path.join(base, LOCK_FILE))
 
 
 def _alive(pid):
@@ -180,7 +173,6 @@ def newest(base):
 def write_manifest(export_dir, manifest):
   """Writes manifest.json into export_dir's assets.extra with the sha256
   of every other asset and the signatures saved_model.pb has."""
-  from bert_mtl import files  # pylint: disable=g-import-not-at-top
   manifest = dict(manifest)
   manifest["checksums"] = export_assets.checksums(export_dir, manifest)
   manifest["signatures"] = sorted(signature_names(export_dir))

@@ -2,12 +2,25 @@
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import shutil
 import uuid
 
 from bert_mtl.errors import WriteError
+
+
+@contextlib.contextmanager
+def exclusive_lock(path):
+  """An exclusive flock on `path` (created) held in the block: other
+  processes taking it wait (the kernel drops it when a holder dies)."""
+  with open(path, "a") as f:
+    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def file_digest(path):

