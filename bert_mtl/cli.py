@@ -38,6 +38,7 @@ def program_name():
   name = os.path.basename(sys.argv[0] if sys.argv else "")
   return "bert-mtl" if name in ("__main__.py", "") else name
 
+
 # Flags of the run configuration, derived from its fields (name, default and
 # help written once, in bert_mtl.config).
 _DEFINE = {bool: flags.DEFINE_bool, int: flags.DEFINE_integer,
