@@ -17,6 +17,7 @@ there by training).
 """
 
 import json
+import re
 import os
 import sys
 
@@ -136,22 +137,9 @@ def _bool(text):
   return text.lower() in ("true", "1")
 
 
-def _eval_on(names):
-  """--eval_on as {problem: other}, checked against the run's problems."""
-  from bert_mtl import problems  # pylint: disable=g-import-not-at-top
-  pairs = _pairs(FLAGS.eval_on, str)
-  for name, source in pairs.items():
-    if name not in names:
-      raise app.UsageError("--eval_on: %s is not a problem of this run (%s)"
-                           % (name, ", ".join(names)))
-    try:
-      source_type = problems.get(source).type
-    except ValueError as e:
-      raise app.UsageError("--eval_on: %s" % e) from None
-    if source_type != problems.get(name).type:
-      raise app.UsageError("--eval_on: %s is %s but %s is %s" % (
-          name, problems.get(name).type, source, source_type))
-  return pairs
+def _eval_on():
+  """--eval_on as {problem: other problem} (run_checks checks them)."""
+  return _pairs(FLAGS.eval_on, str)
 
 
 def _flag_of(key):
@@ -161,12 +149,14 @@ def _flag_of(key):
 
 
 def usage_error(error):
-  """A ConfigError as the command line names it: --flag=its value."""
+  """A ConfigError as the command line names it: --flag=its value, and
+  the settings its reason names (`key=`) as their flags."""
+  reason = re.sub(r"\b([a-z_]+)=", lambda m: "--%s=" % _flag_of(m.group(1))
+                  if _flag_of(m.group(1)) else m.group(0), error.reason)
   flag = _flag_of(error.key)
   if flag is None:
-    return app.UsageError(str(error))
-  return app.UsageError("--%s=%s: %s" % (flag, FLAGS[flag].value,
-                                         error.reason))
+    return app.UsageError("%s=%s: %s" % (error.key, error.value, reason))
+  return app.UsageError("--%s=%s: %s" % (flag, FLAGS[flag].value, reason))
 
 
 def _check_flag_formats():
@@ -192,48 +182,6 @@ def _check_flag_formats():
     [float(w) for w in FLAGS.sampling_weights or []]  # pylint: disable=expression-not-assigned
   except ValueError:
     need(False, "sampling_weights", "must be numbers")
-  if FLAGS.init_checkpoint:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    need(tf.io.gfile.exists(FLAGS.init_checkpoint + ".index") or
-         tf.io.gfile.exists(FLAGS.init_checkpoint), "init_checkpoint",
-         "no such checkpoint (give the prefix, e.g. .../bert_model.ckpt)")
-    try:
-      readable = bool(tf.train.list_variables(FLAGS.init_checkpoint))
-    except (ValueError, tf.errors.OpError) as e:
-      readable = False
-      why = str(e).strip().splitlines()[0][:200]
-    else:
-      why = "it holds no variables"
-    need(readable, "init_checkpoint", "not a readable checkpoint (%s); "
-         "give a checkpoint's prefix, e.g. .../bert_model.ckpt" % why)
-
-
-def _check_original_head(names):
-  """--original_head names a cls problem of the run, and --init_checkpoint
-  holds run_classifier's head."""
-  from bert_mtl import problems  # pylint: disable=g-import-not-at-top
-  if not FLAGS.original_head:  # (without --init_checkpoint: see _main)
-    return
-  if FLAGS.original_head not in names:
-    raise app.UsageError("--original_head: %s is not a problem of this run "
-                         "(%s)" % (FLAGS.original_head, ", ".join(names)))
-  if problems.get(FLAGS.original_head).type != "cls":
-    raise app.UsageError("--original_head: %s is %s; run_classifier's head "
-                         "loads into a cls problem" % (
-                             FLAGS.original_head,
-                             problems.get(FLAGS.original_head).type))
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from bert_mtl import checkpoint  # pylint: disable=g-import-not-at-top
-  try:
-    stored = dict(tf.train.list_variables(FLAGS.init_checkpoint))
-  except (ValueError, tf.errors.OpError) as e:
-    raise app.UsageError("--init_checkpoint %s cannot be read: %s" % (
-        FLAGS.init_checkpoint, e)) from None
-  lacking = [n for n in checkpoint.ORIGINAL_CLASSIFIER if n not in stored]
-  if lacking:
-    raise app.UsageError("--original_head: %s has no %s (not a checkpoint "
-                         "of run_classifier.py)" % (FLAGS.init_checkpoint,
-                                                    " or ".join(lacking)))
 
 
 def list_problems():
@@ -249,9 +197,9 @@ def _is_main_job():
       "do_export"))
 
 
-def run_config_from_flags(groups):
-  """The RunConfig the flags describe (structured fields included),
-  validated; a bad value is a UsageError naming its flag."""
+def run_config_from_flags():
+  """The RunConfig the flags describe (structured fields included), not
+  yet checked (run_checks.check)."""
   values = {key: FLAGS[flag].value for key, flag in CONFIG_FLAGS.items()
             if "." not in key}
   pretrain = {key.partition(".")[2]: FLAGS[flag].value
@@ -266,32 +214,25 @@ def run_config_from_flags(groups):
       for name, value in _pairs(FLAGS[flag].value,
                                 _bool if kind is bool else kind).items():
         settings.setdefault(name, {})[setting] = value
-  names = [n for g in groups for n in g]
   weights = _pairs(FLAGS.loss_weights, float)
-  for name in list(weights) + list(settings):
-    if name != "*" and name not in names:
-      raise app.UsageError("%s is not in --problems=%s" % (name,
-                                                           FLAGS.problems))
   values.update(
       data_dir=data_dir_lib.resolve(FLAGS.data_dir), settings=settings,
       loss_weights=weights or None,
       sampling_weights=([float(w) for w in FLAGS.sampling_weights]
                         if FLAGS.sampling_weights else None),
       bucket_boundaries=[int(b) for b in FLAGS.bucket_boundaries or []],
-      eval_on=_eval_on(names),
+      eval_on=_eval_on(),
       pretrain=config_lib.PretrainConfig(seed=FLAGS.seed, **pretrain))
-  try:
-    return config_lib.RunConfig(**values).validate(len(groups))
-  except config_lib.ConfigError as e:
-    raise usage_error(e) from None
+  return config_lib.RunConfig(**values)
 
 
 def _options(vocab_file):
-  """The RunConfig of a new training run, checked before any work."""
-  from bert_mtl import modeling, problems  # pylint: disable=g-import-not-at-top
-  groups = problems.parse(FLAGS.problems)  # unknown names fail here
+  """The RunConfig of a new training run, checked before any work (a bad
+  setting is a UsageError naming its flag)."""
+  from bert_mtl import modeling, problems, run_checks  # pylint: disable=g-import-not-at-top
+  problems.parse(FLAGS.problems)  # unknown names fail here, as they are
   _check_flag_formats()
-  config = run_config_from_flags(groups)
+  config = run_config_from_flags()
   if FLAGS.bert_config_file:
     bert_config = modeling.BertConfig.from_json_file(FLAGS.bert_config_file)
   else:
@@ -300,15 +241,11 @@ def _options(vocab_file):
         vocab_size, max_position_embeddings=max(128, FLAGS.max_seq_length),
         **modeling.SMALL_MODELS[FLAGS.small_model])
   bert_config.validate(vocab_file, FLAGS.bert_config_file or "bert_config")
-  if FLAGS.max_seq_length > bert_config.max_position_embeddings:
-    raise app.UsageError("--max_seq_length %d exceeds max_position_embeddings"
-                         " %d" % (FLAGS.max_seq_length,
-                                  bert_config.max_position_embeddings))
-  if FLAGS.init_checkpoint:
-    tokenization.validate_case_matches_checkpoint(FLAGS.do_lower_case,
-                                                  FLAGS.init_checkpoint)
-  _check_original_head([n for g in groups for n in g])
   config.bert_config = bert_config.to_dict()
+  try:
+    run_checks.check(config, bert_config)
+  except config_lib.ConfigError as e:
+    raise usage_error(e) from None
   return config
 
 
@@ -430,7 +367,8 @@ def _print_results(results):
 
 # Flags an eval / predict / export command may give for a saved run: where
 # the data is now, and a quicker subset.  The rest is the run's own.
-RUN_OVERRIDES = ("data_dir", "cache_dir", "max_examples", "results_dir")
+RUN_OVERRIDES = ("data_dir", "cache_dir", "max_examples", "results_dir",
+                 "eval_on")
 RUN_FIXED_FLAGS = ("problems", "max_seq_length", "do_lower_case",
                    "max_target_length")
 
@@ -465,9 +403,8 @@ def _saved_run_overrides(record):
                if FLAGS[name].present}
   if "data_dir" in overrides:
     overrides["data_dir"] = data_dir_lib.resolve(overrides["data_dir"])
-  if "max_examples" in overrides and overrides["max_examples"] < 1:
-    raise app.UsageError("--max_examples=%s: must be >= 1" %
-                         overrides["max_examples"])
+  if "eval_on" in overrides:
+    overrides["eval_on"] = _eval_on()
   return overrides
 
 
@@ -569,10 +506,12 @@ def _main(argv):
     if record is None:
       raise app.UsageError("%s has no run.json: train a model there first "
                            "(--do_train)" % FLAGS.output_dir)
-    run = experiment.Experiment(FLAGS.output_dir,
-                                overrides=_saved_run_overrides(record))
-    if FLAGS.eval_on:
-      run.options["eval_on"] = _eval_on(run.names)
+    try:
+      run = experiment.Experiment(FLAGS.output_dir,
+                                  overrides=_saved_run_overrides(record))
+    except config_lib.ConfigError as e:  # (an override's: run.json's are
+      raise usage_error(e) from None     # RunDirectoryErrors)
+
   preemption.check()
   if FLAGS.do_eval:
     _print_results(run.evaluate())

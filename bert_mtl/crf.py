@@ -1,14 +1,25 @@
-"""CRF decoding outside the TensorFlow graph, and tag-scheme constraints.
+"""Whole-text CRF decoding, and tag-scheme constraints.
 
-`viterbi_decode` is the one entry point to the native decoder; heads decode
-in-graph with tfa.text.crf_decode, and the Python predictor uses this.
+`viterbi_decode` is the one entry point to the native decoder (evaluation
+and the Predictor); `viterbi_graph` is its twin in core TensorFlow ops (the
+export's text signatures).  Heads decode single rows in-graph with
+tfa.text.crf_decode.  `scheme_scores` is the one home of the constraints a
+tagging scheme puts on a CRF, as scores added to its own.
 """
+
+import collections
 
 import numpy as np
 
 from bert_mtl import extension
 
 NEG_INF = float("-inf")
+
+# Scores added to a CRF's own: 0 where the scheme allows, a large negative
+# value where it does not.  transitions float32 [K, K] (tag i -> tag j),
+# start / end float32 [K] (a path's first / last tag).
+SchemeScores = collections.namedtuple("SchemeScores",
+                                      ["transitions", "start", "end"])
 
 
 def viterbi_decode(potentials, transitions, lengths, allowed_transitions=None,
@@ -34,17 +45,83 @@ def viterbi_decode(potentials, transitions, lengths, allowed_transitions=None,
       raise ValueError("allowed_transitions has shape %s, transitions %s" %
                        (allowed.shape, transitions.shape))
     transitions = np.where(allowed, transitions, np.float32(NEG_INF))
-  return extension.native().viterbi_decode(potentials, transitions,
-                                np.asarray(lengths, np.int32),
-                                _mask_to_scores(allowed_start),
-                                _mask_to_scores(allowed_end))
+  return viterbi_scores(potentials, transitions, lengths,
+                        _mask_to_scores(allowed_start),
+                        _mask_to_scores(allowed_end))
 
 
-def _mask_to_scores(mask):
+def viterbi_scores(potentials, transitions, lengths, start_scores=None,
+                   end_scores=None):
+  """viterbi_decode with the constraints given as scores (SchemeScores'
+  start / end: float32 [num_tags] or None, added to the first / last
+  position's; transitions already hold theirs)."""
+  return extension.native().viterbi_decode(
+      potentials, np.asarray(transitions, np.float32),
+      np.asarray(lengths, np.int32), start_scores, end_scores)
+
+
+def viterbi_graph(potentials, transitions, lengths, start_scores=None,
+            end_scores=None):
+  """viterbi_decode in graph ops, with the same float32
+  arithmetic order and ties to the lowest tag.
+
+  Args:
+    potentials: float32 [B, T, K]; transitions float32 [K, K] (-inf where
+      forbidden); lengths int32 [B] (0 decodes like 1); start_scores /
+      end_scores float32 [K] or None.
+  Returns:
+    int32 [B, T], 0 beyond each length.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  given_steps = tf.shape(potentials)[1]
+  # A batch with no position at all (no text has a tagged unit) still
+  # decodes one dummy step, cut off at the end.
+  potentials = tf.pad(potentials, [[0, 0], [0, tf.maximum(
+      1 - given_steps, 0)], [0, 0]])
+  batch, steps = tf.shape(potentials)[0], tf.shape(potentials)[1]
+  lengths = tf.maximum(tf.minimum(lengths, steps), 1)
+  state = potentials[:, 0]
+  if start_scores is not None:
+    state = state + start_scores
+  pointers = tf.TensorArray(tf.int32, size=tf.maximum(steps, 1))
+  pointers = pointers.write(0, tf.zeros([batch, tf.shape(potentials)[2]],
+                                        tf.int32))
+
+  def forward(t, state, pointers):
+    scores = state[:, :, None] + transitions[None]
+    pointer = tf.argmax(scores, axis=1, output_type=tf.int32)
+    new = potentials[:, t] + tf.reduce_max(scores, axis=1)
+    state = tf.where((t < lengths)[:, None], new, state)
+    return t + 1, state, pointers.write(t, pointer)
+
+  _, state, pointers = tf.while_loop(lambda t, *_: t < steps, forward,
+                                     (tf.constant(1), state, pointers))
+  if end_scores is not None:
+    state = state + end_scores
+  top = tf.argmax(state, axis=1, output_type=tf.int32)
+  pointers = pointers.stack()  # [T, B, K]; pointers[t]: best tag at t - 1
+  tags = tf.TensorArray(tf.int32, size=tf.maximum(steps, 1))
+
+  def backward(t, later, tags):
+    """Tag t from tag t + 1 (`later`); the last real position takes the
+    best final tag, positions past a row's length 0."""
+    from_later = tf.gather(pointers[tf.minimum(t + 1, steps - 1)], later,
+                           batch_dims=1)
+    tag = tf.where(tf.equal(t, lengths - 1), top,
+                   tf.where(t < lengths - 1, from_later, 0))
+    return t - 1, tag, tags.write(t, tag)
+
+  _, _, tags = tf.while_loop(lambda t, *_: t >= 0, backward,
+                             (steps - 1, top, tags))
+  return tf.transpose(tags.stack())[:, :given_steps]
+
+
+def _mask_to_scores(mask, forbidden=NEG_INF):
+  """float32 scores of a bool mask: 0 where True, `forbidden` where not."""
   if mask is None:
     return None
-  mask = np.asarray(mask, bool)
-  return np.where(mask, np.float32(0), np.float32(NEG_INF)).astype(np.float32)
+  return np.where(np.asarray(mask, bool), np.float32(0),
+                  np.float32(forbidden)).astype(np.float32)
 
 
 def _split_label(label):
@@ -98,3 +175,11 @@ def scheme_constraints(labels, scheme):
       allowed[i, j] = ok
   return allowed, start, end
 
+
+
+def scheme_scores(labels, scheme, forbidden=NEG_INF):
+  """scheme_constraints as SchemeScores: 0 where allowed, `forbidden`
+  (-inf for decoding; a finite value inside a trained graph, so no NaN)
+  where not."""
+  return SchemeScores(*[_mask_to_scores(mask, forbidden) for mask in
+                         scheme_constraints(labels, scheme)])

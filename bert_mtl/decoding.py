@@ -105,13 +105,15 @@ def decode_group(group, inputs, predictions, encoders, entries, tokenizer,
   return out
 
 
-def decode_states(entries, read_variable):
+def decode_states(entries, encoders, read_variable):
   """{problem: its type's decode_state} of the problems among `entries`
-  ({problem: entry}) that have one; read_variable(name) returns a
-  variable's value of the checkpoint or export (None if absent)."""
+  ({problem: entry}; encoders: {problem: LabelEncoder}) that have one;
+  read_variable(name) returns a variable's value of the checkpoint or
+  export (None if absent)."""
   out = {}
   for name, entry in entries.items():
-    state = types.get(entry["type"]).decode_state(name, entry, read_variable)
+    state = types.get(entry["type"]).decode_state(name, entry, encoders[name],
+                                                  read_variable)
     if state is not None:
       out[name] = state
   return out

@@ -54,7 +54,7 @@ class Evaluator(object):
     if (split, step) in self._graph_metrics:
       return self._graph_metrics[(split, step)]
     input_fn, _, built = self.run.input_fn(
-        split, False, self.run.options["eval_batch_size"])
+        split, False, self.run.run_config.eval_batch_size)
     metrics = self.run.estimator(model_dir=self.run.results_dir).evaluate(
         input_fn, checkpoint_path=checkpoint_path, hooks=[
             progress.EvalProgressHook("evaluating %s" % split, sum(
@@ -92,7 +92,7 @@ class Evaluator(object):
         results[name] = self._score(name, features, decoded)
         results[name]["loss"] = float(graph_metrics.get(name + "/loss", 0))
         results[name]["global_step"] = int(graph_metrics["global_step"])
-    for name, source in sorted(self.run.options["eval_on"].items()):
+    for name, source in sorted(self.run.run_config.eval_on.items()):
       decoded, features = self.predict_group(
           [name], split, {name: source}, checkpoint_path)
       key = "%s@%s" % (name, source)
@@ -110,7 +110,7 @@ class Evaluator(object):
     """Decoded predictions of one group's split (decoding's one path, as
     the Predictor), by an Estimator that builds only that group's heads."""
     input_fn, (features,), ((_, meta),) = self.run.input_fn(
-        split, False, self.run.options["predict_batch_size"], groups=[group],
+        split, False, self.run.run_config.predict_batch_size, groups=[group],
         sources=sources)
     checkpoint_path = checkpoint_path or self.run.checkpoint_path()
     predictions = progress.counted(
@@ -121,12 +121,12 @@ class Evaluator(object):
     entries = {n: self.run.entry(n) for n in group}
     stored = dict(tf.train.list_variables(checkpoint_path))
     states = decoding.decode_states(
-        entries, lambda v: tf.train.load_variable(checkpoint_path, v)
+        entries, self.run.encoders, lambda v: tf.train.load_variable(checkpoint_path, v)
         if v in stored else None)
     decoded = decoding.decode_group(
         group, [e.inputs for e in features.examples[group[0]]], predictions,
         self.run.encoders, entries, self.run.tokenizer,
-        self.run.options["max_seq_length"], states)
+        self.run.run_config.max_seq_length, states)
     return decoded, features
 
   def _write_eval_results(self, results, split):

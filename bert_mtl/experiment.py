@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from bert_mtl import (checkpoint, cluster, decoding, evaluation, files,
                       model_fn, modeling, optimization, preemption, problems,
-                      progress, run_data, run_directory, tokenization)
+                      progress, run_checks, run_data, run_directory,
+                      tokenization)
 from bert_mtl.config import RunConfig
 from bert_mtl.errors import WriteError
 from bert_mtl.run_directory import (  # pylint: disable=unused-import
@@ -55,10 +56,8 @@ class Experiment(object):
     try:
       run_config = RunConfig.from_dict(self.directory.options_in_force(
           options, vocab_file))
-      if overrides:
-        run_config = run_config.replace(**overrides)
-      self.options = run_config.validate().to_dict()
-      self.groups = problems.parse(self.options["problems"])
+      if options is None:
+        run_checks.check(run_config, new_run=False)
     except RunDirectoryError:
       raise
     except ValueError as e:
@@ -68,16 +67,22 @@ class Experiment(object):
       # version): name the file.
       raise RunDirectoryError("%s: %s" % (
           self.directory.path(RUN_FILE), e)) from None
+    if overrides:
+      run_config = run_config.replace(**overrides)
+    # The run's settings, typed, for everything the run does; checked
+    # whole (the overrides' errors are theirs, not run.json's).
+    self.bert_config = modeling.BertConfig.from_dict(run_config.bert_config)
+    self.groups = run_checks.check(run_config, self.bert_config,
+                                   new_run=options is not None)
+    self.run_config = run_config
     self.names = [n for g in self.groups for n in g]
     self.types = {n: problems.get(n).type for n in self.names}
     saved_vocab = self.directory.install_vocab(vocab_file)
     self.tokenizer = tokenization.FullTokenizer(
-        saved_vocab, self.options["do_lower_case"],
-        self.options["normalize_width"])
-    self.bert_config = modeling.BertConfig.from_dict(
-        self.options["bert_config"])
+        saved_vocab, self.run_config.do_lower_case,
+        self.run_config.normalize_width)
     self.bert_config.validate(saved_vocab)
-    self.data = run_data.RunData(self.options, run_config, self.tokenizer,
+    self.data = run_data.RunData(self.run_config, self.tokenizer,
                                  self.groups, self.directory)
     self.evaluator = evaluation.Evaluator(self)
 
@@ -97,14 +102,14 @@ class Experiment(object):
     return self.data.inputs
 
   def save(self):
-    self.directory.save(self.options, self.bert_config, self.encoders,
-                        self.inputs)
+    self.directory.save(self.run_config.to_dict(), self.bert_config,
+                        self.encoders, self.inputs)
 
   @property
   def results_dir(self):
     """Where evaluation and prediction write (the results_dir setting,
     else output_dir)."""
-    return self.options.get("results_dir") or self.output_dir
+    return self.run_config.results_dir or self.output_dir
 
   def writing(self, action, directory=None):
     """The writer lock of the run directory while `action` writes into
@@ -156,44 +161,42 @@ class Experiment(object):
     type derives from the run (labels, decoder specials...)."""
     kind = self.kind(name)
     settings = kind.settings()
-    shared = self.options["settings"].get("*", {})
+    shared = self.run_config.settings.get("*", {})
     given = {k: v for k, v in shared.items() if k in settings}
-    own = self.options["settings"].get(name, {})
-    unknown = sorted(set(own) - set(settings))
-    if unknown:
-      raise ValueError("settings of %s (%s): unknown %s (it has: %s)" % (
-          name, kind.name, ", ".join(unknown), ", ".join(sorted(settings))))
+    own = self.run_config.settings.get(name, {})
+    run_checks.check_head_settings(name, own)
     given.update(own)
     settings.update(given)
     settings.update(kind.head_settings(problems.get(name), self.encoders[name],
-                                       self.bert_config, self.options, given))
+                                       self.bert_config, self.run_config,
+                                       given))
     return settings
 
   def params(self, num_train_steps=None):
-    steps = int(num_train_steps or self.options["num_train_steps"])
-    accumulation = int(self.options["gradient_accumulation_steps"])
+    steps = int(num_train_steps or self.run_config.num_train_steps)
+    accumulation = int(self.run_config.gradient_accumulation_steps)
     updates = max(1, steps // accumulation)
     return {
         "bert_config": self.bert_config.to_dict(),
         "problems": self.names, "types": self.types,
         "num_labels": {n: len(self.encoders[n]) for n in self.names},
         "settings": {n: self.head_settings(n) for n in self.names},
-        "loss_weights": self.options["loss_weights"],
-        "uncertainty_weighting": self.options["uncertainty_weighting"],
-        "learning_rate": self.options["learning_rate"],
+        "loss_weights": self.run_config.loss_weights,
+        "uncertainty_weighting": self.run_config.uncertainty_weighting,
+        "learning_rate": self.run_config.learning_rate,
         "num_train_steps": updates,
-        "num_warmup_steps": int(updates * self.options["warmup_proportion"]),
+        "num_warmup_steps": int(updates * self.run_config.warmup_proportion),
         "gradient_accumulation_steps": accumulation,
-        "adam_bias_correction": self.options["adam_bias_correction"],
-        "loss_scale": ("dynamic" if self.options["mixed_precision"] ==
+        "adam_bias_correction": self.run_config.adam_bias_correction,
+        "loss_scale": ("dynamic" if self.run_config.mixed_precision ==
                        "float16" else None),
-        "zero_init_token_types": self.options["zero_init_token_types"],
-        "init_checkpoint": self.options["init_checkpoint"],
+        "zero_init_token_types": self.run_config.zero_init_token_types,
+        "init_checkpoint": self.run_config.init_checkpoint,
         "init_checkpoint_map": (checkpoint.original_head_map(
-            checkpoint.ORIGINAL_CLASSIFIER, self.options["original_head"])
-                                if self.options["original_head"] else None),
+            checkpoint.ORIGINAL_CLASSIFIER, self.run_config.original_head)
+                                if self.run_config.original_head else None),
         "model_dir": self.output_dir,
-        "log_every_steps": self.options["log_every_steps"],
+        "log_every_steps": self.run_config.log_every_steps,
         "lr_multipliers": {
             pattern: factor for n in self.names
             for pattern, factor in self.kind(n).lr_multipliers(
@@ -205,12 +208,12 @@ class Experiment(object):
     multi-worker strategy under TF_CONFIG, else None."""
     if cluster.is_multi_worker():
       return cluster.multi_worker_strategy()
-    if self.options["num_gpus"] > 1:
+    if self.run_config.num_gpus > 1:
       return tf.distribute.MirroredStrategy(
-          ["/gpu:%d" % i for i in range(self.options["num_gpus"])])
-    if self.options["cpu_replicas"] > 1:
+          ["/gpu:%d" % i for i in range(self.run_config.num_gpus)])
+    if self.run_config.cpu_replicas > 1:
       return tf.distribute.MirroredStrategy(
-          ["/cpu:%d" % i for i in range(self.options["cpu_replicas"])],
+          ["/cpu:%d" % i for i in range(self.run_config.cpu_replicas)],
           cross_device_ops=tf.distribute.ReductionToOneDevice())
     return None
 
@@ -223,15 +226,15 @@ class Experiment(object):
     directory; evaluation passes its results directory and names the
     checkpoint)."""
     session_config = optimization.xla_session_config(
-        self.options["use_xla"], optimization.mixed_precision_session_config(
-            self.options["mixed_precision"]))
+        self.run_config.use_xla, optimization.mixed_precision_session_config(
+            self.run_config.mixed_precision))
     session_config.allow_soft_placement = True
     run_config = tf.estimator.RunConfig(
         model_dir=model_dir or self.output_dir,
-        tf_random_seed=self.options["seed"],
-        save_checkpoints_steps=self.options["save_checkpoints_steps"],
-        keep_checkpoint_max=self.options["keep_checkpoint_max"],
-        log_step_count_steps=self.options["log_every_steps"],
+        tf_random_seed=self.run_config.seed,
+        save_checkpoints_steps=self.run_config.save_checkpoints_steps,
+        keep_checkpoint_max=self.run_config.keep_checkpoint_max,
+        log_step_count_steps=self.run_config.log_every_steps,
         session_config=session_config, train_distribute=strategy,
         eval_distribute=strategy)
     params = self.params(num_train_steps)
@@ -245,11 +248,11 @@ class Experiment(object):
 
   def num_train_steps(self):
     """num_train_steps, else epochs over all training records / batch."""
-    if self.options.get("num_train_steps"):
-      return int(self.options["num_train_steps"])
+    if self.run_config.num_train_steps:
+      return int(self.run_config.num_train_steps)
     records = self.data.num_train_records()
-    epochs = float(self.options.get("num_train_epochs") or 1.0)
-    return max(1, int(records * epochs / self.options["train_batch_size"]))
+    epochs = float(self.run_config.num_train_epochs or 1.0)
+    return max(1, int(records * epochs / self.run_config.train_batch_size))
 
   def initialize(self):
     """Saves step 0 of a new run: model.ckpt-0 holds every variable
@@ -267,17 +270,17 @@ class Experiment(object):
     if checkpoint.newest_intact(self.output_dir, repair=True):
       return
     steps = self.num_train_steps()
-    self.options["num_train_steps"] = steps
+    self.run_config.num_train_steps = steps
     input_fn, _, _ = self.input_fn("train", True,
-                                   self.options["train_batch_size"])
+                                   self.run_config.train_batch_size)
     self.save()
     params = self.params(steps)
     with tf.Graph().as_default():
-      tf1.set_random_seed(self.options["seed"])
+      tf1.set_random_seed(self.run_config.seed)
       features = tf1.data.make_one_shot_iterator(input_fn()).get_next()
       model_fn.make_model_fn(self.body_transform)(
           features, None, tf.estimator.ModeKeys.TRAIN, params)
-      saver = tf1.train.Saver(max_to_keep=self.options["keep_checkpoint_max"])
+      saver = tf1.train.Saver(max_to_keep=self.run_config.keep_checkpoint_max)
       with tf1.Session() as session, files.writing(self.output_dir,
                                                    "a checkpoint"):
         session.run(tf1.global_variables_initializer())
@@ -318,23 +321,23 @@ class Experiment(object):
     checkpoint.remove_failed_saves(self.output_dir)
     checkpoint.newest_intact(self.output_dir, repair=True)
     steps = int(num_train_steps or self.num_train_steps())
-    self.options["num_train_steps"] = steps
+    self.run_config.num_train_steps = steps
     strategy = self.strategy()
     replicas = self.num_replicas(strategy)
     input_fn, _, built = self.input_fn(
-        "train", True, self.options["train_batch_size"], replicas)
+        "train", True, self.run_config.train_batch_size, replicas)
     # --eval_on pairs are built (and their labels checked) before training,
     # not found wrong after it.
-    for name, source in sorted(self.options["eval_on"].items()):
-      self.input_fn("eval", False, self.options["eval_batch_size"],
+    for name, source in sorted(self.run_config.eval_on.items()):
+      self.input_fn("eval", False, self.run_config.eval_batch_size,
                     groups=[[name]], sources={name: source})
     self.save()
     for group, (_, meta) in zip(self.groups, built):
       tf1.logging.info("train group %s: %d records", "&".join(group),
                        meta["count"])
-    hooks = [progress.ProgressHook(steps, self.options["train_batch_size"],
+    hooks = [progress.ProgressHook(steps, self.run_config.train_batch_size,
                                    self.names,
-                                   self.options["log_every_steps"]),
+                                   self.run_config.log_every_steps),
              preemption.PreemptionHook()]
     done = checkpoint.latest_step(self.output_dir)
     if done is not None and done >= steps:
@@ -354,9 +357,9 @@ class Experiment(object):
           self.output_dir, "variables-%s.json" %
           cluster.task_name().replace(" ", "-"))))
       hooks.append(cluster.WorkerWatchdogHook(
-          self.output_dir, self.options["worker_timeout_secs"]))
+          self.output_dir, self.run_config.worker_timeout_secs))
     eval_fn, _, eval_built = self.input_fn(
-        "eval", False, self.options["eval_batch_size"], replicas)
+        "eval", False, self.run_config.eval_batch_size, replicas)
     eval_hooks = [progress.EvalProgressHook("evaluating eval", sum(
         meta["count"] for _, meta in eval_built)),
                   preemption.PreemptionHook(training=False)]

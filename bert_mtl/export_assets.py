@@ -131,8 +131,8 @@ def variables_by_name(loaded):
               {v.name[:-len(":0")]: v for v in loaded.variables})
 
 
-def decode_states(entries, variables):
+def decode_states(entries, encoders, variables):
   """decoding.decode_states of `entries` ({problem: manifest entry}) from
   variables_by_name's dict."""
   return decoding.decode_states(
-      entries, lambda v: variables[v].numpy() if v in variables else None)
+      entries, encoders, lambda v: variables[v].numpy() if v in variables else None)

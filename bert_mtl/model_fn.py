@@ -166,28 +166,20 @@ def export_outputs(heads, predictions):
 
 
 INPUTS = ("input_ids", "input_mask", "segment_ids")
-TAG_MASK = "tag_mask"
 
 
-def default_tag_mask(input_ids, input_mask, continuation):
-  """int32 [batch, length]: real tokens but [CLS], the final [SEP] and
-  continuation pieces (continuation: bool [vocab], True for "##" pieces)."""
-  mask = tf.cast(input_mask, tf.bool)
-  lengths = tf.reduce_sum(tf.cast(mask, tf.int32), 1)
-  positions = tf.range(tf.shape(mask)[1])[None, :]
-  inner = mask & (positions > 0) & (positions < lengths[:, None] - 1)
-  return tf.cast(inner & ~tf.gather(continuation, input_ids), tf.int32)
-
-
-def serving_input_receiver_fn(vocab_file):
+def serving_input_receiver_fn(vocab_file, kinds=None):
   """A serving_input_receiver_fn for the vocabulary of `vocab_file`.
 
   Raw int32 inputs, with two alternatives: `examples` (serialized
   tf.train.Examples with int64 lists input_ids / input_mask / segment_ids)
-  and `tagged` (the raw inputs plus tag_mask).  Inputs are placeholders with
-  defaults, so each signature feeds the ones it names."""
-  continuation = [t.startswith("##") for t in
-                  tokenization.load_vocab_tokens(vocab_file)]
+  and `tagged` (the raw inputs plus the inputs the problem types `kinds`
+  serve, ProblemType.serving_inputs: seq_tag's tag_mask; default: every
+  registered type; where two serve one input, the first's default).
+  Inputs are placeholders with defaults, so each signature feeds the ones
+  it names."""
+  vocab_tokens = tokenization.load_vocab_tokens(vocab_file)
+  kinds = [types.get(n) for n in types.names()] if kinds is None else kinds
 
   def receiver_fn():
     serialized = tf.compat.v1.placeholder_with_default(
@@ -197,15 +189,17 @@ def serving_input_receiver_fn(vocab_file):
     tensors = {name: tf.compat.v1.placeholder_with_default(
         tf.cast(tf.sparse.to_dense(parsed[name]), tf.int32), [None, None],
         name=name) for name in INPUTS}
-    tag_mask = tf.compat.v1.placeholder_with_default(
-        default_tag_mask(tensors["input_ids"], tensors["input_mask"],
-                         tf.constant(continuation, tf.bool)),
-        [None, None], name=TAG_MASK)
-    model_features = dict(tensors, **{TAG_MASK: tag_mask})
+    served = {}
+    for kind in kinds:
+      for name, default in kind.serving_inputs(tensors, vocab_tokens).items():
+        if name not in served:
+          served[name] = tf.compat.v1.placeholder_with_default(
+              default, [None, None], name=name)
+    model_features = dict(tensors, **served)
     return tf.estimator.export.ServingInputReceiver(
         model_features, tensors, receiver_tensors_alternatives={
             "examples": {"examples": serialized},
-            "tagged": dict(tensors, **{TAG_MASK: tag_mask})})
+            "tagged": dict(model_features)})
   return receiver_fn
 
 

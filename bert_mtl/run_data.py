@@ -9,21 +9,21 @@ class RunData(object):
   """The data side of one run.
 
   Args:
-    options: the run's settings (RunConfig.to_dict()).
-    run_config: the same as a RunConfig.
+    run_config: the run's RunConfig (the Experiment's: it sets
+      num_train_steps when training decides them).
     tokenizer: the run's FullTokenizer.
     groups: the parsed chain.
     directory: the RunDirectory (saved label maps and input forms).
   """
 
-  def __init__(self, options, run_config, tokenizer, groups, directory):
-    self.options = options
+  def __init__(self, run_config, tokenizer, groups, directory):
+    self.run_config = run_config
     self.groups = groups
     self.names = [n for g in groups for n in g]
     self.directory = directory
     self.config = dataset.make_config(
-        tokenizer, options["data_dir"], options["max_seq_length"],
-        options["cache_dir"], **{k: getattr(run_config, k) for k in (
+        tokenizer, run_config.data_dir, run_config.max_seq_length,
+        run_config.cache_dir, **{k: getattr(run_config, k) for k in (
             "num_shards", "max_examples", "num_threads", "max_target_length",
             "pretrain", "num_processes")})
     self.read = dataset.SplitReader(self.config.data_dir)
@@ -65,32 +65,32 @@ class RunData(object):
     built_groups = self.group_features(split, groups, sources)
     built = [g.build() for g in built_groups]
     sizes = [meta["count"] for _, meta in built]
-    options = self.options
+    config = self.run_config
     horizon = {}
-    if training and options["num_train_steps"]:
+    if training and config.num_train_steps:
       # The sampler's schedule spans the run's real length ("annealed"
       # anneals over it), and a resumed run continues it where it stopped.
-      batch = options["train_batch_size"]
-      horizon = {"num_instances": int(options["num_train_steps"]) * batch,
+      batch = config.train_batch_size
+      horizon = {"num_instances": int(config.num_train_steps) * batch,
                  "first_instance": (checkpoint.latest_step(
                      self.directory.output_dir) or 0) * batch}
     fn = dataset.make_input_fn(
         groups, [shards for shards, _ in built], self.encoders, batch_size,
-        training, num_replicas=num_replicas, seed=options["seed"],
-        strategy=options["sampling"], sizes=sizes,
-        bucket_boundaries=[b for b in options["bucket_boundaries"]
-                           if b < options["max_seq_length"]] or None,
-        max_seq_length=options["max_seq_length"],
+        training, num_replicas=num_replicas, seed=config.seed,
+        strategy=config.sampling, sizes=sizes,
+        bucket_boundaries=[b for b in config.bucket_boundaries
+                           if b < config.max_seq_length] or None,
+        max_seq_length=config.max_seq_length,
         max_predictions_per_seq=self.config.pretrain.max_predictions_per_seq,
         all_problems=self.names, **horizon, **self._sampling_kwargs())
     return fn, built_groups, built
 
   def _sampling_kwargs(self):
-    strategy = self.options["sampling"]
+    strategy = self.run_config.sampling
     if strategy == "temperature":
-      return {"temperature": self.options["sampling_temperature"]}
+      return {"temperature": self.run_config.sampling_temperature}
     if strategy == "weights":
-      return {"weights": self.options["sampling_weights"]}
+      return {"weights": self.run_config.sampling_weights}
     return {}
 
   def num_train_records(self):

@@ -30,7 +30,7 @@ from bert_mtl import (base, decoding, export_assets, export_versions, files,
                       model_fn, text_serving, tokenization, types)
 from bert_mtl.data import features
 
-INPUTS, TAG_MASK = model_fn.INPUTS, model_fn.TAG_MASK
+INPUTS, TAG_MASK = model_fn.INPUTS, features.TAG_MASK
 MANIFEST = export_assets.MANIFEST
 
 
@@ -44,9 +44,9 @@ def manifest(run):
   return {
       "inputs": {name: {"dtype": "int32", "shape": [-1, -1]}
                  for name in INPUTS},
-      "max_seq_length": run.options["max_seq_length"],
-      "do_lower_case": run.options["do_lower_case"],
-      "normalize_width": run.options["normalize_width"],
+      "max_seq_length": run.run_config.max_seq_length,
+      "do_lower_case": run.run_config.do_lower_case,
+      "normalize_width": run.run_config.normalize_width,
       "vocab": "vocab.txt",
       "problems": problems,
   }
@@ -113,7 +113,8 @@ def _build(run, staging, checkpoint_path):
     assets["labels/%s.json" % name] = os.path.join(run.output_dir, "labels",
                                                    name + ".json")
   path = estimator.export_saved_model(
-      staging, model_fn.serving_input_receiver_fn(vocab_file),
+      staging, model_fn.serving_input_receiver_fn(
+          vocab_file, [run.kind(n) for n in run.names]),
       assets_extra=assets, checkpoint_path=checkpoint_path)
   path = path.decode("utf-8") if isinstance(path, bytes) else path
   path = text_serving.add_text_signatures(path)
@@ -191,25 +192,24 @@ class Predictor(object):
     self.tokenizer = tokenization.FullTokenizer(
         assets.vocab_file, self.manifest["do_lower_case"],
         self.manifest.get("normalize_width", False))
-    self.entries = {}
-    self.encoders = {}
+    self.entries, self.encoders, self.kinds = {}, {}, {}
     for entry in self.manifest["problems"]:
-      if not types.get(entry["type"]).decodes:
+      kind = types.get(entry["type"])
+      if not kind.decodes:
         continue
       # Exports before the manifest recorded inputs: text problems read
       # the text, sequence labelling characters.
-      entry.setdefault("inputs", "text" if types.get(entry["type"]).inputs
-                       == "text" else "char")
+      entry.setdefault("inputs", "text" if kind.inputs == "text" else "char")
       self.entries[entry["name"]] = entry
       self.encoders[entry["name"]] = assets.encoders[entry["name"]]
+      self.kinds[entry["name"]] = kind
     self.max_seq_length = self.manifest["max_seq_length"]
     self.batch_size = batch_size
     self._model = tf.saved_model.load(export_dir)
     signatures = self._model.signatures
     # (Exports without the tagged signature tag their default positions.)
-    self._tagged = "tagged:serving_default" in signatures
-    self._signature = signatures["tagged:serving_default" if self._tagged
-                                 else "serving_default"]
+    self._signature = signatures.get("tagged:serving_default",
+                                     signatures["serving_default"])
     # CRF problems: decode whole texts (all windows' scores merged) with
     # the native Viterbi and the exported transitions, as evaluation does.
     self._states = {}
@@ -222,7 +222,7 @@ class Predictor(object):
       self._text = signatures[text_serving.TEXT_SIGNATURE]
     if native_viterbi:
       self._states = export_assets.decode_states(
-          self.entries, export_assets.variables_by_name(self._model))
+          self.entries, self.encoders, export_assets.variables_by_name(self._model))
     vocab = self.tokenizer.vocab
     self._cls, self._sep = vocab[base.CLS_TOKEN], vocab[base.SEP_TOKEN]
 
@@ -283,7 +283,7 @@ class Predictor(object):
         arrays["segment_ids"][b, :len(ids)] = segments
         arrays["input_mask"][b, :len(ids)] = 1
         arrays[TAG_MASK][b, :len(ids)] = tag_mask
-      if not self._tagged:
+      if TAG_MASK not in self._signature.structured_input_signature[1]:
         del arrays[TAG_MASK]
       result = {k: v.numpy() for k, v in self._signature(
           **{k: tf.constant(v) for k, v in arrays.items()}).items()}
@@ -328,7 +328,7 @@ class Predictor(object):
     rows = decoding.rows_by_example(predictions, names)
     out = {}
     for name in names:
-      kind = types.get(self.entries[name]["type"])
+      kind = self.kinds[name]
       out[name] = [kind.serve(result, [r[name] for r in rows[index]],
                               self.encoders[name], decoding.Context(
                                   None, None, None, self.entries[name],
@@ -361,22 +361,11 @@ class Predictor(object):
     """Problem `name`'s result for text `index` of a `serving_text`
     response (`outputs`: {name: array}, as TF Serving returns them)."""
     entry, encoder = self.entries[name], self.encoders[name]
-    kind = types.get(entry["type"])
-    form = entry["inputs"]
-    if (name + "/unit_spans") in outputs:
-      spans = np.asarray(outputs[name + "/unit_spans"][index])
-      spans = spans[spans[:, 0] >= 0]
-      units = [(text[s:e], int(s)) for s, e in spans]
-      result = encoder.decode(np.asarray(
-          outputs[name + "/tag_ids"][index])[:len(units)].tolist())
-      rows = None
-    else:
-      units = (None if form in ("text", "pair") else
-               features.text_units(text, form))
-      rows = [{key.partition("/")[2]: value[index]
-               for key, value in outputs.items()
-               if key.partition("/")[0] == name}]
-      result = kind.decode(rows, encoder, decoding.Context(
-          None, None, None, entry, text, units))
-    return kind.serve(result, rows, encoder, decoding.Context(
-        None, None, None, entry, text, units))
+    kind = self.kinds[name]
+    units = (None if entry["inputs"] in ("text", "pair") else
+             features.text_units(text, entry["inputs"]))
+    own = {key.partition("/")[2]: value[index]
+           for key, value in outputs.items() if key.partition("/")[0] == name}
+    context = decoding.Context(None, None, None, entry, text, units)
+    result, units = kind.read_served(own, encoder, context)
+    return kind.serve(result, [own], encoder, context._replace(units=units))

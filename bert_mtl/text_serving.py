@@ -172,61 +172,6 @@ def best_window(position, num_tokens, num_windows, stride, length):
   return best
 
 
-def viterbi(potentials, transitions, lengths, start_scores=None,
-            end_scores=None):
-  """bert_mtl.crf.viterbi_decode in graph ops, with the same float32
-  arithmetic order and ties to the lowest tag.
-
-  Args:
-    potentials: float32 [B, T, K]; transitions float32 [K, K] (-inf where
-      forbidden); lengths int32 [B] (0 decodes like 1); start_scores /
-      end_scores float32 [K] or None.
-  Returns:
-    int32 [B, T], 0 beyond each length.
-  """
-  given_steps = tf.shape(potentials)[1]
-  # A batch with no position at all (no text has a tagged unit) still
-  # decodes one dummy step, cut off at the end.
-  potentials = tf.pad(potentials, [[0, 0], [0, tf.maximum(
-      1 - given_steps, 0)], [0, 0]])
-  batch, steps = tf.shape(potentials)[0], tf.shape(potentials)[1]
-  lengths = tf.maximum(tf.minimum(lengths, steps), 1)
-  state = potentials[:, 0]
-  if start_scores is not None:
-    state = state + start_scores
-  pointers = tf.TensorArray(tf.int32, size=tf.maximum(steps, 1))
-  pointers = pointers.write(0, tf.zeros([batch, tf.shape(potentials)[2]],
-                                        tf.int32))
-
-  def forward(t, state, pointers):
-    scores = state[:, :, None] + transitions[None]
-    pointer = tf.argmax(scores, axis=1, output_type=tf.int32)
-    new = potentials[:, t] + tf.reduce_max(scores, axis=1)
-    state = tf.where((t < lengths)[:, None], new, state)
-    return t + 1, state, pointers.write(t, pointer)
-
-  _, state, pointers = tf.while_loop(lambda t, *_: t < steps, forward,
-                                     (tf.constant(1), state, pointers))
-  if end_scores is not None:
-    state = state + end_scores
-  top = tf.argmax(state, axis=1, output_type=tf.int32)
-  pointers = pointers.stack()  # [T, B, K]; pointers[t]: best tag at t - 1
-  tags = tf.TensorArray(tf.int32, size=tf.maximum(steps, 1))
-
-  def backward(t, later, tags):
-    """Tag t from tag t + 1 (`later`); the last real position takes the
-    best final tag, positions past a row's length 0."""
-    from_later = tf.gather(pointers[tf.minimum(t + 1, steps - 1)], later,
-                           batch_dims=1)
-    tag = tf.where(tf.equal(t, lengths - 1), top,
-                   tf.where(t < lengths - 1, from_later, 0))
-    return t - 1, tag, tags.write(t, tag)
-
-  _, _, tags = tf.while_loop(lambda t, *_: t >= 0, backward,
-                             (steps - 1, top, tags))
-  return tf.transpose(tags.stack())[:, :given_steps]
-
-
 def truncate_pair_lengths(len_a, len_b, max_seq_length):
   """tokenization.truncate_pair_lengths for int32 [B] lengths: the loop
   that drops a token from the longer side (b on ties) until [CLS] a [SEP] b
@@ -263,14 +208,67 @@ def _model_inputs(rows, segments, marks):
   input_ids = dense(rows)
   return {"input_ids": input_ids, "input_mask": dense(tf.ones_like(rows)),
           "segment_ids": dense(segments),
-          "tag_mask": (tf.zeros_like(input_ids) if marks is None
-                       else dense(marks))}
+          features.TAG_MASK: (tf.zeros_like(input_ids) if marks is None
+                              else dense(marks))}
+
+
+class TextPlan(object):
+  """How the texts of one input form became model rows, for the problem
+  types' serve_text: text b's rows are the num_windows[b] rows after those
+  of texts < b.  A unit form also has its model tokens, each unit's first
+  token and the units' character spans."""
+
+  def __init__(self, num_windows, max_seq_length, token_ids=None,
+               first_token=None, unit_spans=None):
+    """num_windows int32 [B]; token_ids RaggedTensor int32 [B, (tokens)];
+    first_token RaggedTensor int32 [B, (units)] (-1: the unit has no
+    token); unit_spans RaggedTensor int32 [B, (units), 2]."""
+    self.num_windows, self.max_seq_length = num_windows, max_seq_length
+    self.token_ids, self.first_token = token_ids, first_token
+    self.unit_spans = unit_spans
+    self.first_row = tf.cumsum(num_windows, exclusive=True)
+
+  def first_rows(self, values):
+    """[B, ...]: each text's first row of values [rows, ...]."""
+    return tf.gather(values, self.first_row)
+
+  def tagged_units(self):
+    """bool [units of all texts]: the units that have a token."""
+    return self.first_token.flat_values >= 0
+
+  def unit_values(self, values):
+    """RaggedTensor [B, (tagged units), ...]: of values [rows, length, ...]
+    the one at each tagged unit's first token, from the window where the
+    unit has the most context (features.best_windows' rule)."""
+    num_tokens = tf.cast(self.token_ids.row_lengths(), tf.int32)
+    _, stride, length = window_plan(num_tokens, self.max_seq_length)
+    tagged = self.tagged_units()
+    position = tf.boolean_mask(self.first_token.flat_values, tagged)
+    text = tf.boolean_mask(
+        tf.cast(self.first_token.value_rowids(), tf.int32), tagged)
+    window = best_window(position, tf.gather(num_tokens, text),
+                         tf.gather(self.num_windows, text), stride, length)
+    row = tf.gather(self.first_row, text) + window
+    local = position - window * stride + 1  # +1: [CLS]
+    return tf.RaggedTensor.from_value_rowids(
+        tf.gather_nd(values, tf.stack([row, local], 1)),
+        tf.cast(text, tf.int64), self.first_token.nrows(), validate=False)
+
+  def per_unit(self, tagged_values, fallback):
+    """RaggedTensor [B, (units)]: tagged_values (one per tagged unit, in
+    order) on the tagged units, `fallback` on the others."""
+    first = self.first_token.flat_values
+    where = tf.cast(tf.reshape(tf.where(self.tagged_units()), [-1]),
+                    tf.int32)
+    return self.first_token.with_flat_values(tf.tensor_scatter_nd_update(
+        tf.fill(tf.shape(first), fallback), where[:, None], tagged_values))
 
 
 class TextModel(tf.Module):
   """The text signatures around a loaded ids export (see module doc)."""
 
-  def __init__(self, loaded, manifest, vocab_file, encoders, transitions):
+  def __init__(self, loaded, manifest, vocab_file, encoders, states):
+    """states: {problem: its type's decode_state} (decoding.decode_states)."""
     super().__init__(name="text_model")
     self.model = loaded
     self.tokenizer = graph_tokenizer.GraphTokenizer(
@@ -288,25 +286,7 @@ class TextModel(tf.Module):
       kind = types.get(entry["type"])
       if kind.decodes:
         entries[entry["name"]] = (entry, kind)
-    self.entries = entries
-    self.labels = {n: tf.constant(list(encoders[n].labels))
-                   for n in self.entries}
-    self.fallback = {n: features.fallback_label(encoders[n].labels)
-                     for n in self.entries}
-    crf_scores = {}
-    for name, value in transitions.items():
-      entry = self.entries[name][0]
-      allowed = start = end = None
-      if entry.get("crf_constraints") and entry.get("scheme"):
-        allowed, start, end = crf.scheme_constraints(encoders[name].labels,
-                                                     entry["scheme"])
-      value = np.asarray(value, np.float32)
-      if allowed is not None:
-        value = np.where(allowed, value, np.float32(crf.NEG_INF))
-      mask = lambda m: None if m is None else tf.constant(np.where(
-          m, np.float32(0), np.float32(crf.NEG_INF)).astype(np.float32))
-      crf_scores[name] = (tf.constant(value), mask(start), mask(end))
-    self.crf = crf_scores
+    self.entries, self.encoders, self.states = entries, encoders, states
     signature = loaded.signatures["tagged:serving_default"]
     self._outputs = {k: v.name for k, v in
                      signature.structured_outputs.items()}
@@ -392,38 +372,6 @@ class TextModel(tf.Module):
       feeds = [tf.identity(inputs[k]) for k in sorted(self._feeds)]
     return self._runs[form](*feeds)
 
-  def _unit_results(self, name, outputs, ids, first_token, num_windows):
-    """tag ids [B, (units)] of a sequence-labelling problem."""
-    num_tokens = tf.cast(ids.row_lengths(), tf.int32)
-    _, stride, length = window_plan(num_tokens, self.max_seq_length)
-    unit_text = tf.cast(first_token.value_rowids(), tf.int32)
-    first = first_token.flat_values
-    tagged = first >= 0
-    position = tf.boolean_mask(first, tagged)
-    text = tf.boolean_mask(unit_text, tagged)
-    window = best_window(position, tf.gather(num_tokens, text),
-                         tf.gather(num_windows, text), stride, length)
-    row = tf.gather(tf.cumsum(num_windows, exclusive=True), text) + window
-    local = position - window * stride + 1  # +1: [CLS]
-    at = tf.stack([row, local], 1)
-    fallback = self.fallback[name]
-    if name in self.crf:
-      transitions, start, end = self.crf[name]
-      potentials = tf.gather_nd(outputs[name + "/potentials"], at)
-      ragged = tf.RaggedTensor.from_value_rowids(
-          potentials, tf.cast(text, tf.int64), first_token.nrows(),
-          validate=False)
-      tags = viterbi(ragged.to_tensor(), transitions,
-                     tf.cast(ragged.row_lengths(), tf.int32), start, end)
-      chosen = tf.RaggedTensor.from_tensor(
-          tags, lengths=ragged.row_lengths()).flat_values
-    else:
-      chosen = tf.gather_nd(outputs[name + "/tag_ids"], at)
-    where = tf.cast(tf.reshape(tf.where(tagged), [-1]), tf.int32)
-    values = tf.tensor_scatter_nd_update(
-        tf.fill(tf.shape(first), fallback), where[:, None], chosen)
-    return first_token.with_flat_values(values)
-
   # ------------------------------------------------------------ serving
 
   def takes_pairs(self, names=None):
@@ -468,21 +416,17 @@ class TextModel(tf.Module):
         first_token = first_tokens(unit_token_spans, joined_starts)
         inputs, num_windows = self._rows(unit_ids, first_token, True)
       outputs = self._run(form, inputs)
-      first_row = tf.cumsum(num_windows, exclusive=True)
+      plan = TextPlan(num_windows, self.max_seq_length,
+                      unit_ids if first_token is not None else None,
+                      first_token, unit_spans if first_token is not None
+                      else None)
       for name in members:
-        kind = self.entries[name][1]
-        if first_token is not None and kind.token_aligned:
-          tag_ids = self._unit_results(name, outputs, unit_ids, first_token,
-                                       num_windows)
-          out[name + "/unit_spans"] = unit_spans.to_tensor(-1)
-          out[name + "/tag_ids"] = tag_ids.to_tensor(-1)
-          out[name + "/tags"] = tf.ragged.map_flat_values(
-              lambda i, n=name: tf.gather(self.labels[n], i),
-              tag_ids).to_tensor("")
-          continue
-        for key, value in outputs.items():
-          if key.partition("/")[0] == name:
-            out[key] = tf.gather(value, first_row)
+        entry, kind = self.entries[name]
+        own = {key.partition("/")[2]: value for key, value in outputs.items()
+               if key.partition("/")[0] == name}
+        served = kind.serve_text(name, own, plan, entry, self.encoders[name],
+                                 self.states.get(name))
+        out.update((name + "/" + key, value) for key, value in served.items())
     return out
 
 
@@ -514,10 +458,11 @@ def add_text_signatures(export_dir):
   assets = export_assets.read(export_dir)
   loaded = tf.saved_model.load(export_dir)
   variables = export_assets.variables_by_name(loaded)
-  transitions = export_assets.decode_states(
-      {e["name"]: e for e in assets.manifest["problems"]}, variables)
+  states = export_assets.decode_states(
+      {e["name"]: e for e in assets.manifest["problems"]}, assets.encoders,
+      variables)
   model = TextModel(loaded, assets.manifest, assets.vocab_file,
-                    assets.encoders, transitions)
+                    assets.encoders, states)
   # Kept by name so readers of the export (the Predictor's CRF
   # transitions) find them after the rewrite.
   model.exported_variables = dict(variables)

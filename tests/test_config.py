@@ -132,7 +132,7 @@ def test_head_settings_come_from_the_types(tmp_path):
   assert text["beam_size"] == 2
   assert text["decoder_layers"] == types.get("seq2seq_text").settings()[
       "decoder_layers"]
-  assert text["max_decode_length"] == run.options["max_target_length"]
+  assert text["max_decode_length"] == run.run_config.max_target_length
 
 
 def test_the_sampler_gets_the_runs_real_horizon(tmp_path, monkeypatch):

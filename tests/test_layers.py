@@ -28,6 +28,7 @@ LAYERS = [
     ("data", ["bert_mtl.data.dataset"]),
     ("model", ["bert_mtl.model_fn"]),
     ("run", ["bert_mtl.run_directory", "bert_mtl.run_data",
+             "bert_mtl.run_checks",
              "bert_mtl.decoding", "bert_mtl.evaluation", "bert_mtl.progress",
              "bert_mtl.cluster", "bert_mtl.peers", "bert_mtl.preemption",
              "bert_mtl.experiment"]),

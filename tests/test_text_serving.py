@@ -61,14 +61,14 @@ def test_viterbi_equals_the_native_decoder(constrained):
           np.float32))
       start, end = to_scores(allowed_start), to_scores(allowed_end)
     want, _ = crf.viterbi_decode(potentials, transitions, lengths, **kwargs)
-    got = text_serving.viterbi(tf.constant(potentials),
+    got = crf.viterbi_graph(tf.constant(potentials),
                                tf.constant(graph_transitions),
                                tf.constant(lengths), start, end)
     np.testing.assert_array_equal(got.numpy(), want, err_msg=str(trial))
 
 
 def test_viterbi_of_no_positions():
-  got = text_serving.viterbi(tf.zeros([2, 0, 3]), tf.zeros([3, 3]),
+  got = crf.viterbi_graph(tf.zeros([2, 0, 3]), tf.zeros([3, 3]),
                              tf.constant([0, 0]))
   assert got.shape == (2, 0)
 

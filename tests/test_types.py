@@ -71,6 +71,102 @@ class Mention(types.ProblemType):
             "probability": float(rows[0]["probability"])}
 
 
+# ------------------------------------------------ a toy token-level type
+class UnitKindHead(base.Head):
+  """A softmax per token over the sequence output, trained and predicted
+  on the positions its labels (records) or the tag mask (served) mark."""
+
+  def build(self, body, features_, mode):
+    del mode
+    logits = base.dense_logits(body.sequence_output, self.num_labels,
+                               self.bert_config.initializer_range)
+    if self.name + "_label" in features_:
+      marked = tf.not_equal(features_[self.name + "_label"], -1)
+    else:
+      marked = tf.cast(features_[features.TAG_MASK], tf.bool)
+    return {"logits": tf.cast(logits, tf.float32), "marked": marked}
+
+  def loss(self, outputs, features_):
+    per_token = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.maximum(self.label(features_), 0), logits=outputs["logits"])
+    weights = tf.cast(outputs["marked"], tf.float32) * self.present(
+        features_)[:, None]
+    return tf.reduce_sum(per_token * weights) / tf.maximum(
+        tf.reduce_sum(weights), 1.0)
+
+  def predictions(self, outputs):
+    ids = tf.argmax(outputs["logits"], -1, output_type=tf.int32)
+    return {"ids": tf.where(outputs["marked"], ids, -tf.ones_like(ids))}
+
+
+class UnitKind(types.ProblemType):
+  """A kind per character (digit, latin or other), written with the type
+  interface alone: whole-text decoding from windows, the served graph's
+  per-unit outputs and their reading."""
+
+  name = "test_unit_kind"
+  inputs = "units"
+  token_aligned = True
+  label_shape = "sequence"
+  metrics = {"unit_accuracy": "accuracy"}
+  head = UnitKindHead
+
+  def check(self, inputs, labels):
+    if not types.is_units(inputs) or len(labels) != len(inputs):
+      return "test_unit_kind needs one label per unit"
+    return None
+
+  def placeholder_labels(self, inputs):
+    return ["other"] * len(inputs)
+
+  def fit_encoder(self, name, spec, config, read):
+    return problems.LabelEncoder(["digit", "latin", "other"], name)
+
+  def serving_inputs(self, inputs, vocab_tokens):
+    real = tf.cast(inputs["input_mask"], tf.int32)
+    # (The first problem of the chain that serves tag_mask sets its
+    # default: here seq_tag's.)
+    return {features.TAG_MASK: real}
+
+  def label_value(self, encoder, example, config):
+    return encoder.encode(example.labels, example.path, example.line,
+                          example)
+
+  def decode(self, rows, encoder, context):
+    ids = features.merge_window_predictions(
+        context.alignment, context.windows, [r["ids"][1:] for r in rows], 0)
+    return encoder.decode(ids)
+
+  def score(self, spec, examples, results, encoder, context):
+    return {"accuracy": metrics.token_accuracy([e.labels for e in examples],
+                                               results)}
+
+  def serve_text(self, name, outputs, plan, entry, encoder, state):
+    ids = plan.per_unit(plan.unit_values(outputs["ids"]).flat_values, 0)
+    return {"unit_spans": plan.unit_spans.to_tensor(-1),
+            "ids": ids.to_tensor(-1)}
+
+  def read_served(self, outputs, encoder, context):
+    spans = np.asarray(outputs["unit_spans"])
+    units = [(context.text[s:e], int(s)) for s, e in spans if s >= 0]
+    return encoder.decode(np.asarray(outputs["ids"])[:len(units)].tolist()), (
+        units)
+
+  def serve(self, result, rows, encoder, context):
+    return {"kinds": list(result), "units": [u for u, _ in context.units]}
+
+
+def _unit_kind(unit):
+  if unit.isdigit():
+    return "digit"
+  return "latin" if unit.isascii() and unit.isalpha() else "other"
+
+
+def _unit_kinds(split, data_dir_):
+  for example in _corpus_or_texts("pd98_ner", "O")(split, data_dir_):
+    yield example._replace(labels=[_unit_kind(u) for u in example.inputs])
+
+
 
 
 def _sentiment_texts(split):
@@ -117,15 +213,19 @@ def registered():
   """The toy type and this file's problems, registered for this module's
   tests only (other test files see the library's registry)."""
   types.register(Mention())
+  types.register(UnitKind())
+  problems.problem("test_unit_kinds", "test_unit_kind")(_unit_kinds)
   problems.problem("test_mentions_hotel", "test_mention")(_mentions_hotel)
   problems.problem("test_decode_ner", "seq_tag", scheme="BIO")(
       _corpus_or_texts("pd98_ner", "O"))
   problems.problem("test_decode_cws", "seq_tag", scheme="BMES",
                    metric="word")(_corpus_or_texts("pd98_cws", "S"))
   yield
-  for name in ("test_mentions_hotel", "test_decode_ner", "test_decode_cws"):
+  for name in ("test_mentions_hotel", "test_decode_ner", "test_decode_cws",
+               "test_unit_kinds"):
     problems.registry._PROBLEMS.pop(name)  # pylint: disable=protected-access
-  types._TYPES.pop("test_mention")  # pylint: disable=protected-access
+  for name in ("test_mention", "test_unit_kind"):
+    types._TYPES.pop(name)  # pylint: disable=protected-access
 
 
 def _write_stsb(root):
@@ -154,7 +254,8 @@ def _write_stsb(root):
   return rows
 
 
-CHAIN = ("test_mentions_hotel|test_decode_ner&test_decode_cws|stsb")
+CHAIN = ("test_mentions_hotel|test_decode_ner&test_decode_cws&test_unit_kinds|"
+         "stsb")
 
 
 @pytest.fixture(scope="module")
@@ -203,15 +304,41 @@ def test_a_type_defined_in_a_test_trains_evaluates_exports_and_predicts(
   assert len(out["test_mentions_hotel"]) == 100
   assert set(out["test_mentions_hotel"]) <= {"yes", "no"}
   # A head setting the type does not have is an error naming it.
-  saved = run.options["settings"]
-  run.options["settings"] = {"test_mentions_hotel": {"beam_size": 2}}
+  saved = run.run_config.settings
+  run.run_config.settings = {"test_mentions_hotel": {"beam_size": 2}}
   try:
     with pytest.raises(ValueError, match=r"settings of test_mentions_hotel "
                        r"\(test_mention\): unknown beam_size \(it has: "
                        r"threshold\)"):
       run.head_settings("test_mentions_hotel")
   finally:
-    run.options["settings"] = saved
+    run.run_config.settings = saved
+
+
+def test_a_token_level_type_defined_in_a_test(trained):
+  """The toy token-level type trains and evaluates with the run; its
+  decoding of evaluation, the Predictor (native tokenizer, windows merged
+  in Python) and the export's text signature (all in the graph) agree on
+  texts over several windows, one kind per character."""
+  run, results, export_dir = trained
+  assert 0 <= results["test_unit_kinds"]["accuracy"] <= 1
+  decoded, group = run._predict_group(["test_unit_kinds"], "eval")  # pylint: disable=protected-access
+  assert [len(d) for d in decoded["test_unit_kinds"]] == [
+      len(e.inputs) for e in group.examples["test_unit_kinds"]]
+  model = tf.saved_model.load(export_dir)
+  assert "serving_text:test_unit_kinds" in model.signatures
+  served = serving.Predictor(export_dir, batch_size=3).predict(DECODE_TEXTS)
+  in_graph = serving.Predictor(export_dir, text_signature=True).predict(
+      DECODE_TEXTS)
+  for index, text in enumerate(DECODE_TEXTS):
+    units = [u for u, _ in features.text_units(text, "char")]
+    result = served[index]["test_unit_kinds"]
+    assert result == {"kinds": decoded["test_unit_kinds"][index],
+                      "units": units}
+    assert in_graph[index]["test_unit_kinds"] == result
+  # Its predictions file, like every type's.
+  out = run.predict("eval")
+  assert out["test_unit_kinds"] == decoded["test_unit_kinds"]
 
 
 def test_regression_on_stsb(trained):

@@ -223,9 +223,6 @@ class GroupFeatures(object):
     self.document = any(k.inputs == "document" for k in self.kinds.values())
     self.units = not self.document and isinstance(first[0].inputs, list)
     for name, kind in self.kinds.items():
-      if self.document and len(self.group) > 1:
-        raise ValueError("a %s problem (%s) takes documents; it cannot be "
-                         "'&'-joined, use '|'" % (kind.name, name))
       if kind.inputs == "units" and not self.units:
         raise ValueError("%s is %s but group %s has text inputs" %
                          (name, kind.name, self.name))

@@ -264,6 +264,11 @@ def merge_window_predictions(alignment, spans, window_predictions,
   return out.tolist()
 
 
+# The model input marking each unit's first token in rows of units (1
+# there, else 0): the positions a token-aligned head tags.
+TAG_MASK = "tag_mask"
+
+
 def unit_rows(alignment, max_seq_length, cls_id, sep_id):
   """The model rows of one unit sequence, one per window: [(Window,
   input_ids, segment_ids, tag_mask)], tag_mask int32 1 on each unit's

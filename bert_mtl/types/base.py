@@ -12,8 +12,12 @@ type, in this order:
     document_records / parse_record   the same, for "document" inputs
     head(name, num_labels, settings, bert_config)   the graph (heads.base)
     head_settings(spec, encoder, ...)   settings the head derives from the run
+    decode_state(name, entry, encoder, read_variable)   what decoding
+                                      needs of the trained model
     decode(rows, encoder, context)    model outputs -> the label space
     score(spec, examples, results, context)   the type's metrics
+    serve_text(name, outputs, plan, ...)    the export's text signature
+    read_served(outputs, encoder, context)  a text signature's response
     serve(result, rows, encoder, context)    the Predictor's result
 
 Defaults here fit a type with one label per example (as `cls`): a type
@@ -211,20 +215,28 @@ class ProblemType(object):
     """{setting: default} a problem of this type accepts."""
     return dict(self.head.SETTINGS)
 
-  def head_settings(self, spec, encoder, bert_config, run_options, given):
+  def head_settings(self, spec, encoder, bert_config, run_config, given):
     """Settings the head derives from the run (beyond SETTINGS); `given`:
     the settings the run gives the problem."""
+    return {}
+
+  def serving_inputs(self, inputs, vocab_tokens):
+    """{name: int32 Tensor [batch, length]}: model inputs of the export
+    beyond `inputs` (input_ids, input_mask, segment_ids) that a problem of
+    this type reads, each with its value when a request does not give it
+    (the export's `tagged` signatures take them)."""
     return {}
 
   def manifest(self, settings):
     """What the export's manifest records of a problem of this type."""
     return {}
 
-  def decode_state(self, name, entry, read_variable):
+  def decode_state(self, name, entry, encoder, read_variable):
     """What decoding problem `name`'s outputs needs of the trained model
-    beyond them (seq_tag: its CRF transitions), or None; read from a
+    beyond them (seq_tag: its CRF's scores), or None; read from a
     checkpoint or an export through read_variable(variable name) -> value
-    (None when absent).  It reaches decode as context.state."""
+    (None when absent).  It reaches decode as context.state, and
+    serve_text as `state`."""
     return None
 
   def lr_multipliers(self, name, settings):
@@ -247,6 +259,26 @@ class ProblemType(object):
   def score(self, spec, examples, results, encoder, context):
     """{metric: value} of results (one per example) against the labels."""
     raise NotImplementedError
+
+  def serve_text(self, name, outputs, plan, entry, encoder, state):
+    """The export's text signature for problem `name`, in graph ops:
+    {output: Tensor [batch, ...]} (named `<name>/<output>` in the response).
+
+    Args:
+      outputs: {output: Tensor [rows, ...]}, the problem's model outputs
+        on the plan's rows.
+      plan: a text_serving.TextPlan (rows per text; a unit form's units,
+        tokens and windows).
+      entry: its manifest entry; state: its decode_state.
+    The default: the outputs of each text's first row, as the ids
+    signatures return them."""
+    return {key: plan.first_rows(value) for key, value in outputs.items()}
+
+  def read_served(self, outputs, encoder, context):
+    """decode of one text's serve_text outputs ({output: value}, as TF
+    Serving returns them): (result, the text's [(unit, offset)] for serve,
+    or None)."""
+    return self.decode([outputs], encoder, context), context.units
 
   def serve(self, result, rows, encoder, context):
     """The Predictor's result for one text: `result` is decode's, `rows`

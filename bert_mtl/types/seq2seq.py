@@ -193,13 +193,13 @@ class Seq2Seq(types.ProblemType):
     _, _, eos = decoder_special_ids(encoder)
     return list(ids[:config.max_target_length - 1]) + [eos]
 
-  def head_settings(self, spec, encoder, bert_config, run_options, given):
+  def head_settings(self, spec, encoder, bert_config, run_config, given):
     _, bos, eos = decoder_special_ids(encoder)
     return {"bos_id": bos, "eos_id": eos,
             "share_embeddings": (self.name == "seq2seq_text" and
                                  len(encoder) == bert_config.vocab_size),
             "max_decode_length": given.get(
-                "max_decode_length", run_options["max_target_length"])}
+                "max_decode_length", run_config.max_target_length)}
 
 
 class Seq2SeqTag(Seq2Seq):

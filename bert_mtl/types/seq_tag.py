@@ -36,8 +36,8 @@ def tag_positions(features, name):
   key = name + "_label"
   if key in features:
     return tf.not_equal(features[key], constants.IGNORE)
-  if "tag_mask" in features:
-    return tf.cast(features["tag_mask"], tf.bool)
+  if feature_lib.TAG_MASK in features:
+    return tf.cast(features[feature_lib.TAG_MASK], tf.bool)
   mask = tf.cast(features["input_mask"], tf.bool)
   lengths = tf.reduce_sum(tf.cast(mask, tf.int32), 1)
   positions = tf.range(tf.shape(mask)[1])[None, :]
@@ -107,9 +107,8 @@ class SeqTagHead(base.Head):
       # a word or entity (an `M` or `E` first), so the scheme's first and
       # last tags are constrained where a whole text is decoded
       # (SeqTag.decode, the text signatures), never per row.
-      allowed, _, _ = crf.scheme_constraints(self.settings["labels"], scheme)
-      transitions = transitions + tf.constant(
-          (1 - allowed.astype("float32")) * FORBIDDEN, tf.float32)
+      transitions = transitions + tf.constant(crf.scheme_scores(
+          self.settings["labels"], scheme, FORBIDDEN).transitions)
     return {"packed": packed, "order": order, "lengths": lengths,
             "transitions": transitions}
 
@@ -212,20 +211,41 @@ class SeqTag(types.ProblemType):
     return encoder.encode(example.labels, example.path, example.line,
                           example)
 
-  def head_settings(self, spec, encoder, bert_config, run_options, given):
+  def head_settings(self, spec, encoder, bert_config, run_config, given):
     return {"labels": encoder.labels, "scheme": spec.scheme}
+
+  def serving_inputs(self, inputs, vocab_tokens):
+    """tag_mask (features.TAG_MASK); not given: every real token but
+    [CLS], the final [SEP] and WordPiece continuations ("##"), each unit's
+    first token for characters and plain words."""
+    continuation = tf.constant([t.startswith("##") for t in vocab_tokens])
+    mask = tf.cast(inputs["input_mask"], tf.bool)
+    lengths = tf.reduce_sum(tf.cast(mask, tf.int32), 1)
+    positions = tf.range(tf.shape(mask)[1])[None, :]
+    inner = mask & (positions > 0) & (positions < lengths[:, None] - 1)
+    return {feature_lib.TAG_MASK: tf.cast(
+        inner & ~tf.gather(continuation, inputs["input_ids"]), tf.int32)}
 
   def manifest(self, settings):
     return {"crf": bool(settings["crf"]),
             "crf_constraints": bool(settings["crf_constraints"])}
 
-  def decode_state(self, name, entry, read_variable):
-    """The CRF transitions float32 [K, K] (whole texts are decoded with
-    one Viterbi pass over all their windows' scores)."""
+  def decode_state(self, name, entry, encoder, read_variable):
+    """A CRF problem's scores for decoding whole texts (one Viterbi pass
+    over all their windows' scores): crf.SchemeScores of its trained
+    transitions float32 [K, K] plus, with crf_constraints, its scheme's
+    (start / end None without)."""
     if not entry.get("crf"):
       return None
     value = read_variable(name + "/transitions")
-    return None if value is None else np.asarray(value, np.float32)
+    if value is None:
+      return None
+    transitions = np.asarray(value, np.float32)
+    if not (entry.get("crf_constraints") and entry.get("scheme")):
+      return crf.SchemeScores(transitions, None, None)
+    scheme = crf.scheme_scores(encoder.labels, entry["scheme"])
+    return crf.SchemeScores(transitions + scheme.transitions, scheme.start,
+                            scheme.end)
 
   def lr_multipliers(self, name, settings):
     factor = settings.get("transitions_lr_multiplier")
@@ -243,22 +263,49 @@ class SeqTag(types.ProblemType):
       potentials = feature_lib.gather_from_windows(
           first_token[tagged], spans, [r["potentials"] for r in rows],
           offset=1)
-      tags, _ = crf.viterbi_decode(
-          np.asarray(potentials, np.float32)[None], context.state,
-          [len(tagged)], **self._constraints(encoder, context.spec))
+      state = context.state
+      tags, _ = crf.viterbi_scores(
+          np.asarray(potentials, np.float32)[None], state.transitions,
+          [len(tagged)], state.start, state.end)
       ids[tagged] = tags[0][:len(tagged)]
     elif len(tagged):
       ids[tagged] = feature_lib.gather_from_windows(
           first_token[tagged], spans, [r["tag_ids"] for r in rows], offset=1)
     return encoder.decode(ids.tolist())
 
-  def _constraints(self, encoder, spec):
-    if not (spec.get("crf_constraints") and spec.get("scheme")):
-      return {}
-    allowed, start, end = crf.scheme_constraints(encoder.labels,
-                                                 spec["scheme"])
-    return dict(allowed_transitions=allowed, allowed_start=start,
-                allowed_end=end)
+  def serve_text(self, name, outputs, plan, entry, encoder, state):
+    """Per unit of each text: `unit_spans` [B, units, 2] (character
+    offsets), `tag_ids` and `tags` [B, units] (-1 / "" padded), decoded
+    over the whole text as decode does (a CRF's one Viterbi pass, in graph
+    ops)."""
+    if plan.first_token is None:
+      return super().serve_text(name, outputs, plan, entry, encoder, state)
+    if state is not None:
+      potentials = plan.unit_values(outputs["potentials"])
+      tags = crf.viterbi_graph(
+          potentials.to_tensor(), tf.constant(state.transitions),
+          tf.cast(potentials.row_lengths(), tf.int32),
+          *[None if s is None else tf.constant(s)
+            for s in (state.start, state.end)])
+      chosen = tf.RaggedTensor.from_tensor(
+          tags, lengths=potentials.row_lengths()).flat_values
+    else:
+      chosen = plan.unit_values(outputs["tag_ids"]).flat_values
+    tag_ids = plan.per_unit(chosen, feature_lib.fallback_label(
+        encoder.labels))
+    labels = tf.constant(list(encoder.labels))
+    return {"unit_spans": plan.unit_spans.to_tensor(-1),
+            "tag_ids": tag_ids.to_tensor(-1),
+            "tags": tf.ragged.map_flat_values(
+                lambda i: tf.gather(labels, i), tag_ids).to_tensor("")}
+
+  def read_served(self, outputs, encoder, context):
+    """The tags of the units serve_text found (its unit_spans)."""
+    spans = np.asarray(outputs["unit_spans"])
+    spans = spans[spans[:, 0] >= 0]
+    units = [(context.text[s:e], int(s)) for s, e in spans]
+    return encoder.decode(np.asarray(outputs["tag_ids"])[:len(units)]
+                          .tolist()), units
 
   def score(self, spec, examples, results, encoder, context):
     gold = [e.labels for e in examples]
