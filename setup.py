@@ -70,9 +70,13 @@ class BuildExtWithTables(build_ext):
 
 native = Extension(
     "bert_mtl._native",
-    sources=["csrc/tokenizer.cc", "csrc/viterbi.cc", "csrc/example_proto.cc",
-             "csrc/pretraining.cc",
-             "csrc/bindings.cc"],
+    # The core (one file per concept), then the bindings (py_*: they only
+    # convert and check).
+    sources=["csrc/tokenizer.cc", "csrc/alignment.cc", "csrc/viterbi.cc",
+             "csrc/example_proto.cc", "csrc/pretraining.cc",
+             "csrc/py_tokenizer.cc", "csrc/py_viterbi.cc",
+             "csrc/py_records.cc", "csrc/py_pretraining.cc",
+             "csrc/py_module.cc"],
     include_dirs=["csrc", pybind11.get_include()],
     language="c++",
     extra_compile_args=["-std=c++17", "-O3", "-DNDEBUG", "-fvisibility=hidden",

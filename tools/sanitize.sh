@@ -9,7 +9,8 @@ mkdir -p "$out"
 "$python" csrc/gen_unicode_tables.py "$out/unicode_tables.h"
 ${CXX:-g++} -std=c++17 -O1 -g -fno-omit-frame-pointer \
   -fsanitize=address,undefined -fno-sanitize-recover=all \
-  -Icsrc -I"$out" csrc/tokenizer.cc csrc/viterbi.cc csrc/pretraining.cc \
+  -Icsrc -I"$out" csrc/tokenizer.cc csrc/alignment.cc csrc/viterbi.cc \
+  csrc/pretraining.cc \
   csrc/example_proto.cc csrc/tests/native_test.cc \
   -o "$out/native_test"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \

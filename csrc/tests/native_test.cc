@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "alignment.h"
 #include "pretraining.h"
 #include "tokenizer.h"
 #include "viterbi.h"
@@ -213,9 +214,65 @@ void FuzzPretraining() {
   }
 }
 
+// Units "ab", "c", "" (no piece), "d" joined by spaces ("ab c  d"): pieces
+// "ab" [0, 2), "c" [3, 4), "d" [6, 7); a unit's first piece by position.
+void TestAlignment() {
+  const std::vector<std::u32string> vocab = {U"[UNK]", U"ab", U"c", U"d",
+                                             U"##x"};
+  WordpieceTokenizer tok(vocab, true, 0);
+  const std::u32string joined = U"ab c  d";
+  Tokenization t;
+  tok.Tokenize(MakeView(joined), &t);
+  EXPECT(t.pieces.size() == 3);
+  const int64_t starts[] = {0, 3, 5, 6};
+  int32_t first[4] = {9, 9, 9, 9};
+  bert_mtl::FirstPieceOfUnits(t.pieces, starts, 4, first);
+  EXPECT(first[0] == 0 && first[1] == 1 && first[2] == -1 && first[3] == 2);
+  bert_mtl::FirstPieceOfUnits(t.pieces, starts, 0, first);  // no units
+  // A unit whose piece continues into the next unit keeps it; "abx" has
+  // pieces "ab", "##x" starting at 0 and 2: one unit, its first piece 0.
+  Tokenization u;
+  tok.Tokenize(MakeView(std::u32string(U"abx")), &u);
+  const int64_t one[] = {0};
+  int32_t first_one[1];
+  bert_mtl::FirstPieceOfUnits(u.pieces, one, 1, first_one);
+  EXPECT(first_one[0] == 0);
+
+  // The original's truncation: the longer side first, b on ties.
+  int64_t a = 10, b = 4;
+  bert_mtl::TruncatePair(10, &a, &b);
+  EXPECT(a == 4 && b == 3);
+  a = 5, b = 5;
+  bert_mtl::TruncatePair(8, &a, &b);
+  EXPECT(a == 3 && b == 2);
+  a = 9, b = 0;
+  bert_mtl::TruncatePair(8, &a, &b);
+  EXPECT(a == 6 && b == 0);
+
+  const int64_t L = 6;
+  int32_t ids[L], mask[L], segments[L], spans[2 * L], counts[2];
+  Tokenization empty;
+  bert_mtl::PackPairRow(t, u, L, 101, 102,
+                        {ids, mask, segments, spans, counts});
+  // [CLS] ab c [SEP] ab [SEP]: a has 3 pieces, b 2; budget 3 -> 2 + 1.
+  EXPECT(counts[0] == 3 && counts[1] == 2);
+  const int32_t want_ids[L] = {101, 1, 2, 102, 1, 102};
+  const int32_t want_segments[L] = {0, 0, 0, 0, 1, 1};
+  for (int k = 0; k < L; ++k) {
+    EXPECT(ids[k] == want_ids[k] && mask[k] == 1 &&
+           segments[k] == want_segments[k]);
+  }
+  EXPECT(spans[0] == -1 && spans[2] == 0 && spans[3] == 2 && spans[8] == 0);
+  bert_mtl::PackPairRow(empty, empty, L, 101, 102,
+                        {ids, mask, segments, spans, counts});
+  EXPECT(ids[0] == 101 && ids[1] == 102 && mask[2] == 0 && ids[5] == 0 &&
+         spans[10] == -1 && counts[0] == 0 && counts[1] == 0);
+}
+
 }  // namespace
 
 int main() {
+  TestAlignment();
   TestPythonRandom();
   FuzzPretraining();
   TestWordpiece();
