@@ -2,6 +2,7 @@
 // over a tokenized corpus, its ids, splits and settings checked first.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>  // instance() returns std::vectors as lists
 
 #include <memory>
 #include <string>

@@ -25,7 +25,8 @@ LAYERS = [
     # Corpora: readers, the chain grammar, where the data lives (and its
     # download).
     ("problems", ["bert_mtl.problems", "bert_mtl.data_dir"]),
-    ("data", ["bert_mtl.data.dataset"]),
+    ("data", ["bert_mtl.data.dataset", "bert_mtl.data.examples",
+              "bert_mtl.data.records", "bert_mtl.data.input_fn"]),
     ("model", ["bert_mtl.model_fn"]),
     ("run", ["bert_mtl.run_directory", "bert_mtl.run_data",
              "bert_mtl.run_checks",
