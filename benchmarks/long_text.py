@@ -68,8 +68,7 @@ def main():
       predictor.predict([text])
       total = time.perf_counter() - start
       predictor._signature = timed.signature  # pylint: disable=protected-access
-      _, layout = predictor.encode([text])
-      alignment, _, spans, _ = layout[0]
+      alignment, spans = predictor.encode([text], "char").encodings[0]
       baseline = "-"
       if size <= args.baseline_up_to:
         start = time.perf_counter()

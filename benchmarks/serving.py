@@ -73,7 +73,7 @@ def main():
 
     def ids_request(batch):
       for form in predictor.forms():
-        rows, _, _ = predictor.encode(batch, form)
+        rows = predictor.encode(batch, form).rows
         length = max(len(r[0]) for r in rows)
         arrays = {k: tf.constant([list(r[i]) + [0] * (length - len(r[0]))
                                   for r in rows], tf.int32)

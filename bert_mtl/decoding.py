@@ -2,10 +2,10 @@
 evaluation and the Predictor share.
 
 Both hand over the model's per-row outputs (a row is one window of an
-example, named by `example_index` and `window_start`) and the examples'
-inputs; the rows of an example are put in window order, the example's unit
-alignment and windows are recomputed with the same functions that wrote the
-records (data.features), and each problem's type decodes them
+example, named by `example_index` and `window_start`), the examples'
+inputs and, for unit inputs, the encodings (data.features.Encoding: unit
+alignment and windows) the rows were built from; the rows of an example
+are put in window order and each problem's type decodes them
 (types.<type>.decode).  What a problem's decoding needs to know of its
 training (its type, metric, scheme, CRF settings, how its text was cut into
 units) is its entry: written into the export's manifest, and rebuilt from
@@ -68,15 +68,17 @@ def rows_by_example(predictions, names):
           for i, rows in by_example.items()}
 
 
-def decode_group(group, inputs, predictions, encoders, entries, tokenizer,
-                 max_seq_length, states=None, texts=None, units=None):
+def decode_group(group, inputs, rows, encoders, entries, encodings=None,
+                 states=None, texts=None, units=None):
   """Per problem of `group`, one result per example.
 
   Args:
     inputs: the examples' inputs (unit lists or texts), index-aligned with
       the predictions' example_index.
-    predictions: iterable of per-row prediction dicts.
+    rows: rows_by_example of the model's per-row prediction dicts.
     entries: {problem: problem_entry}.
+    encodings: [features.Encoding] per example of a unit group: the one
+      its rows were built from (nothing is tokenized again here).
     states: {problem: decode state} (decode_states).
     texts, units: the Predictor's raw texts and their units.
 
@@ -84,18 +86,16 @@ def decode_group(group, inputs, predictions, encoders, entries, tokenizer,
     {problem: [result per example]}.
   """
   states = states or {}
-  rows = rows_by_example(predictions, group)
   kinds = {n: types.get(entries[n]["type"]) for n in group}
-  aligned = any(k.token_aligned for k in kinds.values())
-  alignments = features.align_units(tokenizer, inputs) if aligned else None
+  if encodings is None and any(k.token_aligned for k in kinds.values()):
+    raise ValueError("decoding %s needs the examples' encodings" %
+                     "&".join(group))
   out = {n: [] for n in group}
   for index in range(len(inputs)):
     if index not in rows:
       raise ValueError("no prediction for example %d of %s" %
                        (index, "&".join(group)))
-    alignment = alignments[index] if aligned else None
-    spans = (features.window_spans(len(alignment.ids), max_seq_length)
-             if aligned else None)
+    alignment, spans = encodings[index] if encodings else (None, None)
     for name in group:
       context = Context(alignment, spans, states.get(name),
                         entries[name], texts[index] if texts else None,

@@ -124,9 +124,9 @@ class Evaluator(object):
         entries, self.run.encoders, lambda v: tf.train.load_variable(checkpoint_path, v)
         if v in stored else None)
     decoded = decoding.decode_group(
-        group, [e.inputs for e in features.examples[group[0]]], predictions,
-        self.run.encoders, entries, self.run.tokenizer,
-        self.run.run_config.max_seq_length, states)
+        group, [e.inputs for e in features.examples[group[0]]],
+        decoding.rows_by_example(predictions, group), self.run.encoders,
+        entries, features.encodings(), states)
     return decoded, features
 
   def _write_eval_results(self, results, split):

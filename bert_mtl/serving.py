@@ -18,6 +18,7 @@ training records, and decodes the outputs on the path evaluation uses
 (bert_mtl.decoding), so evaluation and serving give the same answers.
 """
 
+import collections
 import json
 import os
 import re
@@ -167,6 +168,10 @@ def check_texts(texts):
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
+# What Predictor.encode makes of texts in one input form.
+Encoded = collections.namedtuple("Encoded", ["rows", "inputs", "units",
+                                             "encodings"])
+
 
 class Predictor(object):
   """Raw text in, structured results out, from an exported SavedModel.
@@ -235,11 +240,13 @@ class Predictor(object):
     return out
 
   def encode(self, texts, form, texts_b=None):
-    """(rows, inputs, units) of `texts` in input form `form`: model rows
-    (input_ids, segment_ids, tag_mask, example_index, window_start), each
-    text's model inputs (a text, a (text, text_b) pair, or its unit list)
-    and its units [(unit, offset)] (None for text problems).  texts_b:
-    the second texts of a "pair" form ("" or None: a single text)."""
+    """Encoded(rows, inputs, units, encodings) of `texts` in input form
+    `form`: model rows (input_ids, segment_ids, tag_mask, example_index,
+    window_start), each text's model inputs (a text, a (text, text_b)
+    pair, or its unit list), its units [(unit, offset)] and the
+    features.Encoding its rows were built from (both None for text
+    problems).  texts_b: the second texts of a "pair" form ("" or None: a
+    single text)."""
     rows = []
     if form in ("text", "pair"):
       texts_b = texts_b if form == "pair" and texts_b else [""] * len(texts)
@@ -256,15 +263,16 @@ class Predictor(object):
         rows.append((ids, segments, np.zeros_like(ids), index, 0))
       inputs = (list(texts) if form == "text" else
                 [(a, b) for a, b in zip(texts, texts_b)])
-      return rows, inputs, None
+      return Encoded(rows, inputs, None, None)
     units = [features.text_units(t, form) for t in texts]
     inputs = [[u for u, _ in us] for us in units]
-    for index, alignment in enumerate(features.align_units(self.tokenizer,
-                                                           inputs)):
+    encodings = features.encodings_of(
+        features.encode_units(self.tokenizer, inputs), self.max_seq_length)
+    for index, (alignment, spans) in enumerate(encodings):
       for window, ids, segments, tag_mask in features.unit_rows(
-          alignment, self.max_seq_length, self._cls, self._sep):
+          alignment, self.max_seq_length, self._cls, self._sep, spans):
         rows.append((ids, segments, tag_mask, index, window.start))
-    return rows, inputs, units
+    return Encoded(rows, inputs, units, encodings)
 
   def run(self, rows):
     """Calls the model on padded batches; one prediction dict per row
@@ -311,21 +319,22 @@ class Predictor(object):
       return self._predict_in_graph(texts, texts_b)
     results = [{} for _ in texts]
     for form, names in self.forms().items():
-      rows, inputs, units = self.encode(texts, form, texts_b)
-      for name, values in self.decode(names, texts, inputs, units,
-                                      self.run(rows)).items():
+      encoded = self.encode(texts, form, texts_b)
+      for name, values in self.decode(names, texts, encoded,
+                                      self.run(encoded.rows)).items():
         for result, value in zip(results, values):
           result[name] = value
     order = list(self.entries)
     return [{n: r[n] for n in order} for r in results]
 
-  def decode(self, names, texts, inputs, units, predictions):
+  def decode(self, names, texts, encoded, predictions):
     """{problem: [served result per text]} of problems `names` (one input
-    form) from the rows' prediction dicts."""
-    decoded = decoding.decode_group(
-        names, inputs, predictions, self.encoders, self.entries,
-        self.tokenizer, self.max_seq_length, self._states, texts, units)
+    form) from the rows' prediction dicts; encoded: encode's result."""
     rows = decoding.rows_by_example(predictions, names)
+    units = encoded.units
+    decoded = decoding.decode_group(
+        names, encoded.inputs, rows, self.encoders, self.entries,
+        encoded.encodings, self._states, texts, units)
     out = {}
     for name in names:
       kind = self.kinds[name]

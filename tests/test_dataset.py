@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from bert_mtl import problems, tokenization
 from bert_mtl import _native as native
-from bert_mtl.data import cache, dataset, features, pretraining
+from bert_mtl.data import cache, dataset, features
+from bert_mtl.testing import reference_pretraining as pretraining
 from bert_mtl.types import pretrain
 from conftest import data_dir, data_file
 
@@ -389,7 +390,7 @@ def test_seq2seq_targets(tokenizer, tmp_path):
 
 def test_pretrain_records_equal_the_readable_reference(tokenizer):
   """The extension builds the cached records from ids; the Python
-  reference (data/pretraining.py) from token strings: same bytes."""
+  reference (testing/reference_pretraining.py) from token strings: same bytes."""
   documents = problems.read("zh_pretrain", "train", data_dir())[:40]
   settings = dataset.PretrainConfig(dupe_factor=2, max_predictions_per_seq=10,
                                     do_whole_word_mask=True, seed=5)
@@ -521,3 +522,46 @@ def test_types_defined_without_a_file_key_the_cache(tmp_path):
   assert len(digests[0]) == 64 and digests[0] != digests[1]
   from bert_mtl.types import cls  # pylint: disable=g-import-not-at-top
   assert dataset.type_digest(cls.Cls()) == cache.file_digest(cls.__file__)
+
+
+def test_decoding_reads_the_encoding_the_records_were_built_from(
+    tokenizer, tmp_path, monkeypatch):
+  """A unit group's encoding (alignment and windows) is computed once,
+  kept in its cache entry beside the records, and read back from there:
+  a second run's decoding tokenizes nothing.  It equals a fresh
+  tokenization, and a damaged copy makes the entry rebuild."""
+  config = dataset.make_config(tokenizer, data_dir(), 24,
+                               cache_dir=str(tmp_path), max_examples=60)
+  groups = problems.parse("pd98_ner&pd98_cws")
+  encoders = dataset.fit_label_encoders(groups, config)
+  group = dataset.GroupFeatures(groups[0], "eval", config, encoders)
+  shards, _ = group.build()
+  expected = [(a.ids.tolist(), a.first_token.tolist(), w) for a, w in (
+      group.encodings())]
+  units = [e.inputs for e in group.examples["pd98_ner"]]
+  fresh = features.align_units(tokenizer, units)
+  assert [(a.ids.tolist(), a.first_token.tolist()) for a in fresh] == [
+      (i, f) for i, f, _ in expected]
+  assert [w for _, _, w in expected] == [
+      features.window_spans(len(a.ids), 24) for a in fresh]
+  assert any(len(w) > 1 for _, _, w in expected)  # windowed examples too
+
+  def no_tokenizing(*args, **kwargs):
+    raise AssertionError("tokenized again")
+  with monkeypatch.context() as patch:
+    patch.setattr(features, "encode_units", no_tokenizing)
+    again = dataset.GroupFeatures(groups[0], "eval", config, encoders)
+    assert again.build()[0] == shards
+    assert [(a.ids.tolist(), a.first_token.tolist(), w) for a, w in (
+        again.encodings())] == expected
+  path = os.path.join(os.path.dirname(shards[0]),
+                      dataset.GroupFeatures.ENCODING)
+  with open(path, "r+b") as f:
+    f.seek(100)
+    f.write(b"\0\0\0\0")
+  assert cache.cached_shards(str(tmp_path), os.path.basename(
+      os.path.dirname(shards[0])).rsplit("-", 1)[0], group.key()) is None
+  rebuilt = dataset.GroupFeatures(groups[0], "eval", config, encoders)
+  rebuilt.build()
+  assert [(a.ids.tolist(), a.first_token.tolist(), w) for a, w in (
+      rebuilt.encodings())] == expected

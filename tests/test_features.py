@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from bert_mtl import problems, tokenization
 from bert_mtl.data import features
+from bert_mtl.testing import reference_records
 from conftest import data_dir, data_file
 
 
@@ -24,7 +25,8 @@ def test_first_sub_token_carries_the_label(tokenizer):
   assert pieces[al.first_token[3]].startswith("201")
   assert al.first_token[4] == -1  # U+FFFD is deleted: no token
   assert pieces[al.first_token[5]] == "。"
-  [(window, labels)] = features.seq_tag_windows(al, [1, 2, 3, 4, 5, 6], 128)
+  [(window, labels)] = reference_records.seq_tag_windows(
+      al, [1, 2, 3, 4, 5, 6], 128)
   assert window == (0, len(al.ids))
   assert labels[al.first_token[0]] == 1 and labels[al.first_token[5]] == 6
   assert (labels == features.IGNORE).sum() == len(al.ids) - 5
@@ -112,7 +114,7 @@ def test_every_character_of_long_lines_gets_exactly_one_label(
   alignments = features.align_units(tokenizer, [e.inputs for e in examples])
   for example, al in zip(examples, alignments):
     gold = [label_ids[t] for t in example.labels]
-    feats = features.seq_tag_windows(al, gold, max_seq_length)
+    feats = reference_records.seq_tag_windows(al, gold, max_seq_length)
     assert all(len(lab) <= max_seq_length - 2 for _, lab in feats)
     spans = [w for w, _ in feats]
     predictions = [lab for _, lab in feats]

@@ -13,13 +13,13 @@ PACKAGE = os.path.join(REPO, "bert_mtl")
 LAYERS = [
     ("base", ["bert_mtl", "bert_mtl.base", "bert_mtl.errors",
               "bert_mtl.files", "bert_mtl.config", "bert_mtl.process",
-              "bert_mtl.metrics", "bert_mtl.labels", "bert_mtl.testing"]),
+              "bert_mtl.metrics", "bert_mtl.labels"]),
     ("native", ["bert_mtl._native", "bert_mtl.extension",
                 "bert_mtl.tokenization", "bert_mtl.crf"]),
     ("primitives", ["bert_mtl.modeling", "bert_mtl.optimization",
                     "bert_mtl.graph_tokenizer",
                     "bert_mtl.checkpoint", "bert_mtl.heads", "bert_mtl.data",
-                    "bert_mtl.data.features", "bert_mtl.data.pretraining",
+                    "bert_mtl.data.features",
                     "bert_mtl.data.cache"]),
     ("types", ["bert_mtl.types"]),
     # Corpora: readers, the chain grammar, where the data lives (and its
@@ -36,6 +36,9 @@ LAYERS = [
     ("serving", ["bert_mtl.serving", "bert_mtl.text_serving",
                  "bert_mtl.export_assets", "bert_mtl.export_versions"]),
     ("cli", ["bert_mtl.cli", "bert_mtl.__main__"]),
+    # References the tests and benchmarks compare the library with; the
+    # library never imports them.
+    ("testing", ["bert_mtl.testing"]),
 ]
 
 

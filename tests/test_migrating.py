@@ -194,7 +194,7 @@ def _pretraining_records(corpus, path, max_seq_length, max_predictions):
   """What create_pretraining_data.py writes, from real reviews (documents
   of 4 reviews), through bert_mtl's reimplementation of it."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from bert_mtl.data import pretraining  # pylint: disable=g-import-not-at-top
+  from bert_mtl.testing import reference_pretraining as pretraining  # pylint: disable=g-import-not-at-top
   tokenizer = tokenization.FullTokenizer(corpus["vocab"])
   reviews = corpus["texts"]["pos"] + corpus["texts"]["neg"]
   documents = [[tokenizer.tokenize(r) for r in reviews[i:i + 4]]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bert_mtl import _native as native
-from bert_mtl.data import pretraining
+from bert_mtl.testing import reference_pretraining as pretraining
 
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [
     "w%d" % i for i in range(200)]

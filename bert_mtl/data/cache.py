@@ -81,7 +81,9 @@ def _damage(directory, key):
   if not isinstance(checks, list) or len(checks) != len(meta.get("shards",
                                                                   ())):
     return "%s lists no size and checksum for its shards" % meta_path, None
-  for shard, (size, digest) in zip(meta["shards"], checks):
+  attached = meta.get("attachment_checks", {})
+  for shard, (size, digest) in list(zip(meta["shards"], checks)) + [
+      (name, check) for name, check in sorted(attached.items())]:
     path = os.path.join(directory, shard)
     if not os.path.exists(path):
       return "%s is missing" % path, None
@@ -134,27 +136,44 @@ def shard_names(num_shards):
           for i in range(num_shards)]
 
 
-def write_entry(cache_dir, name, key, write, extra_meta=None):
+def write_entry(cache_dir, name, key, write, extra_meta=None,
+                attachments=None):
   """Creates a cache entry atomically and returns (shard paths, meta).
 
   Args:
     write: write(temporary_directory) -> (shard file names, record count);
       it writes the shards into the directory it is given.
+    attachments: {file name: write(path)}: other files of the entry (read
+      back with attachment_path), checked like the shards.
   """
   directory = entry_directory(cache_dir, name, key)
   with files.writing(directory, "the feature cache"):
-    return _write_entry(cache_dir, name, key, write, extra_meta, directory)
+    return _write_entry(cache_dir, name, key, write, extra_meta, directory,
+                        attachments or {})
 
 
-def _write_entry(cache_dir, name, key, write, extra_meta, directory):
+def attachment_path(shards, name):
+  """The path of attachment `name` of the entry holding `shards`."""
+  return os.path.join(os.path.dirname(shards[0]), name)
+
+
+def _check(path):
+  return [os.path.getsize(path), file_digest(path)]
+
+
+def _write_entry(cache_dir, name, key, write, extra_meta, directory,
+                 attachments):
   temporary = "%s.tmp-%s" % (directory, uuid.uuid4().hex[:8])
   os.makedirs(temporary)
   try:
     names, count = write(temporary)
-    checks = [(os.path.getsize(os.path.join(temporary, n)),
-               file_digest(os.path.join(temporary, n))) for n in names]
+    checks = [_check(os.path.join(temporary, n)) for n in names]
+    attached = {}
+    for file_name, write_attachment in sorted(attachments.items()):
+      write_attachment(os.path.join(temporary, file_name))
+      attached[file_name] = _check(os.path.join(temporary, file_name))
     meta = dict(extra_meta or {}, key=key, shards=names, count=count,
-                shard_checks=checks)
+                shard_checks=checks, attachment_checks=attached)
     with open(os.path.join(temporary, META), "w", encoding="utf-8") as f:
       json.dump(meta, f, ensure_ascii=False, indent=1)
     try:
@@ -174,7 +193,8 @@ def _write_entry(cache_dir, name, key, write, extra_meta, directory):
   return [os.path.join(directory, n) for n in names], meta
 
 
-def write_shards(cache_dir, name, key, records, num_shards, extra_meta=None):
+def write_shards(cache_dir, name, key, records, num_shards, extra_meta=None,
+                 attachments=None):
   """Writes serialized records round-robin into num_shards TFRecord files,
   atomically, and returns (shard paths, meta).
 
@@ -190,7 +210,7 @@ def write_shards(cache_dir, name, key, records, num_shards, extra_meta=None):
     finally:
       writer.close()
     return names, writer.count
-  return write_entry(cache_dir, name, key, write, extra_meta)
+  return write_entry(cache_dir, name, key, write, extra_meta, attachments)
 
 
 def default_cache_dir():

@@ -119,12 +119,44 @@ def _encode_units_from_spans(tokenizer, units_list, num_threads):
 def align_units(tokenizer, units_list, num_threads=1):
   """encode_units as one UnitAlignment(ids int32 [n_tokens], first_token
   int32 [n_units]) per unit list."""
-  ragged = encode_units(tokenizer, units_list, num_threads)
+  return alignments_of(encode_units(tokenizer, units_list, num_threads))
+
+
+def alignments_of(ragged, indices=None):
+  """One UnitAlignment per row of encode_units' dict (rows `indices`, in
+  that order; default all)."""
   ids, splits = ragged["ids"], ragged["row_splits"]
   first, unit_splits = ragged["first_token"], ragged["unit_splits"]
+  rows = range(len(splits) - 1) if indices is None else indices
   return [UnitAlignment(ids[splits[i]:splits[i + 1]],
                         first[unit_splits[i]:unit_splits[i + 1]])
-          for i in range(len(units_list))]
+          for i in rows]
+
+
+def take_rows(ragged, indices):
+  """encode_units' dict of rows `indices` only, in that order."""
+  out = {}
+  for values, splits in (("ids", "row_splits"),
+                         ("first_token", "unit_splits")):
+    starts, ends = ragged[splits][indices], ragged[splits][
+        np.asarray(indices) + 1]
+    out[splits] = np.concatenate([[0], np.cumsum(ends - starts)]).astype(
+        np.int64)
+    out[values] = (np.concatenate([ragged[values][s:e] for s, e in
+                                   zip(starts, ends)]).astype(np.int32)
+                   if len(indices) else np.zeros([0], np.int32))
+  return out
+
+
+# One example's encoded form, built once and used both for the model's
+# rows and for decoding their outputs: its UnitAlignment and its Windows.
+Encoding = collections.namedtuple("Encoding", ["alignment", "windows"])
+
+
+def encodings_of(ragged, max_seq_length):
+  """One Encoding per row of encode_units' dict."""
+  return [Encoding(a, window_spans(len(a.ids), max_seq_length))
+          for a in alignments_of(ragged)]
 
 
 Window = collections.namedtuple("Window", ["start", "end"])
@@ -225,31 +257,16 @@ def token_labels(alignment, label_ids, pad=0):
   return out
 
 
-def seq_tag_windows(alignment, label_ids, max_seq_length, stride=None):
-  """Features of one labelled unit sequence, one per window.
-
-  Args:
-    alignment: UnitAlignment of the example.
-    label_ids: int label id per unit (or None for prediction).
-    max_seq_length: including [CLS] and [SEP].
-    stride: tokens between window starts (default half a window).
-
-  Returns:
-    list of (Window, token label ids with IGNORE, int32 [window length]).
-  """
-  labels = token_labels(alignment, label_ids)
-  return [(w, labels[w.start:w.end])
-          for w in window_spans(len(alignment.ids), max_seq_length, stride)]
-
-
 def merge_window_predictions(alignment, spans, window_predictions,
-                             fallback):
-  """Per-unit predictions from per-window token predictions.
+                             fallback, offset=0):
+  """Per-unit predictions from per-window token predictions (each unit's
+  from the window where it has the most context).
 
   Args:
     alignment: UnitAlignment.
     spans: the Windows of the example.
-    window_predictions: per window, predicted ids of its tokens.
+    window_predictions: per window, predicted ids of its tokens (from
+      index `offset` on: 1 for model rows, which start with [CLS]).
     fallback: the id for units that have no token.
 
   Returns:
@@ -260,7 +277,7 @@ def merge_window_predictions(alignment, spans, window_predictions,
   has_token = first_token >= 0
   if has_token.any():
     out[has_token] = gather_from_windows(first_token[has_token], spans,
-                                         window_predictions)
+                                         window_predictions, offset)
   return out.tolist()
 
 
@@ -269,13 +286,16 @@ def merge_window_predictions(alignment, spans, window_predictions,
 TAG_MASK = "tag_mask"
 
 
-def unit_rows(alignment, max_seq_length, cls_id, sep_id):
+def unit_rows(alignment, max_seq_length, cls_id, sep_id, spans=None):
   """The model rows of one unit sequence, one per window: [(Window,
   input_ids, segment_ids, tag_mask)], tag_mask int32 1 on each unit's
-  first token (the positions a head tags, as token_labels marks them)."""
+  first token (the positions a head tags, as token_labels marks them).
+  spans: its Windows, when known (an Encoding's)."""
   positions = token_labels(alignment, None, pad=1) != IGNORE
   out = []
-  for window in window_spans(len(alignment.ids), max_seq_length):
+  if spans is None:
+    spans = window_spans(len(alignment.ids), max_seq_length)
+  for window in spans:
     input_ids, segment_ids = pack(alignment.ids[window.start:window.end],
                                   max_seq_length, cls_id, sep_id)
     tag_mask = positions[window.start:window.end + 2].astype(np.int32)

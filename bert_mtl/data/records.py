@@ -100,6 +100,7 @@ class GroupFeatures(object):
                   if split == "train" else np.arange(len(first)))
     self.document = any(k.inputs == "document" for k in self.kinds.values())
     self.units = not self.document and isinstance(first[0].inputs, list)
+    self._encoded = None  # encode_units' dict of every example, in order
     for name, kind in self.kinds.items():
       if kind.inputs == "units" and not self.units:
         raise ValueError("%s is %s but group %s has text inputs" %
@@ -142,7 +143,7 @@ class GroupFeatures(object):
       return kind.document_records(first, self.config, self.split)
     hi = len(first) if hi is None else hi
     if self.units:
-      return self._unit_records(first, lo, hi)
+      return self._unit_records(lo, hi)
     return self._text_records(first, lo, hi)
 
   def _special_ids(self):
@@ -161,13 +162,11 @@ class GroupFeatures(object):
   # (identical records: tests compare both paths).
   native_records = True
 
-  def _native_unit_records(self, first, lo, hi, chunk=4096):
+  def _native_unit_records(self, lo, hi, chunk=4096):
     cls_id, sep_id = self._special_ids()
     for start in range(lo, hi, chunk):
       indices = self.order[start:min(hi, start + chunk)]
-      ragged = features.encode_units(
-          self.config.tokenizer, [first[i].inputs for i in indices],
-          self.config.num_threads)
+      ragged = features.take_rows(self.encoded(), indices)
       labels = [self._label_ids(name, indices) for name in self.group]
       yield from extension.native().unit_records(
           ragged["ids"], ragged["row_splits"], ragged["first_token"],
@@ -190,16 +189,13 @@ class GroupFeatures(object):
       raise AssertionError("lookup_labels and LabelEncoder disagree")
     return ids
 
-  def _unit_records(self, first, lo, hi):
+  def _unit_records(self, lo, hi):
     aligned = [n for n in self.group if self.kinds[n].token_aligned]
     if self.native_records and len(aligned) == len(self.group):
-      yield from self._native_unit_records(first, lo, hi)
+      yield from self._native_unit_records(lo, hi)
       return
     cls_id, sep_id = self._special_ids()
-    alignments = features.align_units(self.config.tokenizer,
-                                      [first[i].inputs for i in
-                                       self.order[lo:hi]],
-                                      self.config.num_threads)
+    alignments = features.alignments_of(self.encoded(), self.order[lo:hi])
     labels = self._labels(lo, hi)
     for position, (index, alignment) in enumerate(
         zip(self.order[lo:hi], alignments)):
@@ -258,6 +254,34 @@ class GroupFeatures(object):
         feature.update(self._label_feature(name, value, value is not None))
       yield _serialize(feature)
 
+  # The cache entry's copy of the unit groups' encoding (encode_units'
+  # arrays), which decoding reads instead of tokenizing again.
+  ENCODING = "encoding.npz"
+
+  def encoded(self):
+    """encode_units' dict of a unit group's examples (in example order),
+    tokenized once: the records' rows and the decoding of their outputs
+    both come from it."""
+    if self._encoded is None:
+      self._encoded = features.encode_units(
+          self.config.tokenizer,
+          [e.inputs for e in self.examples[self.group[0]]],
+          self.config.num_threads)
+    return self._encoded
+
+  def encodings(self):
+    """[features.Encoding] of every example of a unit group (None for
+    other groups), from the cache entry where it holds them."""
+    if not self.units:
+      return None
+    if self._encoded is None:
+      shards, _ = self.build()
+      path = cache.attachment_path(shards, self.ENCODING)
+      if os.path.exists(path):
+        with np.load(path) as stored:
+          self._encoded = {k: stored[k] for k in stored.files}
+    return features.encodings_of(self.encoded(), self.config.max_seq_length)
+
   def build(self):
     """(shard paths, meta), from the cache when its key matches."""
     key = self.key()
@@ -266,15 +290,27 @@ class GroupFeatures(object):
     if found is not None:
       return found
     meta = {"group": self.group, "split": self.split}
+    attachments = {}
+    if self.units:
+      self.encoded()  # before the writer processes fork: they share it
+      attachments[self.ENCODING] = lambda path: _save_arrays(
+          path, self.encoded())
     size = len(self.examples[self.group[0]])
     processes = min(self.config.num_processes, size // 1000)
     if self.document or processes <= 1:
       return cache.write_shards(self.config.cache_dir, name, key,
-                                self.records(), self.config.num_shards, meta)
+                                self.records(), self.config.num_shards, meta,
+                                attachments)
     return cache.write_entry(
         self.config.cache_dir, name, key,
         lambda directory: _write_in_processes(self, directory, processes),
-        meta)
+        meta, attachments)
+
+
+def _save_arrays(path, arrays):
+  """np.savez to exactly `path` (np.savez appends .npz to other names)."""
+  with open(path, "wb") as f:
+    np.savez(f, **arrays)
 
 
 def _write_in_processes(group_features, directory, processes):

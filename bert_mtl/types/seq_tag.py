@@ -254,12 +254,15 @@ class SeqTag(types.ProblemType):
   def decode(self, rows, encoder, context):
     """Labels per unit of the example (see the module docstring)."""
     alignment, spans = context.alignment, context.windows
+    fallback = feature_lib.fallback_label(encoder.labels)
+    if context.state is None:  # softmax: each unit's own argmax
+      return encoder.decode(feature_lib.merge_window_predictions(
+          alignment, spans, [r["tag_ids"] for r in rows], fallback,
+          offset=1))  # +1: rows start with [CLS]
     first_token = np.asarray(alignment.first_token, np.int64)
     tagged = np.flatnonzero(first_token >= 0)
-    ids = np.full(len(first_token), feature_lib.fallback_label(
-        encoder.labels), np.int64)
-    if len(tagged) and context.state is not None:
-      # +1: rows start with [CLS].
+    ids = np.full(len(first_token), fallback, np.int64)
+    if len(tagged):
       potentials = feature_lib.gather_from_windows(
           first_token[tagged], spans, [r["potentials"] for r in rows],
           offset=1)
@@ -268,9 +271,6 @@ class SeqTag(types.ProblemType):
           np.asarray(potentials, np.float32)[None], state.transitions,
           [len(tagged)], state.start, state.end)
       ids[tagged] = tags[0][:len(tagged)]
-    elif len(tagged):
-      ids[tagged] = feature_lib.gather_from_windows(
-          first_token[tagged], spans, [r["tag_ids"] for r in rows], offset=1)
     return encoder.decode(ids.tolist())
 
   def serve_text(self, name, outputs, plan, entry, encoder, state):
