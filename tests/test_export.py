@@ -249,3 +249,31 @@ def test_predictor_maps_back_to_characters(exported_chain, tmp_path):
   assert parent.predict(short) == predictor.predict(short)
   with pytest.raises(FileNotFoundError, match="no saved_model.pb"):
     serving.Predictor(str(tmp_path))
+
+
+def test_export_of_a_saved_run_writes_only_the_export(exported_chain):
+  """--do_export on a trained run adds a version under export/ and
+  changes nothing else in the run directory (run.json included) but the
+  writer lock, which names the export while it runs."""
+  import os  # pylint: disable=g-import-not-at-top
+  from bert_mtl import run_directory  # pylint: disable=g-import-not-at-top
+  run_root, _ = exported_chain
+  model = run_root / "model"
+
+  def state():
+    out = {}
+    for root, _, names in os.walk(model):
+      if os.path.relpath(root, model).split(os.sep)[0] == "export":
+        continue
+      for name in set(names) - {run_directory.LOCK_FILE}:
+        path = os.path.join(root, name)
+        out[path] = (os.stat(path).st_mtime_ns, open(path, "rb").read())
+    return out
+  before = state()
+  versions = set(os.listdir(model / "export"))
+  run_multitask(["--output_dir=%s" % model, "--do_export"])
+  assert len(set(os.listdir(model / "export")) - versions) == 1
+  after = state()
+  assert sorted(after) == sorted(before)
+  changed = [p for p in before if before[p] != after[p]]
+  assert changed == [], changed
