@@ -231,7 +231,10 @@ def job_options(job, vocab_file):
       "seed": 1000 + job["seed"], "eval_on": job["eval_on"],
       "log_every_steps": max(1, min(200, steps // 5)), "num_processes": 1,
       "num_threads": 1,
-      "pretrain": config.PretrainConfig(dupe_factor=job["dupe_factor"]),
+      # (Instances drawn with seed 12345, as every recorded pretraining
+      # job's were: the runs' own seeds vary the training, not the data.)
+      "pretrain": config.PretrainConfig(dupe_factor=job["dupe_factor"],
+                                        seed=12345),
       # A lever's own settings (benchmarks/ablation.py).
       **job.get("options", {}),
   }).validate()

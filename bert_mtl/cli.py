@@ -222,7 +222,7 @@ def run_config_from_flags():
                         if FLAGS.sampling_weights else None),
       bucket_boundaries=[int(b) for b in FLAGS.bucket_boundaries or []],
       eval_on=_eval_on(),
-      pretrain=config_lib.PretrainConfig(seed=FLAGS.seed, **pretrain))
+      pretrain=config_lib.PretrainConfig(**pretrain))
   return config_lib.RunConfig(**values)
 
 

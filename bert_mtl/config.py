@@ -50,8 +50,8 @@ class PretrainConfig:
   max_predictions_per_seq: int = _field(20, "pretrain: masked positions per "
                                         "sequence.")
   do_whole_word_mask: bool = _field(False, "pretrain: mask whole words.")
-  seed: int = _field(12345, "pretrain: instance seed (the run's --seed).",
-                     flag=False)
+  seed: typing.Optional[int] = _field(
+      None, "pretrain: instance seed (default: the run's seed).", flag=False)
 
   def validate(self):
     _need(self.dupe_factor >= 1, "pretrain.dupe_factor", self.dupe_factor,

@@ -25,7 +25,7 @@ class RunData(object):
         tokenizer, run_config.data_dir, run_config.max_seq_length,
         run_config.cache_dir, **{k: getattr(run_config, k) for k in (
             "num_shards", "max_examples", "num_threads", "max_target_length",
-            "pretrain", "num_processes")})
+            "pretrain", "num_processes", "seed")})
     self.read = dataset.SplitReader(self.config.data_dir)
     self._encoders = None
     self._inputs = None

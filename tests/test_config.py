@@ -202,3 +202,20 @@ def test_lower_layers_take_their_defaults_from_the_config():
   assert parameters["max_seq_length"].default == defaults.max_seq_length
   assert parameters["max_predictions_per_seq"].default == (
       defaults.pretrain.max_predictions_per_seq)
+
+
+def test_pretraining_instances_follow_the_runs_seed(tmp_path):
+  """The pretraining data's seed is the run's unless a run names its own,
+  for the command line, notebooks and benchmarks alike."""
+  from bert_mtl import tokenization  # pylint: disable=g-import-not-at-top
+  from bert_mtl.data import dataset  # pylint: disable=g-import-not-at-top
+  vocab = tmp_path / "vocab.txt"
+  vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\na\n")
+  tokenizer = tokenization.FullTokenizer(str(vocab))
+  config = dataset.make_config(tokenizer, str(tmp_path), seed=7)
+  assert config.pretrain.seed == 7
+  assert dataset.make_config(tokenizer, str(tmp_path)).pretrain.seed == (
+      RunConfig().seed)
+  own = dataset.make_config(tokenizer, str(tmp_path), seed=7,
+                            pretrain=PretrainConfig(seed=3))
+  assert own.pretrain.seed == 3

@@ -3,6 +3,7 @@ once, the seeded (stratified) max_examples subsets and the label maps
 fitted on the training split.  No TensorFlow."""
 
 import collections
+import dataclasses
 import zlib
 
 import numpy as np
@@ -32,13 +33,16 @@ def make_config(tokenizer, data_dir, max_seq_length=None, cache_dir=None,
   if max_seq_length is not None:
     options["max_seq_length"] = max_seq_length
   run = config_lib.RunConfig.from_dict(options)
+  pretrain = run.pretrain
+  if pretrain.seed is None:  # the run's seed draws its instances
+    pretrain = dataclasses.replace(pretrain, seed=run.seed)
   return PipelineConfig(tokenizer, tokenizer.vocab_file,
                         tokenizer.do_lower_case, tokenizer.normalize_width,
                         run.max_seq_length, data_dir,
                         cache_dir or cache.default_cache_dir(),
                         run.num_shards, run.max_examples, run.num_threads,
                         run.max_target_length, target_tokenizer or tokenizer,
-                        run.pretrain, run.num_processes)
+                        pretrain, run.num_processes)
 
 
 def subset_indices(size, max_examples, seed, labels=None):
