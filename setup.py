@@ -33,6 +33,9 @@ TEST_EXTRAS = [
     "safetensors",
     "matplotlib",  # benchmarks/accuracy.py draws learning curves
     "python-crfsuite==0.9.12",  # ... and trains the CRFsuite baseline
+    # Its protos read back the export's warm-up requests (the library
+    # writes them itself).
+    "tensorflow-serving-api==2.15.1",
 ]
 
 BENCH_EXTRAS = [

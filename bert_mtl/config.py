@@ -19,7 +19,7 @@ import typing
 
 SAMPLING_STRATEGIES = ("uniform", "proportional", "temperature", "annealed",
                        "weights")
-MIXED_PRECISION = ("float16", "bfloat16")
+MIXED_PRECISION = ("float16", "bfloat16", "auto")
 
 
 class ConfigError(ValueError):
@@ -132,7 +132,10 @@ class RunConfig:
       "HuggingFace); off is the original's update, whose first steps are "
       "several times the learning rate (benchmarks/README.md, Accuracy).")
   mixed_precision: typing.Optional[str] = _field(
-      None, "float16 (dynamic loss scaling) or bfloat16.",
+      None, "float16 (GPUs; dynamic loss scaling), bfloat16 (CPUs with "
+      "AVX512_BF16 or AMX, GPUs of compute capability 8.0+) or auto "
+      "(bfloat16 where the hardware has it, else float32; run.json records "
+      "what was used).",
       choices=MIXED_PRECISION)
   use_xla: bool = _field(False, "JIT-compile the model with XLA "
                          "(auto-clustering); off by default "
@@ -233,7 +236,7 @@ class RunConfig:
           "must be one of %s" % ", ".join(SAMPLING_STRATEGIES))
     _need(self.mixed_precision in (None,) + MIXED_PRECISION,
           "mixed_precision", self.mixed_precision,
-          "must be float16 or bfloat16 (or left out)")
+          "must be float16, bfloat16 or auto (or left out)")
     _need(all(isinstance(b, int) and b >= 1 for b in self.bucket_boundaries)
           and list(self.bucket_boundaries) == sorted(set(
               self.bucket_boundaries)), "bucket_boundaries",

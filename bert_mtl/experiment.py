@@ -18,9 +18,9 @@ import threading
 import tensorflow as tf
 
 from bert_mtl import (checkpoint, cluster, decoding, evaluation, files,
-                      model_fn, modeling, optimization, preemption, problems,
-                      progress, run_checks, run_data, run_directory,
-                      tokenization)
+                      hardware, model_fn, modeling, optimization, preemption,
+                      problems, progress, run_checks, run_data,
+                      run_directory, tokenization)
 from bert_mtl.config import RunConfig
 from bert_mtl.errors import WriteError
 from bert_mtl.run_directory import (  # pylint: disable=unused-import
@@ -103,7 +103,22 @@ class Experiment(object):
 
   def save(self):
     self.directory.save(self.run_config.to_dict(), self.bert_config,
-                        self.encoders, self.inputs)
+                        self.encoders, self.inputs,
+                        self.precision or "float32")
+
+  @property
+  def precision(self):
+    """The mixed precision this process computes in (None: float32): the
+    run's setting, with "auto" resolved once for this machine and logged
+    (hardware.resolve_precision)."""
+    if not hasattr(self, "_precision"):
+      asked = self.run_config.mixed_precision
+      used, why = hardware.resolve_precision(asked, self.run_config.num_gpus)
+      if asked == "auto":
+        tf1.logging.info("mixed_precision=auto: %s (%s)", used or "float32",
+                         why)
+      self._precision = used
+    return self._precision
 
   @property
   def results_dir(self):
@@ -188,8 +203,7 @@ class Experiment(object):
         "num_warmup_steps": int(updates * self.run_config.warmup_proportion),
         "gradient_accumulation_steps": accumulation,
         "adam_bias_correction": self.run_config.adam_bias_correction,
-        "loss_scale": ("dynamic" if self.run_config.mixed_precision ==
-                       "float16" else None),
+        "loss_scale": "dynamic" if self.precision == "float16" else None,
         "zero_init_token_types": self.run_config.zero_init_token_types,
         "init_checkpoint": self.run_config.init_checkpoint,
         "init_checkpoint_map": (checkpoint.original_head_map(
@@ -227,7 +241,7 @@ class Experiment(object):
     checkpoint)."""
     session_config = optimization.xla_session_config(
         self.run_config.use_xla, optimization.mixed_precision_session_config(
-            self.run_config.mixed_precision))
+            self.precision))
     session_config.allow_soft_placement = True
     run_config = tf.estimator.RunConfig(
         model_dir=model_dir or self.output_dir,

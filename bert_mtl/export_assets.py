@@ -46,6 +46,8 @@ def _files(manifest):
   out = {"vocab": manifest["vocab"]}
   for index, entry in enumerate(manifest["problems"]):
     out["problems[%d].labels" % index] = entry["labels"]
+  if "warmup" in manifest:  # (exports before warm-up files had none)
+    out["warmup"] = manifest["warmup"]
   return out
 
 

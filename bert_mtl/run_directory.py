@@ -36,9 +36,12 @@ INPUTS_FILE = "inputs.json"
 FIXED_SETTINGS = ("problems", "bert_config", "do_lower_case",
                   "normalize_width", "max_seq_length",
                   "max_target_length", "settings", "pretrain",
-                  "uncertainty_weighting", "gradient_accumulation_steps",
-                  "mixed_precision")
+                  "uncertainty_weighting", "gradient_accumulation_steps")
 HISTORY = "history"
+# The precision the latest training session ran in (mixed_precision=auto
+# resolved): "float32", "bfloat16" or "float16".
+PRECISION_USED = "mixed_precision_used"
+RECORD_ONLY = (HISTORY, PRECISION_USED)
 
 
 class RunDirectoryError(ValueError):
@@ -177,7 +180,7 @@ def load_run_record(output_dir):
 def effective_options(record):
   """The settings in force: the first run's, updated by each later
   command's recorded changes."""
-  options = {k: v for k, v in record.items() if k != HISTORY}
+  options = {k: v for k, v in record.items() if k not in RECORD_ONLY}
   for entry in record.get(HISTORY, []):
     options.update(entry.get("changed", {}))
   return options
@@ -226,6 +229,14 @@ class RunDirectory(object):
     asked = dict(defaults, **asked)
     problems_found = _differences({k: saved[k] for k in FIXED_SETTINGS},
                                   {k: asked[k] for k in FIXED_SETTINGS})
+    # bfloat16 and float32 runs share their checkpoints (float32 masters,
+    # the precision is a graph rewrite); float16 adds loss-scale variables.
+    if (saved["mixed_precision"] == "float16") != (
+        asked["mixed_precision"] == "float16"):
+      problems_found.append("mixed_precision: %s there, %s asked (float16 "
+                            "checkpoints hold loss-scale variables)" % (
+                                saved["mixed_precision"],
+                                asked["mixed_precision"]))
     if (vocab_file and os.path.exists(self.vocab_file) and
         tokenization.load_vocab_tokens(vocab_file) !=
         tokenization.load_vocab_tokens(self.vocab_file)):
@@ -250,14 +261,17 @@ class RunDirectory(object):
                        self.output_dir)
     return self.vocab_file
 
-  def _run_record(self, options):
+  def _run_record(self, options, precision_used):
     """run.json: the first run's settings and each later command's
-    changes (what it asked for that differed), oldest first."""
+    changes (what it asked for that differed), oldest first, and the
+    precision training last ran in."""
     if self.record is None:
-      self.record = dict(options, **{HISTORY: []})
+      self.record = dict(options, **{HISTORY: [],
+                                     PRECISION_USED: precision_used})
       return self.record
     if not self._asked:  # eval / predict / export of a saved run
       return self.record
+    self.record = dict(self.record, **{PRECISION_USED: precision_used})
     saved = dict(RunConfig().to_dict(), **effective_options(self.record))
     changed = {k: v for k, v in options.items() if saved.get(k) != v}
     if changed:
@@ -267,15 +281,17 @@ class RunDirectory(object):
               "changed": changed}]})
     return self.record
 
-  def save(self, options, bert_config, encoders, inputs):
+  def save(self, options, bert_config, encoders, inputs,
+           precision_used="float32"):
     """Writes run.json, bert_config.json, the label maps and inputs.json
     (each atomically)."""
     with files.writing(self.output_dir, "the run directory"):
-      self._save(options, bert_config, encoders, inputs)
+      self._save(options, bert_config, encoders, inputs, precision_used)
 
-  def _save(self, options, bert_config, encoders, inputs):
+  def _save(self, options, bert_config, encoders, inputs, precision_used):
     files.atomic_write(self.path(RUN_FILE), json.dumps(
-        self._run_record(options), ensure_ascii=False, indent=1,
+        self._run_record(options, precision_used), ensure_ascii=False,
+        indent=1,
         sort_keys=True))
     files.atomic_write(self.path("bert_config.json"),
                        bert_config.to_json_string())

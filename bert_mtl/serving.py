@@ -28,7 +28,8 @@ import numpy as np
 import tensorflow as tf
 
 from bert_mtl import (base, decoding, export_assets, export_versions, files,
-                      model_fn, text_serving, tokenization, types)
+                      model_fn, serving_warmup, text_serving, tokenization,
+                      types)
 from bert_mtl.data import features
 
 INPUTS, TAG_MASK = model_fn.INPUTS, features.TAG_MASK
@@ -120,7 +121,12 @@ def _build(run, staging, checkpoint_path):
   path = path.decode("utf-8") if isinstance(path, bytes) else path
   path = text_serving.add_text_signatures(path)
   with open(manifest_path, encoding="utf-8") as f:
-    export_versions.write_manifest(path, json.load(f))
+    written = json.load(f)
+  # The warm-up requests cover every signature, text ones included.
+  serving_warmup.write(path, os.path.join(path, "assets.extra", "vocab.txt"),
+                       written)
+  written["warmup"] = serving_warmup.WARMUP_FILE
+  export_versions.write_manifest(path, written)
   return path
 
 

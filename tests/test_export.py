@@ -277,3 +277,35 @@ def test_export_of_a_saved_run_writes_only_the_export(exported_chain):
   assert sorted(after) == sorted(before)
   changed = [p for p in before if before[p] != after[p]]
   assert changed == [], changed
+
+
+def test_every_export_ships_tf_servings_warmup_requests(exported_chain):
+  """assets.extra/tf_serving_warmup_requests: PredictionLogs (read with
+  TF Serving's own protos) with a single and a batched request for every
+  signature, each of which the SavedModel answers; its checksum is in
+  the manifest."""
+  import os  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  from bert_mtl import export_assets, serving_warmup  # pylint: disable=g-import-not-at-top
+  run_root, _ = exported_chain
+  export_dir = sorted(glob.glob(str(run_root / "model" / "export" / "*")))[0]
+  path = os.path.join(export_dir, "assets.extra", serving_warmup.WARMUP_FILE)
+  assert export_assets.read(export_dir).manifest["checksums"][
+      serving_warmup.WARMUP_FILE]
+  model = tf.saved_model.load(export_dir)
+  seen = {}
+  for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+    log = prediction_log_pb2.PredictionLog.FromString(record)
+    request = log.predict_log.request
+    signature = model.signatures[request.model_spec.signature_name]
+    inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+    assert sorted(inputs) == sorted(signature.structured_input_signature[1])
+    out = signature(**{k: tf.constant(v) for k, v in inputs.items()})
+    batch = len(next(iter(inputs.values())))
+    assert all(v.shape[0] == batch for v in out.values())
+    seen.setdefault(request.model_spec.signature_name, []).append(batch)
+  assert sorted(seen) == sorted(model.signatures)
+  assert all(b == list(serving_warmup.BATCHES) for b in seen.values()), seen
+  assert {"serving_text", "serving_default", "tagged:serving_default",
+          "examples:serving_default", "serving_text:pd98_ner"} <= set(seen)

@@ -13,7 +13,7 @@ PACKAGE = os.path.join(REPO, "bert_mtl")
 LAYERS = [
     ("base", ["bert_mtl", "bert_mtl.base", "bert_mtl.errors",
               "bert_mtl.files", "bert_mtl.config", "bert_mtl.process",
-              "bert_mtl.metrics", "bert_mtl.labels"]),
+              "bert_mtl.metrics", "bert_mtl.labels", "bert_mtl.hardware"]),
     ("native", ["bert_mtl._native", "bert_mtl.extension",
                 "bert_mtl.tokenization", "bert_mtl.crf"]),
     ("primitives", ["bert_mtl.modeling", "bert_mtl.optimization",
@@ -34,6 +34,7 @@ LAYERS = [
              "bert_mtl.cluster", "bert_mtl.peers", "bert_mtl.preemption",
              "bert_mtl.experiment"]),
     ("serving", ["bert_mtl.serving", "bert_mtl.text_serving",
+                 "bert_mtl.serving_warmup",
                  "bert_mtl.export_assets", "bert_mtl.export_versions"]),
     ("cli", ["bert_mtl.cli", "bert_mtl.__main__"]),
     # References the tests and benchmarks compare the library with; the
