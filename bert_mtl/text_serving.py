@@ -16,25 +16,25 @@ the Predictor does in Python:
     window_stride, tagging each unit's first token;
   * run the model (the export's own `tagged:serving_default` graph, pruned
     to each form's problems);
-  * merge windows as features.best_windows does (each unit from the window
-    where it has the most context, ties to the earlier window) and decode a
-    CRF problem's whole text with one Viterbi pass over its units' scores
-    (the native Viterbi's arithmetic and tie rule, its scheme constraints),
-    units without a token taking the fallback label.
+  * hand each problem's outputs and the TextPlan (rows per text; a unit
+    form's units, tokens and windows, with the window merge of
+    features.best_windows) to its type's serve_text, which decodes them in
+    graph ops (seq_tag: one Viterbi pass over a whole text's units, the
+    native Viterbi's arithmetic, tie rule and scheme constraints).
 
 Outputs: `token_ids` / `token_spans` [batch, tokens(, 2)] of the text's own
 tokenization (-1 padded; spans in code points of the UTF-8 decoded text,
 invalid bytes dropped), `text_b_token_ids` / `text_b_token_spans` alike
-when the signature takes text_b, and per problem `<problem>/...`: for sequence
-labelling `unit_spans` [batch, units, 2], `tag_ids` and `tags` [batch,
-units] (-1 / "" padded); for the other types the model's outputs on the
-text's (first) row, as the ids signatures return them.
+when the signature takes text_b, and per problem `<problem>/...` what its
+type's serve_text returns (seq_tag: `unit_spans` [batch, units, 2],
+`tag_ids` and `tags` [batch, units], -1 / "" padded; by default the
+model's outputs on the text's first row, as the ids signatures return
+them).
 """
 
-import numpy as np
 import tensorflow as tf
 
-from bert_mtl import crf, graph_tokenizer, types
+from bert_mtl import graph_tokenizer, types
 from bert_mtl.data import features
 
 TEXT_SIGNATURE = "serving_text"
