@@ -60,9 +60,14 @@ else:
   ids = tokenizer.convert_tokens_to_ids(
       ["[CLS]"] + tokenizer.tokenize(text) + ["[SEP]"])
   ids = np.array([ids], np.int32)
+  tag_mask = np.ones_like(ids)
+  tag_mask[:, 0] = tag_mask[:, -1] = 0
   feeds = {"input_ids": tf.constant(ids),
            "input_mask": tf.constant(np.ones_like(ids)),
-           "segment_ids": tf.constant(np.zeros_like(ids))}
+           "segment_ids": tf.constant(np.zeros_like(ids)),
+           "tag_mask": tf.constant(tag_mask)}
+  feeds = {k: v for k, v in feeds.items()
+           if k in signature.structured_input_signature[1]}
 times = []
 for _ in range(2):
   start = time.perf_counter()
