@@ -135,7 +135,7 @@ def main():
     differing = compare(ours["outputs"], theirs["outputs"])
     print("export %s: %d outputs of %d signatures on %d texts" % (
         export_dir, len(ours["outputs"]),
-        len({k.rsplit("/", 1)[0] for k in ours["outputs"]}), len(TEXTS)))
+        len({k.split("/", 1)[0] for k in ours["outputs"]}), len(TEXTS)))
     for side in (ours, theirs):
       print("  TensorFlow %s: warm-up requests replayed: %d" % (
           side["tensorflow"], side["replayed"]))
