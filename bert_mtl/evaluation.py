@@ -121,7 +121,8 @@ class Evaluator(object):
     entries = {n: self.run.entry(n) for n in group}
     stored = dict(tf.train.list_variables(checkpoint_path))
     states = decoding.decode_states(
-        entries, self.run.encoders, lambda v: tf.train.load_variable(checkpoint_path, v)
+        entries, self.run.encoders,
+        lambda v: tf.train.load_variable(checkpoint_path, v)
         if v in stored else None)
     decoded = decoding.decode_group(
         group, [e.inputs for e in features.examples[group[0]]],

@@ -137,4 +137,5 @@ def decode_states(entries, encoders, variables):
   """decoding.decode_states of `entries` ({problem: manifest entry}) from
   variables_by_name's dict."""
   return decoding.decode_states(
-      entries, encoders, lambda v: variables[v].numpy() if v in variables else None)
+      entries, encoders,
+      lambda v: variables[v].numpy() if v in variables else None)

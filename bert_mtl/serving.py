@@ -233,7 +233,8 @@ class Predictor(object):
       self._text = signatures[text_serving.TEXT_SIGNATURE]
     if native_viterbi:
       self._states = export_assets.decode_states(
-          self.entries, self.encoders, export_assets.variables_by_name(self._model))
+          self.entries, self.encoders,
+          export_assets.variables_by_name(self._model))
     vocab = self.tokenizer.vocab
     self._cls, self._sep = vocab[base.CLS_TOKEN], vocab[base.SEP_TOKEN]
 

@@ -149,8 +149,8 @@ class Pretrain(types.ProblemType):
   def document_records(self, documents, config, split, chunk=4096):
     """Serialized records of the original tool's instances, built by the
     extension from token ids with the draws of
-    testing.reference_pretraining.create_instances (tests compare both: same instances,
-    same bytes).  dupe_factor (passes with other masks) applies to
+    testing.reference_pretraining.create_instances (tests compare both:
+    same instances, same bytes).  dupe_factor (passes with other masks) applies to
     training; the other splits are masked once, so evaluating a pretrain
     problem costs a pass over its documents, not dupe_factor passes."""
     tokenizer, settings = config.tokenizer, config.pretrain
