@@ -97,8 +97,14 @@ def writer_lock(output_dir, command):
   try:
     fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
   except BlockingIOError:
-    handle.seek(0)
-    holder = _parse_holder(handle.read())
+    # The holder names itself just after it takes the lock: a reader in
+    # between sees an empty file, so look again for a moment.
+    for _ in range(40):
+      handle.seek(0)
+      holder = _parse_holder(handle.read())
+      if holder.get("pid"):
+        break
+      time.sleep(0.05)
     handle.close()
     raise RunInUseError(
         "%s is in use by %s: one process writes into a run directory at a "

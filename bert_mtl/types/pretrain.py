@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from bert_mtl import base as constants
+from bert_mtl import config as config_lib
 from bert_mtl import extension, modeling, types
 from bert_mtl.heads import base
 from bert_mtl.labels import LabelEncoder
@@ -169,7 +170,10 @@ class Pretrain(types.ProblemType):
         settings.dupe_factor if split == "train" else 1,
         settings.short_seq_prob, settings.masked_lm_prob,
         settings.max_predictions_per_seq, settings.do_whole_word_mask,
-        settings.seed)
+        # (None where a PipelineConfig was not made by make_config, which
+        # puts the run's seed there: the run configuration's default.)
+        config_lib.RunConfig().seed if settings.seed is None
+        else settings.seed)
     for lo in range(0, len(instances), chunk):
       yield from instances.records(lo, min(len(instances), lo + chunk))
 
