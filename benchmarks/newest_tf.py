@@ -77,13 +77,20 @@ print(json.dumps(out))
 
 
 def ids_inputs(export_dir):
-  """The ids signatures' inputs of TEXTS (single-text rows, padded)."""
+  """The ids (and tagged) signatures' inputs of TEXTS (single-text rows,
+  padded)."""
   from bert_mtl import tokenization  # pylint: disable=g-import-not-at-top
   tokenizer = tokenization.FullTokenizer(
       os.path.join(export_dir, "assets.extra", "vocab.txt"))
   encoded = tokenizer.encode_batch(TEXTS, max_seq_length=64)
-  return {k: np.asarray(encoded[k]).tolist()
-          for k in ("input_ids", "input_mask", "segment_ids")}
+  out = {k: np.asarray(encoded[k]) for k in ("input_ids", "input_mask",
+                                             "segment_ids")}
+  # The tagged signatures' positions: every real token but [CLS] / [SEP].
+  tag_mask = out["input_mask"].copy()
+  tag_mask[:, 0] = 0
+  tag_mask[np.arange(len(TEXTS)), out["input_mask"].sum(1) - 1] = 0
+  out["tag_mask"] = tag_mask
+  return {k: v.tolist() for k, v in out.items()}
 
 
 def answer(python, export_dir, feeds):
