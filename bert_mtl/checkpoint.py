@@ -1,5 +1,5 @@
 """Checkpoints: original `init_checkpoint` semantics, head mapping, a
-HuggingFace converter and an optimizer-slot stripper.
+HuggingFace converter, an optimizer-slot stripper and cast copies.
 
 Command line:
 
@@ -353,6 +353,21 @@ def read_checkpoint(prefix):
   reader = tf.train.load_checkpoint(prefix)
   return {name: reader.get_tensor(name)
           for name in reader.get_variable_to_shape_map()}
+
+
+def write_cast_copy(src, dst, dtypes):
+  """Writes at prefix `dst` the variables {name: tf.DType} `dtypes` names,
+  with src's values cast to those dtypes (a bfloat16 export's checkpoint:
+  its graph's dense kernels are bfloat16 variables).  A name src lacks is a
+  CheckpointError naming it."""
+  reader = tf.train.load_checkpoint(src)
+  missing = sorted(set(dtypes) - set(reader.get_variable_to_shape_map()))
+  if missing:
+    raise CheckpointError("%s lacks %s, which the graph reads" % (
+        src, ", ".join(missing)))
+  write_checkpoint({name: reader.get_tensor(name).astype(
+      dtype.as_numpy_dtype) for name, dtype in dtypes.items()}, dst)
+  return dst
 
 
 def is_training_only(name):

@@ -235,10 +235,12 @@ class Experiment(object):
     return strategy.num_replicas_in_sync if strategy else 1
 
   def estimator(self, num_train_steps=None, strategy=None,
-                predict_problems=None, model_dir=None):
+                predict_problems=None, model_dir=None,
+                export_precision="float32"):
     """The run's Estimator; model_dir: where it writes (default: the run
     directory; evaluation passes its results directory and names the
-    checkpoint)."""
+    checkpoint); export_precision: the PREDICT graph's matrix products
+    (model_fn.EXPORT_PRECISIONS)."""
     session_config = optimization.xla_session_config(
         self.run_config.use_xla, optimization.mixed_precision_session_config(
             self.precision))
@@ -254,6 +256,7 @@ class Experiment(object):
     params = self.params(num_train_steps)
     if predict_problems:
       params["predict_problems"] = list(predict_problems)
+    params["export_precision"] = export_precision
     return tf.estimator.Estimator(
         model_fn.make_model_fn(self.body_transform), config=run_config,
         params=params)

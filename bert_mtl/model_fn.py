@@ -37,6 +37,11 @@ ModeKeys = tf.estimator.ModeKeys
 PASSTHROUGH = ("example_index", "window_start", "input_mask")
 
 
+# --export_precision: the dtype an export's encoder stores its dense kernels
+# in and runs its matrix products in (modeling.dense).
+EXPORT_PRECISIONS = {"float32": tf.float32, "bfloat16": tf.bfloat16}
+
+
 def build_heads(params):
   config = modeling.BertConfig.from_dict(params["bert_config"])
   return config, [types.get(params["types"][name]).head(
@@ -59,12 +64,17 @@ def build(features, mode, params, body_transform=None):
     wanted = set(params["predict_problems"])
     heads = [h for h in heads if h.name in wanted]
   input_ids = features["input_ids"]
+  matmul_dtype = tf.float32
+  if mode == ModeKeys.PREDICT:
+    matmul_dtype = EXPORT_PRECISIONS[params.get("export_precision",
+                                                "float32")]
   model = modeling.BertModel(
       config, mode == ModeKeys.TRAIN, input_ids,
       input_mask=features["input_mask"],
       token_type_ids=features["segment_ids"],
       token_type_initializer=(tf1.zeros_initializer()
-                              if params.get("zero_init_token_types") else None))
+                              if params.get("zero_init_token_types") else None),
+      matmul_dtype=matmul_dtype)
   body = base.Body(model.get_sequence_output(), model.get_pooled_output(),
                    model.get_embedding_table(), input_ids,
                    features["input_mask"], config)

@@ -134,7 +134,7 @@ class BertModel(object):
 
   def __init__(self, config, is_training, input_ids, input_mask=None,
                token_type_ids=None, use_one_hot_embeddings=False, scope=None,
-               token_type_initializer=None):
+               token_type_initializer=None, matmul_dtype=tf.float32):
     """Builds the encoder.
 
     Args:
@@ -147,6 +147,9 @@ class BertModel(object):
       scope: variable scope, default "bert".
       token_type_initializer: initializer of the token-type embeddings
         (None: the original's truncated normal); only a fresh model uses it.
+      matmul_dtype: the dtype the encoder's and the pooler's dense kernels
+        are stored in and their matrix products run in (see `dense`);
+        tf.bfloat16 builds the bfloat16 export's graph.
 
     Raises:
       ValueError: the config is invalid or seq_length exceeds
@@ -203,15 +206,16 @@ class BertModel(object):
             hidden_dropout_prob=config.hidden_dropout_prob,
             attention_probs_dropout_prob=config.attention_probs_dropout_prob,
             initializer_range=config.initializer_range,
-            do_return_all_layers=True)
+            do_return_all_layers=True, matmul_dtype=matmul_dtype)
       self.sequence_output = self.all_encoder_layers[-1]
 
       # The pooler: the [CLS] vector of the last layer through a tanh dense.
       with tf1.variable_scope("pooler"):
         first_token = tf.squeeze(self.sequence_output[:, 0:1, :], axis=1)
-        self.pooled_output = tf1.layers.dense(
+        self.pooled_output = dense(
             first_token, config.hidden_size, activation=tf.tanh,
-            kernel_initializer=create_initializer(config.initializer_range))
+            kernel_initializer=create_initializer(config.initializer_range),
+            matmul_dtype=matmul_dtype)
 
   def get_pooled_output(self):
     """[batch_size, hidden_size]."""
@@ -316,6 +320,41 @@ def layer_norm_and_dropout(input_tensor, dropout_prob, name=None):
 
 def create_initializer(initializer_range=0.02):
   return tf1.truncated_normal_initializer(stddev=initializer_range)
+
+
+def dense(input_tensor, units, activation=None, kernel_initializer=None,
+          name=None, matmul_dtype=tf.float32):
+  """tf1.layers.dense of a float32 [rows, width] into [rows, units], with
+  variables `<name>/kernel` [width, units] and `<name>/bias` [units], whose
+  kernel is stored in and whose product runs in `matmul_dtype`; bias,
+  activation and output stay float32.
+
+  float32 is tf1.layers.dense itself: the graph training builds (and its
+  random initial values) is the original's.  bfloat16 is the bfloat16
+  export's: the kernel is a bfloat16 variable (checkpoint.write_cast_copy
+  writes it), so a request casts activations only, never the weights.
+  """
+  if matmul_dtype == tf.float32:
+    return tf1.layers.dense(input_tensor, units, activation=activation,
+                            name=name, kernel_initializer=kernel_initializer)
+  with tf1.variable_scope(name, default_name="dense"):
+    kernel = tf1.get_variable("kernel", [input_tensor.shape[-1], units],
+                              dtype=matmul_dtype,
+                              initializer=kernel_initializer)
+    bias = tf1.get_variable("bias", [units],
+                            initializer=tf1.zeros_initializer())
+    output = tf.cast(tf.matmul(tf.cast(input_tensor, matmul_dtype), kernel),
+                     input_tensor.dtype)
+    output = tf.nn.bias_add(output, bias)
+    return output if activation is None else activation(output)
+
+
+def matmul_in(matmul_dtype, a, b, transpose_b=False):
+  """tf.matmul of float32 `a` and `b` computed in `matmul_dtype`; float32
+  out (no casts at all for float32)."""
+  product = tf.matmul(tf.cast(a, matmul_dtype), tf.cast(b, matmul_dtype),
+                      transpose_b=transpose_b)
+  return tf.cast(product, a.dtype)
 
 
 def embedding_lookup(input_ids, vocab_size, embedding_size=128,
@@ -426,7 +465,8 @@ def attention_layer(from_tensor, to_tensor, attention_mask=None,
                     query_act=None, key_act=None, value_act=None,
                     attention_probs_dropout_prob=0.0, initializer_range=0.02,
                     do_return_2d_tensor=False, batch_size=None,
-                    from_seq_length=None, to_seq_length=None):
+                    from_seq_length=None, to_seq_length=None,
+                    matmul_dtype=tf.float32):
   """Multi-headed scaled dot-product attention from `from_tensor` to
   `to_tensor`.
 
@@ -436,6 +476,8 @@ def attention_layer(from_tensor, to_tensor, attention_mask=None,
     to_tensor: float [batch_size, to_seq_length, to_width] or 2D likewise.
     attention_mask: optional [batch_size, from_seq_length, to_seq_length],
       1 where attention is allowed; 0 adds -10000 to the score.
+    matmul_dtype: the dtype of the projections' kernels and of every matrix
+      product (`dense`); the softmax runs in float32.
 
   Returns:
     float [batch_size, from_seq_length, heads * size_per_head], or 2D
@@ -456,15 +498,14 @@ def attention_layer(from_tensor, to_tensor, attention_mask=None,
   from_2d = reshape_to_matrix(from_tensor)
   to_2d = reshape_to_matrix(to_tensor)
   width = num_attention_heads * size_per_head
-  query = tf1.layers.dense(from_2d, width, activation=query_act, name="query",
-                           kernel_initializer=create_initializer(
-                               initializer_range))
-  key = tf1.layers.dense(to_2d, width, activation=key_act, name="key",
-                         kernel_initializer=create_initializer(
-                             initializer_range))
-  value = tf1.layers.dense(to_2d, width, activation=value_act, name="value",
-                           kernel_initializer=create_initializer(
-                               initializer_range))
+  def project(tensor, activation, name):
+    return dense(tensor, width, activation=activation, name=name,
+                 kernel_initializer=create_initializer(initializer_range),
+                 matmul_dtype=matmul_dtype)
+
+  query = project(from_2d, query_act, "query")
+  key = project(to_2d, key_act, "key")
+  value = project(to_2d, value_act, "value")
 
   def split_heads(x, seq_length):
     x = tf.reshape(x, [batch_size, seq_length, num_attention_heads,
@@ -473,7 +514,8 @@ def attention_layer(from_tensor, to_tensor, attention_mask=None,
 
   query = split_heads(query, from_seq_length)
   key = split_heads(key, to_seq_length)
-  scores = tf.matmul(query, key, transpose_b=True)  # [B, N, F, T]
+  scores = matmul_in(matmul_dtype, query, key,
+                     transpose_b=True)  # [B, N, F, T]
   scores = scores * (1.0 / math.sqrt(float(size_per_head)))
   if attention_mask is not None:
     mask = tf.expand_dims(attention_mask, axis=[1])  # [B, 1, F, T]
@@ -481,7 +523,8 @@ def attention_layer(from_tensor, to_tensor, attention_mask=None,
   probs = tf.nn.softmax(scores)
   probs = dropout(probs, attention_probs_dropout_prob)
   value = split_heads(value, to_seq_length)
-  context = tf.transpose(tf.matmul(probs, value), [0, 2, 1, 3])  # [B, F, N, H]
+  context = tf.transpose(matmul_in(matmul_dtype, probs, value),
+                         [0, 2, 1, 3])  # [B, F, N, H]
   if do_return_2d_tensor:
     return tf.reshape(context, [batch_size * from_seq_length, width])
   return tf.reshape(context, [batch_size, from_seq_length, width])
@@ -492,12 +535,15 @@ def transformer_model(input_tensor, attention_mask=None, hidden_size=768,
                       intermediate_size=3072, intermediate_act_fn=gelu,
                       hidden_dropout_prob=0.1,
                       attention_probs_dropout_prob=0.1,
-                      initializer_range=0.02, do_return_all_layers=False):
+                      initializer_range=0.02, do_return_all_layers=False,
+                      matmul_dtype=tf.float32):
   """The post-LayerNorm Transformer encoder of "Attention is All You Need".
 
   Args:
     input_tensor: float [batch_size, seq_length, hidden_size].
     attention_mask: optional [batch_size, seq_length, seq_length].
+    matmul_dtype: the dtype of the dense kernels and matrix products
+      (`dense`); LayerNorm, GELU and softmax run in float32.
 
   Returns:
     float [batch_size, seq_length, hidden_size], the last layer, or the list
@@ -530,22 +576,25 @@ def transformer_model(input_tensor, attention_mask=None, hidden_size=768,
               attention_probs_dropout_prob=attention_probs_dropout_prob,
               initializer_range=initializer_range, do_return_2d_tensor=True,
               batch_size=batch_size, from_seq_length=seq_length,
-              to_seq_length=seq_length)
+              to_seq_length=seq_length, matmul_dtype=matmul_dtype)
         with tf1.variable_scope("output"):
-          attention_output = tf1.layers.dense(
+          attention_output = dense(
               attention_output, hidden_size,
-              kernel_initializer=create_initializer(initializer_range))
+              kernel_initializer=create_initializer(initializer_range),
+              matmul_dtype=matmul_dtype)
           attention_output = dropout(attention_output, hidden_dropout_prob)
           attention_output = layer_norm(attention_output + layer_input)
       with tf1.variable_scope("intermediate"):
-        intermediate_output = tf1.layers.dense(
+        intermediate_output = dense(
             attention_output, intermediate_size,
             activation=intermediate_act_fn,
-            kernel_initializer=create_initializer(initializer_range))
+            kernel_initializer=create_initializer(initializer_range),
+            matmul_dtype=matmul_dtype)
       with tf1.variable_scope("output"):
-        layer_output = tf1.layers.dense(
+        layer_output = dense(
             intermediate_output, hidden_size,
-            kernel_initializer=create_initializer(initializer_range))
+            kernel_initializer=create_initializer(initializer_range),
+            matmul_dtype=matmul_dtype)
         layer_output = dropout(layer_output, hidden_dropout_prob)
         layer_output = layer_norm(layer_output + attention_output)
       prev_output = layer_output

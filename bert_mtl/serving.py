@@ -27,16 +27,16 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-from bert_mtl import (base, decoding, export_assets, export_versions, files,
-                      model_fn, serving_warmup, text_serving, tokenization,
-                      types)
+from bert_mtl import (base, checkpoint, decoding, export_assets,
+                      export_versions, files, model_fn, serving_warmup,
+                      text_serving, tokenization, types)
 from bert_mtl.data import features
 
 INPUTS, TAG_MASK = model_fn.INPUTS, features.TAG_MASK
 MANIFEST = export_assets.MANIFEST
 
 
-def manifest(run):
+def manifest(run, precision="float32"):
   """The export's manifest.json (export_versions.write_manifest adds the
   assets' checksums and the signatures)."""
   problems = []
@@ -50,6 +50,7 @@ def manifest(run):
       "do_lower_case": run.run_config.do_lower_case,
       "normalize_width": run.run_config.normalize_width,
       "vocab": "vocab.txt",
+      "precision": precision,
       "problems": problems,
   }
 
@@ -64,32 +65,46 @@ def required_signatures(run):
   return names
 
 
-# {(output_dir, checkpoint path): SavedModel directory} of this process'
-# exports: a second export of the same checkpoint (--do_export after the
-# best export of the final evaluation) is a copy, not a rebuild.
+# {(output_dir, checkpoint path, precision): SavedModel directory} of this
+# process' exports: a second export of the same checkpoint (--do_export
+# after the best export of the final evaluation) is a copy, not a rebuild.
 _EXPORTED = {}
 
 
-def export(run, export_dir, checkpoint_path=None):
+def default_export_dir(output_dir, precision="float32"):
+  """<output_dir>/export, or export_<precision> beside it: TF Serving
+  serves each as its own model (a directory of versions)."""
+  return os.path.join(output_dir, "export" if precision == "float32" else
+                      "export_" + precision)
+
+
+def export(run, export_dir, checkpoint_path=None, precision="float32"):
   """Exports a checkpoint of `run` (an Experiment; default: its newest
   intact one) as a new version of export_dir; returns its directory.
 
-  The version appears only once complete and verified (see
+  precision: "bfloat16" stores the encoder's dense kernels in bfloat16 and
+  runs its matrix products in bfloat16 (core ops: casts around MatMul;
+  LayerNorm, GELU, softmax and the heads stay float32); the manifest
+  records it.  The version appears only once complete and verified (see
   export_versions): a failed or killed export leaves none.  Every export,
   the best exporter's included, takes this one path."""
+  if precision not in model_fn.EXPORT_PRECISIONS:
+    raise ValueError("export precision must be one of %s, not %r" % (
+        ", ".join(model_fn.EXPORT_PRECISIONS), precision))
   with run.writing("export", export_dir), files.writing(export_dir,
                                                           "the export"):
-    return _export(run, export_dir, checkpoint_path or run.checkpoint_path())
+    return _export(run, export_dir, checkpoint_path or run.checkpoint_path(),
+                   precision)
 
 
-def _export(run, export_dir, checkpoint_path):
-  done = _EXPORTED.get((run.output_dir, checkpoint_path))
+def _export(run, export_dir, checkpoint_path, precision):
+  done = _EXPORTED.get((run.output_dir, checkpoint_path, precision))
   with export_versions.staging(export_dir) as staging:
     if done and os.path.exists(done):
       path = os.path.join(staging, "copy")
       shutil.copytree(done, path)
     else:
-      path = _build(run, staging, checkpoint_path)
+      path = _build(run, staging, checkpoint_path, precision)
     missing = sorted(required_signatures(run) -
                      export_versions.signature_names(path))
     if missing:
@@ -98,26 +113,33 @@ def _export(run, export_dir, checkpoint_path):
               checkpoint_path, ", ".join(missing)))
     export_versions.verify(path)
     version = export_versions.publish(path, export_dir)
-  _EXPORTED[(run.output_dir, checkpoint_path)] = version
+  _EXPORTED[(run.output_dir, checkpoint_path, precision)] = version
   return version
 
 
-def _build(run, staging, checkpoint_path):
+def _build(run, staging, checkpoint_path, precision):
   """The SavedModel of checkpoint_path, text signatures and assets
   included, in a new directory under `staging`."""
-  estimator = run.estimator()
+  estimator = run.estimator(export_precision=precision)
   manifest_path = os.path.join(staging, MANIFEST)
-  files.atomic_write(manifest_path, json.dumps(manifest(run),
-                                               ensure_ascii=False, indent=1))
+  files.atomic_write(manifest_path, json.dumps(
+      manifest(run, precision), ensure_ascii=False, indent=1))
   vocab_file = os.path.join(run.output_dir, "vocab.txt")
   assets = {MANIFEST: manifest_path, "vocab.txt": vocab_file}
   for name in run.names:
     assets["labels/%s.json" % name] = os.path.join(run.output_dir, "labels",
                                                    name + ".json")
+  receiver_fn = model_fn.serving_input_receiver_fn(
+      vocab_file, [run.kind(n) for n in run.names])
+  if precision != "float32":
+    # The graph's variables in their own dtypes (bfloat16 kernels): the
+    # Estimator restores the export from a cast copy of the checkpoint.
+    checkpoint_path = checkpoint.write_cast_copy(
+        checkpoint_path, os.path.join(staging, "cast", "model.ckpt"),
+        _graph_variables(estimator, run, receiver_fn))
   path = estimator.export_saved_model(
-      staging, model_fn.serving_input_receiver_fn(
-          vocab_file, [run.kind(n) for n in run.names]),
-      assets_extra=assets, checkpoint_path=checkpoint_path)
+      staging, receiver_fn, assets_extra=assets,
+      checkpoint_path=checkpoint_path)
   path = path.decode("utf-8") if isinstance(path, bytes) else path
   path = text_serving.add_text_signatures(path)
   with open(manifest_path, encoding="utf-8") as f:
@@ -128,6 +150,18 @@ def _build(run, staging, checkpoint_path):
   written["warmup"] = serving_warmup.WARMUP_FILE
   export_versions.write_manifest(path, written)
   return path
+
+
+def _graph_variables(estimator, run, receiver_fn):
+  """{name: dtype} of the variables estimator's export graph reads."""
+  with tf.Graph().as_default():
+    tf.compat.v1.train.get_or_create_global_step()
+    receiver = receiver_fn()
+    model_fn.make_model_fn(run.body_transform)(
+        receiver.features, None, tf.estimator.ModeKeys.PREDICT,
+        estimator.params)
+    return {v.op.name: v.dtype.base_dtype
+            for v in tf.compat.v1.global_variables()}
 
 
 def resolve_export(export_dir):
