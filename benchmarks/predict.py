@@ -9,7 +9,6 @@ for speed).  Chain: msra_ner|pd98_cws&pd98_pos|chn_sentiment.
 """
 
 import argparse
-import glob
 import os
 import shutil
 import tempfile
@@ -49,8 +48,8 @@ class _Eager(object):
     return self.value
 
 
-def export_base_model(work, max_seq_length, bert_config=None):
-  """An export of CHAIN after one training step (BERT-Base shape unless
+def base_model_run(work, max_seq_length, bert_config=None):
+  """A run of CHAIN after one training step (BERT-Base shape unless
   bert_config says otherwise)."""
   options = config.RunConfig(problems=CHAIN, data_dir=data_dir(),
                  cache_dir=os.path.join(work, "cache"),
@@ -60,8 +59,15 @@ def export_base_model(work, max_seq_length, bert_config=None):
   run = experiment.Experiment(os.path.join(work, "model"), options,
                               data_file("vocab/chinese_vocab.txt"))
   run.train(1)
-  serving.export(run, os.path.join(work, "export"))
-  return glob.glob(os.path.join(work, "export", "*"))[0]
+  return run
+
+
+def export_base_model(work, max_seq_length, bert_config=None,
+                      precision="float32"):
+  """An export of base_model_run's run in `precision`."""
+  return serving.export(base_model_run(work, max_seq_length, bert_config),
+                        serving.default_export_dir(work, precision),
+                        precision=precision)
 
 
 def main():
