@@ -40,6 +40,9 @@ TEST_EXTRAS = [
 
 BENCH_EXTRAS = [
     "tokenizers",
+    # benchmarks/train_step.py's peer: TFBertModel (the last releases with
+    # TensorFlow models that run on Keras 2, i.e. TensorFlow 2.15).
+    "transformers==4.46.3",
     "matplotlib",
     "python-crfsuite==0.9.12",
 ]

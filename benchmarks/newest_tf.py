@@ -2,8 +2,9 @@
 Serving runs): same answers as TensorFlow 2.15's, and its warm-up file
 replays.
 
-Exports a small model of the main job's chain (or takes --export_dir),
-then in a second Python whose TensorFlow is the newest release (made with
+Exports a small model of the main job's chain in float32 and in bfloat16
+(or takes --export_dir), then in a second Python whose TensorFlow is the
+newest release (made with
 `python3.12 -m venv VENV && VENV/bin/pip install tensorflow
 tensorflow-serving-api`) loads it, replays assets.extra/
 tf_serving_warmup_requests and answers the text and ids signatures on
@@ -121,34 +122,48 @@ def compare(ours, theirs):
   return differing
 
 
+def check(python, export_dir):
+  """Prints the comparison of one export; True when both sides agree and
+  the newest TensorFlow replayed the warm-up file."""
+  feeds = ids_inputs(export_dir)
+  ours = answer(sys.executable, export_dir, feeds)
+  theirs = answer(python, export_dir, feeds)
+  differing = compare(ours["outputs"], theirs["outputs"])
+  with open(os.path.join(export_dir, "assets.extra", "manifest.json"),
+            encoding="utf-8") as f:
+    precision = json.load(f).get("precision", "float32")
+  print("export %s (%s): %d outputs of %d signatures on %d texts" % (
+      export_dir, precision, len(ours["outputs"]),
+      len({k.split("/", 1)[0] for k in ours["outputs"]}), len(TEXTS)))
+  for side in (ours, theirs):
+    print("  TensorFlow %s: warm-up requests replayed: %d" % (
+        side["tensorflow"], side["replayed"]))
+  print("  differing outputs: %d%s" % (len(differing), "".join(
+      "\n    " + d for d in differing)))
+  return not differing and theirs["replayed"]
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--python", required=True,
                       help="a Python with the newest TensorFlow")
   parser.add_argument("--export_dir", help="an export (default: a small "
-                      "model of the main job's chain, exported here)")
+                      "model of the main job's chain, exported here in "
+                      "float32 and in bfloat16)")
   args = parser.parse_args()
   work = tempfile.mkdtemp(prefix="bert_mtl_newest_tf_")
   try:
-    export_dir = args.export_dir
-    if not export_dir:
+    export_dirs = [args.export_dir]
+    if not args.export_dir:
       import predict  # pylint: disable=g-import-not-at-top
-      from bert_mtl import modeling  # pylint: disable=g-import-not-at-top
-      export_dir = predict.export_base_model(work, 64, modeling.BertConfig(
+      from bert_mtl import modeling, serving  # pylint: disable=g-import-not-at-top
+      run = predict.base_model_run(work, 64, modeling.BertConfig(
           21128, **modeling.SMALL_MODELS["mini"]).to_dict())
-    feeds = ids_inputs(export_dir)
-    ours = answer(sys.executable, export_dir, feeds)
-    theirs = answer(args.python, export_dir, feeds)
-    differing = compare(ours["outputs"], theirs["outputs"])
-    print("export %s: %d outputs of %d signatures on %d texts" % (
-        export_dir, len(ours["outputs"]),
-        len({k.split("/", 1)[0] for k in ours["outputs"]}), len(TEXTS)))
-    for side in (ours, theirs):
-      print("  TensorFlow %s: warm-up requests replayed: %d" % (
-          side["tensorflow"], side["replayed"]))
-    print("  differing outputs: %d%s" % (len(differing), "".join(
-        "\n    " + d for d in differing)))
-    sys.exit(1 if differing or not theirs["replayed"] else 0)
+      export_dirs = [serving.export(run, serving.default_export_dir(
+          work, precision), precision=precision)
+                     for precision in ("float32", "bfloat16")]
+    agreed = [check(args.python, export_dir) for export_dir in export_dirs]
+    sys.exit(0 if all(agreed) else 1)
   finally:
     shutil.rmtree(work, ignore_errors=True)
 

@@ -4,14 +4,16 @@
 batch 8 x 128.  --shape tiny: the README main job's model (2 x 128, the
 Chinese vocab), a CRF tagger (13 tags) on the sequence output, batch
 32 x 64.  Reports the achieved FLOP/s of one full training step (forward,
-backward and the AdamWeightDecay update) as a fraction of the dense float32
-tf.matmul FLOP/s measured in the same run, the same step with XLA
-auto-clustering (--use_xla's setting), and compares the step time with
-HuggingFace transformers' TFBertModel on the same shapes, loss and threads,
-with HF's AdamWeightDecay and the same global-norm clip (install
-transformers 4.x in this environment first: `pip install -e '..[bench]'`).
+backward and the AdamWeightDecay update) in float32 and under
+--mixed_precision=bfloat16, each as a fraction of the dense tf.matmul
+FLOP/s of its dtype measured in the same run, the float32 step with XLA
+auto-clustering (--use_xla's setting), and compares the step times with
+HuggingFace transformers' TFBertModel on the same shapes, loss and threads
+(float32, and Keras' mixed_bfloat16 policy), with HF's AdamWeightDecay and
+the same global-norm clip (install transformers 4.x in this environment
+first: `pip install -e '..[bench]'`).
 
-    python train_step.py [--shape base|tiny] [--steps 8]
+    python train_step.py [--shape base|tiny] [--steps 8] [--no_xla]
 """
 
 import argparse
@@ -49,9 +51,9 @@ def step_flops(batch, seq, c, loss):
   return 3 * (layers * per_layer + head)
 
 
-def matmul_flops_per_second(n=2048, repeats=10):
-  a = tf.random.normal([n, n])
-  b = tf.random.normal([n, n])
+def matmul_flops_per_second(n=2048, repeats=10, dtype=tf.float32):
+  a = tf.cast(tf.random.normal([n, n]), dtype)
+  b = tf.cast(tf.random.normal([n, n]), dtype)
 
   @tf.function
   def mm(x, y):
@@ -91,8 +93,9 @@ def head_loss(sequence, pooled, labels, loss, dense, transitions=None):
   return -tf.reduce_mean(log_likelihood)
 
 
-def build_ours(shape, use_xla=False):
-  """A callable running one bert_mtl training step (graph + session)."""
+def build_ours(shape, use_xla=False, precision=None):
+  """A callable running one bert_mtl training step (graph + session);
+  precision: --mixed_precision's value (None: float32)."""
   config_dict, batch, seq, loss_kind = SHAPES[shape]
   ids, mask, labels = inputs(batch, seq, config_dict["vocab_size"], loss_kind)
   config = modeling.BertConfig(**config_dict)
@@ -108,16 +111,17 @@ def build_ours(shape, use_xla=False):
                      lambda x: tf1.layers.dense(x, outputs), transitions)
     train_op = optimization.create_optimizer(loss, 1e-5, 1000, 100)
     init = tf1.global_variables_initializer()
-  sess = tf1.Session(graph=graph,
-                     config=optimization.xla_session_config(use_xla))
+  sess = tf1.Session(graph=graph, config=optimization.xla_session_config(
+      use_xla, optimization.mixed_precision_session_config(precision)))
   sess.run(init)
   sess.run(train_op)  # warm-up (and XLA compilation)
   sess.run(train_op)
   return lambda: sess.run(train_op)
 
 
-def build_hf(shape):
-  """A callable running one HF TFBertModel training step, or None."""
+def build_hf(shape, policy="float32"):
+  """A callable running one HF TFBertModel training step under the Keras
+  dtype policy `policy`, or None."""
   try:
     from transformers import AdamWeightDecay, BertConfig, TFBertModel  # pylint: disable=g-import-not-at-top
     # transformers picks its Keras (tf_keras or Keras 2) and may leave
@@ -128,8 +132,12 @@ def build_hf(shape):
   config_dict, batch, seq, loss_kind = SHAPES[shape]
   ids, mask, labels = inputs(batch, seq, config_dict["vocab_size"], loss_kind)
   config = BertConfig(hidden_act="gelu_new", **config_dict)
+  keras.mixed_precision.set_global_policy(policy)
   bert = TFBertModel(config)
-  head = keras.layers.Dense(NUM_TAGS if loss_kind == "crf" else 2)
+  # The head's logits in float32 (as Keras' mixed-precision guide has it).
+  head = keras.layers.Dense(NUM_TAGS if loss_kind == "crf" else 2,
+                            dtype="float32")
+  keras.mixed_precision.set_global_policy("float32")
   transitions = tf.Variable(tf.zeros([NUM_TAGS, NUM_TAGS]))
   # HF's own port of BERT's optimizer, as its create_optimizer builds it.
   opt = AdamWeightDecay(learning_rate=1e-5, weight_decay_rate=0.01,
@@ -140,7 +148,8 @@ def build_hf(shape):
   def step(ids, mask, labels):
     with tf.GradientTape() as tape:
       out = bert(input_ids=ids, attention_mask=mask, training=True)
-      loss = head_loss(out.last_hidden_state, out.pooler_output, labels,
+      loss = head_loss(tf.cast(out.last_hidden_state, tf.float32),
+                       tf.cast(out.pooler_output, tf.float32), labels,
                        loss_kind, head, transitions)
     variables = bert.trainable_variables + head.trainable_variables + (
         [transitions] if loss_kind == "crf" else [])
@@ -171,33 +180,52 @@ def main():
   parser.add_argument("--shape", choices=sorted(SHAPES), default="base")
   parser.add_argument("--steps", type=int, default=8,
                       help="rounds; each times every variant once")
+  parser.add_argument("--no_xla", action="store_true",
+                      help="leave out the XLA variant")
   args = parser.parse_args()
   config_dict, batch, seq, loss_kind = SHAPES[args.shape]
   flops = step_flops(batch, seq, config_dict, loss_kind)
-  variants = [("bert_mtl training step", build_ours(args.shape)),
-              ("bert_mtl with --use_xla", build_ours(args.shape, True))]
-  hf_step = build_hf(args.shape)
-  if hf_step:
-    variants.append(("HF TFBertModel step", hf_step))
-  peak = matmul_flops_per_second()
+  variants = [("bert_mtl float32", build_ours(args.shape)),
+              ("bert_mtl bfloat16", build_ours(args.shape,
+                                               precision="bfloat16"))]
+  if not args.no_xla:
+    variants.append(("bert_mtl float32 --use_xla",
+                     build_ours(args.shape, True)))
+  for policy in ("float32", "mixed_bfloat16"):
+    hf_step = build_hf(args.shape, policy)
+    if hf_step:
+      variants.append(("HF TFBertModel " + policy, hf_step))
+  peaks = {dtype: matmul_flops_per_second(dtype=dtype)
+           for dtype in (tf.float32, tf.bfloat16)}
   times = interleaved_best([fn for _, fn in variants], args.steps)
-  peak = max(peak, matmul_flops_per_second())
+  peaks = {dtype: max(peak, matmul_flops_per_second(dtype=dtype))
+           for dtype, peak in peaks.items()}
   print("%s shape (%d layers, hidden %d), batch %d x seq %d, %s loss, %d "
         "threads" % (args.shape, config_dict["num_hidden_layers"],
                      config_dict["hidden_size"], batch, seq, loss_kind,
                      os.cpu_count()))
-  print("dense float32 tf.matmul 2048^3:        %8.1f GFLOP/s (baseline)" %
-        (peak / 1e9))
-  for (name, _), seconds in zip(variants, times):
-    print("%-26s %7.4f s  %6.2f steps/s  %8.1f GFLOP/s  %5.1f%% of matmul"
-          % (name + ":", seconds, 1 / seconds, flops / seconds / 1e9,
-             100 * flops / seconds / peak))
-  print("XLA: %.2fx the step rate without" % (times[0] / times[1]))
-  if hf_step is None:
+  for dtype, peak in peaks.items():
+    print("dense %-8s tf.matmul 2048^3:        %8.1f GFLOP/s (baseline)" % (
+        dtype.name, peak / 1e9))
+  by_name = dict(zip((name for name, _ in variants), times))
+  for name, seconds in by_name.items():
+    peak = peaks[tf.bfloat16 if "bfloat16" in name else tf.float32]
+    print("%-30s %7.4f s  %6.2f steps/s  %8.1f GFLOP/s  %5.1f%% of its "
+          "matmul rate" % (name + ":", seconds, 1 / seconds,
+                           flops / seconds / 1e9, 100 * flops / seconds / peak))
+  ratio = lambda a, b: by_name[b] / by_name[a]
+  print("bert_mtl bfloat16 is %.2fx bert_mtl float32" % ratio(
+      "bert_mtl bfloat16", "bert_mtl float32"))
+  if "bert_mtl float32 --use_xla" in by_name:
+    print("XLA: %.2fx the float32 step rate without" % ratio(
+        "bert_mtl float32 --use_xla", "bert_mtl float32"))
+  if "HF TFBertModel float32" not in by_name:
     print("transformers not installed: HF comparison skipped")
   else:
-    print("ratio: bert_mtl is %.2fx the speed of HF TFBertModel" %
-          (times[2] / times[0]))
+    print("bert_mtl float32 is %.2fx HF TFBertModel float32" % ratio(
+        "bert_mtl float32", "HF TFBertModel float32"))
+    print("bert_mtl bfloat16 is %.2fx HF TFBertModel mixed_bfloat16" % ratio(
+        "bert_mtl bfloat16", "HF TFBertModel mixed_bfloat16"))
 
 
 if __name__ == "__main__":
