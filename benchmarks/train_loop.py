@@ -6,9 +6,11 @@ them) in a fresh directory, three ways, one after the other in this
 process:
 
   step alone      the run's model_fn TRAIN graph (every head, the same
-                  shapes) on one batch of the run's input_fn held in memory
-                  as constants: sess.run(train_op) in a plain session with
-                  the run's session options.  The baseline.
+                  shapes) on the run's first --batches batches held in
+                  memory (tf.data cache, repeated: the same mix of groups
+                  and lengths, no parsing or sampling work left):
+                  sess.run(train_op) in a plain session with the run's
+                  session options.  The baseline.
   + input         the same graph reading the run's tf.data pipeline
                   (sampling across groups, parsing, batching) in a plain
                   session.
@@ -17,7 +19,7 @@ process:
                   Rate between step --skip and the last step, read by a
                   hook (startup and graph building excluded).
 
-    python benchmarks/train_loop.py [--steps 600] [--skip 100]
+    python benchmarks/train_loop.py [--steps 600] [--skip 100] [--batches 50]
 """
 
 import argparse
@@ -53,20 +55,19 @@ def main_job_run(work, steps):
                                config.RunConfig(**job), vocab_file)
 
 
-def plain_session_rate(run, steps, skip, from_memory):
-  """Steps/s of the run's TRAIN graph in a plain session, on one batch held
-  as constants (from_memory) or on the run's input pipeline."""
+def plain_session_rate(run, steps, skip, batches_in_memory=None):
+  """Steps/s of the run's TRAIN graph in a plain session, on the run's
+  first batches held in memory, or (None) on its input pipeline."""
   input_fn, _, _ = run.input_fn("train", True,
                                 run.run_config.train_batch_size)
   params = run.params(steps)
   session_config = run.estimator().config.session_config
   with tf.Graph().as_default():
     tf1.set_random_seed(run.run_config.seed)
-    features = tf1.data.make_one_shot_iterator(input_fn()).get_next()
-    if from_memory:
-      with tf1.Session() as session:
-        batch = session.run(features)
-      features = {k: tf.constant(v) for k, v in batch.items()}
+    dataset = input_fn()
+    if batches_in_memory:
+      dataset = dataset.take(batches_in_memory).cache().repeat()
+    features = tf1.data.make_one_shot_iterator(dataset).get_next()
     tf1.train.get_or_create_global_step()
     spec = model_fn.make_model_fn(run.body_transform)(
         features, None, tf.estimator.ModeKeys.TRAIN, params)
@@ -109,13 +110,15 @@ def main():
   parser.add_argument("--steps", type=int, default=600)
   parser.add_argument("--skip", type=int, default=100,
                       help="steps left out of each rate (warm-up)")
+  parser.add_argument("--batches", type=int, default=50,
+                      help="batches the step-alone baseline cycles through")
   args = parser.parse_args()
   work = tempfile.mkdtemp(prefix="bert_mtl_train_loop_")
   try:
     run = main_job_run(work, args.steps)
     run.initialize()
-    alone = plain_session_rate(run, args.steps, args.skip, True)
-    with_input = plain_session_rate(run, args.steps, args.skip, False)
+    alone = plain_session_rate(run, args.steps, args.skip, args.batches)
+    with_input = plain_session_rate(run, args.steps, args.skip)
     loop = loop_rate(run, args.steps, args.skip)
     print("main job (%s, tiny model, batch %d x %d), steps %d-%d" % (
         run.run_config.problems, run.run_config.train_batch_size,
