@@ -1,8 +1,12 @@
-"""Build of bert_mtl and its native extension bert_mtl._native.
+"""Build of bert_mtl, its native extension bert_mtl._native and its
+TensorFlow op library bert_mtl._fused_ops.
 
 The extension's Unicode tables are generated at build time from the Python
 that builds it (csrc/gen_unicode_tables.py), so the tokenizer agrees with the
-`unicodedata` of the interpreter it is installed into.
+`unicodedata` of the interpreter it is installed into.  The op library is
+compiled against the TensorFlow of the build (pyproject.toml pins the
+stack's); without one it is left out and training uses core ops
+(bert_mtl/fused_ops.py).
 """
 
 import os
@@ -71,6 +75,20 @@ class BuildExtWithTables(build_ext):
                           sources)
     for ext in self.extensions:
       ext.include_dirs.insert(0, gen_dir)
+    try:
+      import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    except ImportError:
+      tf = None
+    for ext in list(self.extensions):
+      if ext.name != fused_ops.name:
+        continue
+      if tf is None:
+        print("warning: TensorFlow is not importable here: %s is not built "
+              "(training uses core ops)" % ext.name)
+        self.extensions.remove(ext)
+        continue
+      ext.extra_compile_args += tf.sysconfig.get_compile_flags()
+      ext.extra_link_args += tf.sysconfig.get_link_flags()
     super().run()
 
 
@@ -89,13 +107,23 @@ native = Extension(
                         "-Wall", "-Wno-sign-compare"],
 )
 
+# Custom TensorFlow ops for training graphs (fused dropout and GELU); the
+# TensorFlow flags are added at build time.
+fused_ops = Extension(
+    "bert_mtl._fused_ops",
+    sources=["csrc/tf_ops/fused_ops.cc"],
+    language="c++",
+    extra_compile_args=["-O3", "-DNDEBUG", "-fvisibility=hidden", "-Wall",
+                        "-Wno-sign-compare"],
+)
+
 setup(
     name="bert_mtl",
     version="0.1.0",
     description="Multi-task BERT for TensorFlow (Estimator, original checkpoints)",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["bert_mtl", "bert_mtl.*"]),
-    ext_modules=[native],
+    ext_modules=[native, fused_ops],
     cmdclass={"build_ext": BuildExtWithTables},
     install_requires=STACK,
     extras_require={"test": TEST_EXTRAS, "bench": BENCH_EXTRAS,

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from bert_mtl import modeling, optimization  # pylint: disable=g-import-not-at-top,wrong-import-position
+from bert_mtl import fused_ops, modeling, optimization  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 tf1 = tf.compat.v1
 BASE = dict(vocab_size=30522, hidden_size=768, num_hidden_layers=12,
@@ -93,16 +93,17 @@ def head_loss(sequence, pooled, labels, loss, dense, transitions=None):
   return -tf.reduce_mean(log_likelihood)
 
 
-def build_ours(shape, use_xla=False, precision=None):
+def build_ours(shape, use_xla=False, precision=None, fused=False):
   """A callable running one bert_mtl training step (graph + session);
-  precision: --mixed_precision's value (None: float32)."""
+  precision: --mixed_precision's value (None: float32); fused: the fused
+  training ops (--fused_ops)."""
   config_dict, batch, seq, loss_kind = SHAPES[shape]
   ids, mask, labels = inputs(batch, seq, config_dict["vocab_size"], loss_kind)
   config = modeling.BertConfig(**config_dict)
   graph = tf.Graph()
   with graph.as_default():
     model = modeling.BertModel(config, True, tf.constant(ids),
-                               tf.constant(mask))
+                               tf.constant(mask), fused=fused)
     outputs = NUM_TAGS if loss_kind == "crf" else 2
     transitions = (tf1.get_variable("transitions", [NUM_TAGS, NUM_TAGS])
                    if loss_kind == "crf" else None)
@@ -188,6 +189,11 @@ def main():
   variants = [("bert_mtl float32", build_ours(args.shape)),
               ("bert_mtl bfloat16", build_ours(args.shape,
                                                precision="bfloat16"))]
+  if fused_ops.available():
+    variants += [("bert_mtl float32 fused", build_ours(args.shape,
+                                                       fused=True)),
+                 ("bert_mtl bfloat16 fused", build_ours(
+                     args.shape, precision="bfloat16", fused=True))]
   if not args.no_xla:
     variants.append(("bert_mtl float32 --use_xla",
                      build_ours(args.shape, True)))

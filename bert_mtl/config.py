@@ -137,6 +137,10 @@ class RunConfig:
       "(bfloat16 where the hardware has it, else float32; run.json records "
       "what was used).",
       choices=MIXED_PRECISION)
+  fused_ops: bool = _field(
+      True, "Training graphs run dropout and GELU as single-pass custom ops "
+      "(csrc/tf_ops, built by setup.py) when their library loads; exports "
+      "never contain them (benchmarks/train_step.py times both).")
   use_xla: bool = _field(False, "JIT-compile the model with XLA "
                          "(auto-clustering); off by default "
                          "(benchmarks/train_step.py times both).")

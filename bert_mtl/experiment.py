@@ -203,6 +203,7 @@ class Experiment(object):
         "num_warmup_steps": int(updates * self.run_config.warmup_proportion),
         "gradient_accumulation_steps": accumulation,
         "adam_bias_correction": self.run_config.adam_bias_correction,
+        "fused_ops": self.run_config.fused_ops,
         "loss_scale": "dynamic" if self.precision == "float16" else None,
         "zero_init_token_types": self.run_config.zero_init_token_types,
         "init_checkpoint": self.run_config.init_checkpoint,

@@ -74,7 +74,9 @@ def build(features, mode, params, body_transform=None):
       token_type_ids=features["segment_ids"],
       token_type_initializer=(tf1.zeros_initializer()
                               if params.get("zero_init_token_types") else None),
-      matmul_dtype=matmul_dtype)
+      matmul_dtype=matmul_dtype,
+      # Exports (PREDICT) hold core ops only.
+      fused=mode != ModeKeys.PREDICT and params.get("fused_ops", False))
   body = base.Body(model.get_sequence_output(), model.get_pooled_output(),
                    model.get_embedding_table(), input_ids,
                    features["input_mask"], config)

@@ -15,6 +15,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
+from bert_mtl import fused_ops
+
 tf1 = tf.compat.v1
 
 # Activation names a config may use.  "gelu" is BERT's tanh approximation;
@@ -134,7 +136,8 @@ class BertModel(object):
 
   def __init__(self, config, is_training, input_ids, input_mask=None,
                token_type_ids=None, use_one_hot_embeddings=False, scope=None,
-               token_type_initializer=None, matmul_dtype=tf.float32):
+               token_type_initializer=None, matmul_dtype=tf.float32,
+               fused=False):
     """Builds the encoder.
 
     Args:
@@ -150,6 +153,8 @@ class BertModel(object):
       matmul_dtype: the dtype the encoder's and the pooler's dense kernels
         are stored in and their matrix products run in (see `dense`);
         tf.bfloat16 builds the bfloat16 export's graph.
+      fused: dropout and GELU as the single-pass ops of bert_mtl.fused_ops
+        when their library loads (training graphs; else the core ops).
 
     Raises:
       ValueError: the config is invalid or seq_length exceeds
@@ -190,7 +195,7 @@ class BertModel(object):
             token_type_initializer=token_type_initializer,
             initializer_range=config.initializer_range,
             max_position_embeddings=config.max_position_embeddings,
-            dropout_prob=config.hidden_dropout_prob)
+            dropout_prob=config.hidden_dropout_prob, fused=fused)
 
       with tf1.variable_scope("encoder"):
         attention_mask = create_attention_mask_from_input_mask(
@@ -202,11 +207,12 @@ class BertModel(object):
             num_hidden_layers=config.num_hidden_layers,
             num_attention_heads=config.num_attention_heads,
             intermediate_size=config.intermediate_size,
-            intermediate_act_fn=get_activation(config.hidden_act),
+            intermediate_act_fn=_activation(config.hidden_act, fused),
             hidden_dropout_prob=config.hidden_dropout_prob,
             attention_probs_dropout_prob=config.attention_probs_dropout_prob,
             initializer_range=config.initializer_range,
-            do_return_all_layers=True, matmul_dtype=matmul_dtype)
+            do_return_all_layers=True, matmul_dtype=matmul_dtype,
+            fused=fused)
       self.sequence_output = self.all_encoder_layers[-1]
 
       # The pooler: the [CLS] vector of the last layer through a tanh dense.
@@ -270,6 +276,15 @@ def get_activation(activation_string):
   return functions[act]
 
 
+def _activation(hidden_act, fused):
+  """get_activation, with BERT's GELU as the single-pass fused op when
+  `fused` and its library loads."""
+  function = get_activation(hidden_act)
+  if fused and function is gelu and fused_ops.available():
+    return fused_ops.gelu
+  return function
+
+
 def get_assignment_map_from_checkpoint(tvars, init_checkpoint):
   """Maps checkpoint names to the trainable variables of the same name.
 
@@ -293,10 +308,13 @@ def get_assignment_map_from_checkpoint(tvars, init_checkpoint):
   return assignment_map, initialized_variable_names
 
 
-def dropout(input_tensor, dropout_prob):
-  """Dropout with a *drop* probability (0 or None: identity)."""
+def dropout(input_tensor, dropout_prob, fused=False):
+  """Dropout with a *drop* probability (0 or None: identity); fused: one
+  pass of bert_mtl.fused_ops when its library loads."""
   if dropout_prob is None or dropout_prob == 0.0:
     return input_tensor
+  if fused and fused_ops.available():
+    return fused_ops.dropout(input_tensor, dropout_prob)
   return tf.nn.dropout(input_tensor, rate=dropout_prob)
 
 
@@ -314,8 +332,9 @@ def layer_norm(input_tensor, name=None):
                                      variance_epsilon=1e-12)
 
 
-def layer_norm_and_dropout(input_tensor, dropout_prob, name=None):
-  return dropout(layer_norm(input_tensor, name), dropout_prob)
+def layer_norm_and_dropout(input_tensor, dropout_prob, name=None,
+                           fused=False):
+  return dropout(layer_norm(input_tensor, name), dropout_prob, fused)
 
 
 def create_initializer(initializer_range=0.02):
@@ -395,7 +414,7 @@ def embedding_postprocessor(input_tensor, use_token_type=False,
                             position_embedding_name="position_embeddings",
                             initializer_range=0.02,
                             max_position_embeddings=512, dropout_prob=0.1,
-                            token_type_initializer=None):
+                            token_type_initializer=None, fused=False):
   """Adds token-type and position embeddings, then LayerNorm and dropout.
 
   Args:
@@ -441,7 +460,7 @@ def embedding_postprocessor(input_tensor, use_token_type=False,
     position_embeddings = tf.slice(full_position_embeddings, [0, 0],
                                    [seq_length, -1])
     output += tf.expand_dims(position_embeddings, 0)
-  return layer_norm_and_dropout(output, dropout_prob)
+  return layer_norm_and_dropout(output, dropout_prob, fused=fused)
 
 
 def create_attention_mask_from_input_mask(from_tensor, to_mask):
@@ -466,7 +485,7 @@ def attention_layer(from_tensor, to_tensor, attention_mask=None,
                     attention_probs_dropout_prob=0.0, initializer_range=0.02,
                     do_return_2d_tensor=False, batch_size=None,
                     from_seq_length=None, to_seq_length=None,
-                    matmul_dtype=tf.float32):
+                    matmul_dtype=tf.float32, fused=False):
   """Multi-headed scaled dot-product attention from `from_tensor` to
   `to_tensor`.
 
@@ -521,7 +540,7 @@ def attention_layer(from_tensor, to_tensor, attention_mask=None,
     mask = tf.expand_dims(attention_mask, axis=[1])  # [B, 1, F, T]
     scores += (1.0 - tf.cast(mask, scores.dtype)) * -10000.0
   probs = tf.nn.softmax(scores)
-  probs = dropout(probs, attention_probs_dropout_prob)
+  probs = dropout(probs, attention_probs_dropout_prob, fused)
   value = split_heads(value, to_seq_length)
   context = tf.transpose(matmul_in(matmul_dtype, probs, value),
                          [0, 2, 1, 3])  # [B, F, N, H]
@@ -536,7 +555,7 @@ def transformer_model(input_tensor, attention_mask=None, hidden_size=768,
                       hidden_dropout_prob=0.1,
                       attention_probs_dropout_prob=0.1,
                       initializer_range=0.02, do_return_all_layers=False,
-                      matmul_dtype=tf.float32):
+                      matmul_dtype=tf.float32, fused=False):
   """The post-LayerNorm Transformer encoder of "Attention is All You Need".
 
   Args:
@@ -576,13 +595,15 @@ def transformer_model(input_tensor, attention_mask=None, hidden_size=768,
               attention_probs_dropout_prob=attention_probs_dropout_prob,
               initializer_range=initializer_range, do_return_2d_tensor=True,
               batch_size=batch_size, from_seq_length=seq_length,
-              to_seq_length=seq_length, matmul_dtype=matmul_dtype)
+              to_seq_length=seq_length, matmul_dtype=matmul_dtype,
+              fused=fused)
         with tf1.variable_scope("output"):
           attention_output = dense(
               attention_output, hidden_size,
               kernel_initializer=create_initializer(initializer_range),
               matmul_dtype=matmul_dtype)
-          attention_output = dropout(attention_output, hidden_dropout_prob)
+          attention_output = dropout(attention_output, hidden_dropout_prob,
+                                     fused)
           attention_output = layer_norm(attention_output + layer_input)
       with tf1.variable_scope("intermediate"):
         intermediate_output = dense(
@@ -595,7 +616,7 @@ def transformer_model(input_tensor, attention_mask=None, hidden_size=768,
             intermediate_output, hidden_size,
             kernel_initializer=create_initializer(initializer_range),
             matmul_dtype=matmul_dtype)
-        layer_output = dropout(layer_output, hidden_dropout_prob)
+        layer_output = dropout(layer_output, hidden_dropout_prob, fused)
         layer_output = layer_norm(layer_output + attention_output)
       prev_output = layer_output
       all_layer_outputs.append(layer_output)
