@@ -385,3 +385,28 @@ def test_a_bfloat16_export_beside_the_float32_one(exported_chain, tmp_path):
   results = serving.Predictor(bf16_dir).predict(TEXTS[:2])
   assert sorted(results[0]) == sorted(serving.Predictor(f32_dir).predict(
       TEXTS[:1])[0])
+
+
+def test_training_ran_the_fused_ops_and_the_export_holds_none(
+    exported_chain):
+  """The run trained with the fused training ops (where the library
+  loads); its export, built from core ops, holds none of them (the ids
+  and text signatures' ops are checked against core TensorFlow's registry
+  in test_export_serves_what_the_estimator_predicts)."""
+  from tensorflow.core.protobuf import saved_model_pb2  # pylint: disable=g-import-not-at-top
+  from bert_mtl import fused_ops  # pylint: disable=g-import-not-at-top
+  run_root, _ = exported_chain
+  with open(run_root / "model" / "graph.pbtxt", encoding="utf-8") as f:
+    training_graph = f.read()
+  if fused_ops.available():
+    assert 'op: "BertMtlDropout"' in training_graph
+    assert 'op: "BertMtlGelu"' in training_graph
+  export_dir = sorted(glob.glob(str(run_root / "model" / "export" / "*")))[0]
+  proto = saved_model_pb2.SavedModel()
+  with open(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+    proto.ParseFromString(f.read())
+  ops = {n.op for g in proto.meta_graphs for n in g.graph_def.node}
+  ops |= {n.op for g in proto.meta_graphs
+          for function in g.graph_def.library.function
+          for n in function.node_def}
+  assert ops and not any(op.startswith("BertMtl") for op in ops)
