@@ -220,18 +220,23 @@ def main():
           "matmul rate" % (name + ":", seconds, 1 / seconds,
                            flops / seconds / 1e9, 100 * flops / seconds / peak))
   ratio = lambda a, b: by_name[b] / by_name[a]
-  print("bert_mtl bfloat16 is %.2fx bert_mtl float32" % ratio(
-      "bert_mtl bfloat16", "bert_mtl float32"))
+  ours = [n for n in ("bert_mtl bfloat16", "bert_mtl bfloat16 fused")
+          if n in by_name]
+  for name in ours + [n for n in ("bert_mtl float32 fused",)
+                      if n in by_name]:
+    print("%s is %.2fx bert_mtl float32" % (name, ratio(
+        name, "bert_mtl float32")))
   if "bert_mtl float32 --use_xla" in by_name:
     print("XLA: %.2fx the float32 step rate without" % ratio(
         "bert_mtl float32 --use_xla", "bert_mtl float32"))
   if "HF TFBertModel float32" not in by_name:
     print("transformers not installed: HF comparison skipped")
-  else:
-    print("bert_mtl float32 is %.2fx HF TFBertModel float32" % ratio(
-        "bert_mtl float32", "HF TFBertModel float32"))
-    print("bert_mtl bfloat16 is %.2fx HF TFBertModel mixed_bfloat16" % ratio(
-        "bert_mtl bfloat16", "HF TFBertModel mixed_bfloat16"))
+    return
+  print("bert_mtl float32 is %.2fx HF TFBertModel float32" % ratio(
+      "bert_mtl float32", "HF TFBertModel float32"))
+  for name in ours:
+    print("%s is %.2fx HF TFBertModel mixed_bfloat16" % (name, ratio(
+        name, "HF TFBertModel mixed_bfloat16")))
 
 
 if __name__ == "__main__":
