@@ -57,19 +57,9 @@ def test_export_serves_what_the_estimator_predicts(exported_chain, tmp_path):
   np.savez(tmp_path / "inputs.npz", tag_mask=tag_mask, **inputs)
   with open(tmp_path / "texts.json", "w", encoding="utf-8") as f:
     json.dump(TEXTS, f)
-  check = subprocess.run(
-      [sys.executable, os.path.join(os.path.dirname(__file__),
-                                    "export_check.py"), export_dir,
-       str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz"),
-       str(tmp_path / "texts.json")],
-      capture_output=True, text=True, timeout=300,
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-  assert check.returncode == 0, check.stderr[-3000:]
-  report = json.loads(check.stdout.strip().splitlines()[-1])
-  assert report["unknown_ops"] == [], report
+  report, served = export_check(export_dir, tmp_path, "outputs")
   assert "serving_default" in report["signatures"]
   assert set(manifest_names(manifest)) <= set(report["signatures"])
-  served = dict(np.load(tmp_path / "outputs.npz", allow_pickle=True))
 
   from bert_mtl import experiment  # pylint: disable=g-import-not-at-top
   run = experiment.Experiment(str(run_root / "model"))
@@ -107,6 +97,23 @@ def test_export_serves_what_the_estimator_predicts(exported_chain, tmp_path):
     compared += 1
   assert compared >= 9
   check_text_signatures(export_dir, manifest, served)
+
+
+def export_check(export_dir, tmp_path, name):
+  """(report, {signature:output: array}) of export_check.py run on
+  export_dir in a fresh process with only TensorFlow imported (inputs.npz
+  and texts.json in tmp_path); asserts the export holds core ops only."""
+  check = subprocess.run(
+      [sys.executable, os.path.join(os.path.dirname(__file__),
+                                    "export_check.py"), export_dir,
+       str(tmp_path / "inputs.npz"), str(tmp_path / (name + ".npz")),
+       str(tmp_path / "texts.json")],
+      capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert check.returncode == 0, check.stderr[-3000:]
+  report = json.loads(check.stdout.strip().splitlines()[-1])
+  assert report["unknown_ops"] == [], report
+  return report, dict(np.load(tmp_path / (name + ".npz"), allow_pickle=True))
 
 
 # Several windows at max_seq_length 32, mixed scripts, empty and blank
@@ -354,20 +361,8 @@ def test_a_bfloat16_export_beside_the_float32_one(exported_chain, tmp_path):
   np.savez(tmp_path / "inputs.npz", tag_mask=tag_mask, **inputs)
   with open(tmp_path / "texts.json", "w", encoding="utf-8") as f:
     json.dump(TEXTS, f)
-  served = {}
-  for name, path in (("float32", f32_dir), ("bfloat16", bf16_dir)):
-    check = subprocess.run(
-        [sys.executable, os.path.join(os.path.dirname(__file__),
-                                      "export_check.py"), path,
-         str(tmp_path / "inputs.npz"), str(tmp_path / (name + ".npz")),
-         str(tmp_path / "texts.json")],
-        capture_output=True, text=True, timeout=300,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    assert check.returncode == 0, check.stderr[-3000:]
-    report = json.loads(check.stdout.strip().splitlines()[-1])
-    assert report["unknown_ops"] == [], report
-    served[name] = dict(np.load(tmp_path / (name + ".npz"),
-                                allow_pickle=True))
+  served = {name: export_check(path, tmp_path, name)[1]
+            for name, path in (("float32", f32_dir), ("bfloat16", bf16_dir))}
   assert sorted(served["bfloat16"]) == sorted(served["float32"])
   differing = 0
   for key, expected in served["float32"].items():

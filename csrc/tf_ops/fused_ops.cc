@@ -53,6 +53,13 @@ inline bool Keep(uint32_t seed_low, uint32_t seed_high, uint32_t index,
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kCubic = 0.044715f;
 
+// tanh(k (x + c x^3)), the inner term of BERT's GELU, as a lazy Eigen
+// expression (vectorized tanh) over a float expression x.
+template <typename Expression>
+auto GeluTanh(const Expression& x) {
+  return ((x + x * x * x * kCubic) * kSqrt2OverPi).tanh();
+}
+
 // Runs fn(begin, end) over [0, n) on the op's CPU worker threads; `cost` is
 // the rough cycles per element.
 template <typename Fn>
@@ -123,7 +130,7 @@ class GeluOp : public OpKernel {
     OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &y));
     // Eigen's vectorized tanh, one pass over x on the op's thread pool.
     auto in = x.flat<T>().template cast<float>();
-    auto t = ((in + in * in * in * kCubic) * kSqrt2OverPi).tanh();
+    auto t = GeluTanh(in);
     y->flat<T>().device(context->eigen_cpu_device()) =
         (in * 0.5f * (t + 1.0f)).template cast<T>();
   }
@@ -147,7 +154,7 @@ class GeluGradOp : public OpKernel {
     // 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2).
     auto grad = dy.flat<T>().template cast<float>();
     auto in = x.flat<T>().template cast<float>();
-    auto t = ((in + in * in * in * kCubic) * kSqrt2OverPi).tanh();
+    auto t = GeluTanh(in);
     dx->flat<T>().device(context->eigen_cpu_device()) =
         (grad * ((t + 1.0f) * 0.5f +
                  in * 0.5f * (1.0f - t * t) * kSqrt2OverPi *
