@@ -27,7 +27,6 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from bert_mtl import experiment, metrics, problems, serving, text_serving  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -35,19 +34,6 @@ from common import data_dir  # pylint: disable=g-import-not-at-top,wrong-import-
 import predict  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 PRECISIONS = ("float32", "bfloat16")
-
-
-def padded(rows):
-  """The ids signature's inputs for Predictor rows, padded to the longest."""
-  length = max(len(r[0]) for r in rows)
-  arrays = {k: np.zeros([len(rows), length], np.int32)
-            for k in ("input_ids", "input_mask", "segment_ids", "tag_mask")}
-  for b, (ids, segments, tag_mask) in enumerate(r[:3] for r in rows):
-    arrays["input_ids"][b, :len(ids)] = ids
-    arrays["segment_ids"][b, :len(ids)] = segments
-    arrays["input_mask"][b, :len(ids)] = 1
-    arrays["tag_mask"][b, :len(ids)] = tag_mask
-  return {k: tf.constant(v) for k, v in arrays.items()}
 
 
 def speed(work, texts, rounds):
@@ -59,7 +45,8 @@ def speed(work, texts, rounds):
   rows = encoder.encode(texts, "char").rows
   requests = {}
   for batch in (1, 8):
-    ids = [padded(rows[i:i + batch]) for i in range(0, len(rows), batch)]
+    ids = [{k: tf.constant(v) for k, v in serving.padded_inputs(
+        rows[i:i + batch]).items()} for i in range(0, len(rows), batch)]
     strings = [tf.constant([t.encode("utf-8") for t in texts[i:i + batch]])
                for i in range(0, len(texts), batch)]
     requests["ids, batch %d" % batch] = ("tagged:serving_default", ids)

@@ -208,6 +208,21 @@ def check_texts(texts):
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
+def padded_inputs(rows):
+  """{input name: int32 [len(rows), longest row]} of Predictor.encode rows
+  (input_ids, segment_ids, tag_mask, ...), zero-padded: the `tagged:`
+  signatures' inputs."""
+  length = max(len(row[0]) for row in rows)
+  arrays = {k: np.zeros([len(rows), length], np.int32)
+            for k in INPUTS + (TAG_MASK,)}
+  for b, (ids, segments, tag_mask) in enumerate(row[:3] for row in rows):
+    arrays["input_ids"][b, :len(ids)] = ids
+    arrays["segment_ids"][b, :len(ids)] = segments
+    arrays["input_mask"][b, :len(ids)] = 1
+    arrays[TAG_MASK][b, :len(ids)] = tag_mask
+  return arrays
+
+
 # What Predictor.encode makes of texts in one input form.
 Encoded = collections.namedtuple("Encoded", ["rows", "inputs", "units",
                                              "encodings"])
@@ -323,15 +338,7 @@ class Predictor(object):
     out = [None] * len(rows)
     for start in range(0, len(rows), self.batch_size):
       batch = order[start:start + self.batch_size]
-      length = max(len(rows[i][0]) for i in batch)
-      arrays = {k: np.zeros([len(batch), length], np.int32)
-                for k in INPUTS + (TAG_MASK,)}
-      for b, i in enumerate(batch):
-        ids, segments, tag_mask = rows[i][:3]
-        arrays["input_ids"][b, :len(ids)] = ids
-        arrays["segment_ids"][b, :len(ids)] = segments
-        arrays["input_mask"][b, :len(ids)] = 1
-        arrays[TAG_MASK][b, :len(ids)] = tag_mask
+      arrays = padded_inputs([rows[i] for i in batch])
       if TAG_MASK not in self._signature.structured_input_signature[1]:
         del arrays[TAG_MASK]
       result = {k: v.numpy() for k, v in self._signature(
