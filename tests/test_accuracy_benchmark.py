@@ -76,6 +76,97 @@ def test_cpu_protocol_runs_the_ablations_best_settings():
   assert len({j["output_dir"] for j in jobs + peers}) == len(jobs) + 3
 
 
+def test_transfer_protocol_chains_weibo_with_the_large_corpora():
+  """The `cpu-transfer` budget: Weibo alone and chained with MSRA (and
+  People's Daily) under sampling strategies that keep the small group from
+  drowning, all from random initialisation (no pretraining run), three
+  seeds each, in bfloat16; the peer on Weibo and MSRA in the same pool."""
+  jobs = accuracy.make_jobs("cpu-transfer", "/out", "/data", "/cache")
+  assert not any(j["kind"] == "pretrain" for j in jobs)
+  assert all(j["init"] == "random" and j["init_checkpoint"] is None
+             for j in jobs)
+  assert all(j["options"]["mixed_precision"] == "bfloat16" for j in jobs)
+  seeds = {}
+  for job in jobs:
+    seeds.setdefault(job["setting"], []).append(job["seed"])
+  chains = {j["setting"]: j for j in jobs if j["kind"] == "multi"}
+  assert {s: (j["chain"], j["sampling"], j["steps"])
+          for s, j in chains.items()} == {
+              "weibo|msra temperature T=2": ("weibo_ner|msra_ner",
+                                             "temperature", 6000),
+              "weibo|msra annealed": ("weibo_ner|msra_ner", "annealed",
+                                      6000),
+              "weibo|msra weights 1:1": ("weibo_ner|msra_ner", "weights",
+                                         6000),
+              "weibo&cws|msra|pd98 cws&ner temperature T=2": (
+                  "weibo_ner&weibo_cws|msra_ner|pd98_cws&pd98_ner",
+                  "temperature", 6000),
+              "weibo&cws|msra|pd98 cws&ner weights 1:1:1": (
+                  "weibo_ner&weibo_cws|msra_ner|pd98_cws&pd98_ner",
+                  "weights", 6000)}
+  assert chains["weibo|msra weights 1:1"]["options"]["sampling_weights"] == [
+      1, 1]
+  assert chains["weibo&cws|msra|pd98 cws&ner weights 1:1:1"]["options"][
+      "sampling_weights"] == [1, 1, 1]
+  # The chain with People's Daily is also scored on the PKU gold test, as
+  # the protocol's segmentation runs are.
+  assert chains["weibo&cws|msra|pd98 cws&ner weights 1:1:1"]["eval_on"] == {
+      "pd98_cws": "pku_cws"}
+  for setting in list(chains) + ["weibo_ner", "weibo_cws"]:
+    assert seeds[setting] == [0, 1, 2], setting
+  assert {j["steps"] for j in jobs if j["chain"] == "weibo_ner"} == {3000}
+  # The weights settings are valid run configurations (one weight per
+  # '|' group).
+  from bert_mtl import config  # pylint: disable=g-import-not-at-top
+  for job in chains.values():
+    options = config.RunConfig(problems=job["chain"],
+                               sampling=job["sampling"], **job["options"])
+    options.validate(num_groups=job["chain"].count("|") + 1)
+  peers = accuracy.peer_jobs("/out", "/data", "cpu-transfer",
+                             {j["setting"] for j in jobs})
+  assert [j["problem"] for j in peers] == ["msra_ner", "weibo_ner"]
+  # --only keeps the pretraining only for a run that starts from it.
+  assert [j["name"] for j in accuracy.with_needed_pretraining(
+      accuracy.make_jobs("cpu", "/out", "/data", "/cache")[:2])] == [
+          "pretrain", "pd98_cws-pretrained-s0"]
+  assert accuracy.with_needed_pretraining(accuracy.make_jobs(
+      "cpu", "/out", "/data", "/cache")[:1]) == []
+
+
+def test_margins_judge_by_one_standard_deviation():
+  """Multi-task columns against the single-task column of the same init,
+  and our best against the peer: the gap of the means against the sum of
+  the standard deviations (the ±1 sd bands overlap or not)."""
+  def record(problem, setting, values, init="random"):
+    mean, std = accuracy.mean_std(values)
+    return {"problem": problem, "setting": setting, "init": init,
+            "values": values, "mean": mean, "std": std}
+  alone = record("weibo_ner", "random init", [0.28, 0.29, 0.27])
+  chain = record("weibo_ner", "random init, multi-task: weibo|msra",
+                 [0.45, 0.47, 0.46])
+  close = record("weibo_cws", "random init, multi-task: weibo|msra",
+                 [0.785, 0.80, 0.79])
+  cws = record("weibo_cws", "random init", [0.78, 0.79, 0.785])
+  peer = {"problem": "weibo_ner", "setting": "CRFsuite", "mean": 0.415,
+          "values": [0.415], "std": 0.0}
+  lines = accuracy.multi_task_margins([alone, chain, close, cws, peer])
+  assert lines == [
+      "- weibo_ner, random init, multi-task: weibo|msra: 0.460 ± 0.010 "
+      "(n=3) vs random init 0.280 ± 0.010 (n=3): +0.180, beyond one "
+      "standard deviation",
+      "- weibo_cws, random init, multi-task: weibo|msra: 0.792 ± 0.008 "
+      "(n=3) vs random init 0.785 ± 0.005 (n=3): +0.007, within one "
+      "standard deviation"]
+  assert accuracy.peer_margins([alone, chain, peer]) == [
+      "- weibo_ner: our best 0.460 (random init, multi-task: weibo|msra) vs "
+      "CRFsuite 0.415: +0.045, beyond one standard deviation"]
+  # 0.425 ± 0.015: the band reaches below the peer.
+  near = record("weibo_ner", "random init, multi-task: weibo|msra",
+                [0.41, 0.425, 0.44])
+  assert accuracy.peer_margins([near, peer])[0].endswith(
+      "+0.010, within one standard deviation")
+
+
 def test_table_sets_our_best_against_the_peer_and_sums_wall_time(tmp_path):
   """The footer: our best cell per problem against CRFsuite's, and the
   wall time of the invocations that ran something."""
