@@ -107,6 +107,17 @@ BUDGETS = {
                       "random",),
                   "weibo&cws|msra|pd98 cws&ner weights 1:1:1": (
                       "random",)}),
+    # The PKU moonshot (0.950): the `cpu` protocol's segmentation run
+    # from random initialisation (0.927 after 6000 steps, still rising)
+    # for about an hour of one slot, in bfloat16, with six curve points.
+    "pku-hour": dict(
+        model="tiny", max_seq_length=128, batch=32, pretrain_batch=64,
+        pretrain_steps=3000, large=36000, small=3000, seeds=1,
+        dupe_factor=2, max_examples=None, learning_rate=1e-3,
+        pretrain_learning_rate=1e-3, curve_points=6,
+        run_options={"mixed_precision": "bfloat16"},
+        options={"pd98_cws": {"normalize_width": True}},
+        settings={"pd98_cws": ("random",)}),
     # The first protocol (2026-11-28, 2 h 07 min for its 34 runs): the
     # accuracy table's old numbers and the base of benchmarks/ablation.py.
     "cpu-1500": dict(model="tiny", max_seq_length=128, batch=32,
