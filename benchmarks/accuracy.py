@@ -92,14 +92,15 @@ BUDGETS = {
         dupe_factor=2, max_examples=None, learning_rate=1e-3,
         pretrain_learning_rate=1e-3, curve_points=3,
         run_options={"mixed_precision": "bfloat16"},
-        options={"weibo|msra weights 1:1": {"sampling_weights": [1, 1]},
+        options={"pd98_cws": {"normalize_width": True},
+                 "weibo|msra weights 1:1": {"sampling_weights": [1, 1]},
                  "weibo&cws|msra|pd98 cws&ner weights 1:1:1": {
                      "sampling_weights": [1, 1, 1],
                      "normalize_width": True},
                  "weibo&cws|msra|pd98 cws&ner temperature T=2": {
                      "normalize_width": True}},
         settings={"weibo_ner": ("random",), "weibo_cws": ("random",),
-                  "msra_ner": ("random",),
+                  "msra_ner": ("random",), "pd98_cws": ("random",),
                   "weibo|msra temperature T=2": ("random",),
                   "weibo|msra annealed": ("random",),
                   "weibo|msra weights 1:1": ("random",),
