@@ -124,7 +124,13 @@ def test_transfer_protocol_chains_weibo_with_the_large_corpora():
     options.validate(num_groups=job["chain"].count("|") + 1)
   peers = accuracy.peer_jobs("/out", "/data", "cpu-transfer",
                              {j["setting"] for j in jobs})
-  assert [j["problem"] for j in peers] == ["msra_ner", "weibo_ner"]
+  assert [j["problem"] for j in peers] == ["pd98_cws@pku_cws", "msra_ner",
+                                           "weibo_ner"]
+  # Each large problem of the chains also runs alone (one seed: their
+  # spread over seeds is 0.001-0.004).
+  assert {j["chain"]: (j["steps"], seeds[j["setting"]]) for j in jobs
+          if j["setting"] in ("msra_ner", "pd98_cws")} == {
+              "msra_ner": (6000, [0]), "pd98_cws": (6000, [0])}
   # --only keeps the pretraining only for a run that starts from it.
   assert [j["name"] for j in accuracy.with_needed_pretraining(
       accuracy.make_jobs("cpu", "/out", "/data", "/cache")[:2])] == [
