@@ -99,6 +99,20 @@ BUDGETS = {
                      "normalize_width": True},
                  "weibo&cws|msra|pd98 cws&ner temperature T=2": {
                      "normalize_width": True}},
+        # Each lever against the setting it changes.
+        levers=[
+            ("weibo|msra temperature T=2", "weibo_ner",
+             "MSRA NER beside Weibo NER"),
+            ("weibo|msra annealed", "weibo|msra temperature T=2",
+             "annealed sampling instead of temperature"),
+            ("weibo|msra weights 1:1", "weibo|msra temperature T=2",
+             "equal group weights instead of temperature"),
+            ("weibo&cws|msra|pd98 cws&ner temperature T=2",
+             "weibo|msra temperature T=2",
+             "Weibo segmentation and People's Daily added"),
+            ("weibo&cws|msra|pd98 cws&ner weights 1:1:1",
+             "weibo&cws|msra|pd98 cws&ner temperature T=2",
+             "equal group weights instead of temperature")],
         settings={"weibo_ner": ("random",), "weibo_cws": ("random",),
                   "msra_ner": ("random",), "pd98_cws": ("random",),
                   "weibo|msra temperature T=2": ("random",),
@@ -565,6 +579,32 @@ def fmt(record):
   return "%.3f" % record["mean"]
 
 
+def lever_lines(records, jobs, levers):
+  """A line per lever and problem the two settings share: the setting's
+  mean against its base setting's, judged by one standard deviation.
+
+  levers: [(setting, base setting, what changes)].
+  """
+  column = {j["setting"]: column_of(j) for j in fine_tuning(jobs)}
+  by_key = {(r["problem"], r["setting"]): r for r in records}
+  problems = []
+  for record in records:
+    if record["problem"] not in problems:
+      problems.append(record["problem"])
+  lines = []
+  for setting, base, what in levers:
+    if setting not in column or base not in column:
+      continue
+    for problem in problems:
+      ours = by_key.get((problem, column[setting]))
+      theirs = by_key.get((problem, column[base]))
+      if ours and theirs:
+        lines.append("- %s (%s against %s), %s: %s vs %s: %+.3f%s" % (
+            what, setting, base, problem, fmt(ours), fmt(theirs),
+            ours["mean"] - theirs["mean"], spread_verdict(ours, theirs)))
+  return lines
+
+
 def table(records, jobs, budget):
   """The markdown table of benchmarks/README.md."""
   columns = []
@@ -614,6 +654,7 @@ def table(records, jobs, budget):
           os.cpu_count() or 0))
   lines += peer_margins(records)
   lines += multi_task_margins(records)
+  lines += lever_lines(records, jobs, b.get("levers", ()))
   for record in records:
     if record["setting"] == PEER:
       lines.append("- %s, CRFsuite: %d L-BFGS iterations on %d training "

@@ -166,6 +166,19 @@ def test_margins_judge_by_one_standard_deviation():
   assert accuracy.peer_margins([alone, chain, peer]) == [
       "- weibo_ner: our best 0.460 (random init, multi-task: weibo|msra) vs "
       "CRFsuite 0.415: +0.045, beyond one standard deviation"]
+  # A lever: one setting against the setting it changes, per shared
+  # problem (the column names come from the jobs).
+  jobs = [{"setting": "weibo_ner", "chain": "weibo_ner", "init": "random",
+           "kind": "single"},
+          {"setting": "weibo|msra", "chain": "weibo_ner|msra_ner",
+           "init": "random", "kind": "multi"}]
+  assert accuracy.lever_lines(
+      [alone, chain, close, cws], jobs,
+      [("weibo|msra", "weibo_ner", "MSRA beside Weibo"),
+       ("weibo|msra", "not run", "a setting without runs")]) == [
+           "- MSRA beside Weibo (weibo|msra against weibo_ner), weibo_ner: "
+           "0.460 ± 0.010 (n=3) vs 0.280 ± 0.010 (n=3): +0.180, beyond one "
+           "standard deviation"]
   # 0.425 ± 0.015: the band reaches below the peer.
   near = record("weibo_ner", "random init, multi-task: weibo|msra",
                 [0.41, 0.425, 0.44])
