@@ -586,6 +586,8 @@ def lever_lines(records, jobs, levers):
   levers: [(setting, base setting, what changes)].
   """
   column = {j["setting"]: column_of(j) for j in fine_tuning(jobs)}
+  trains = {j["setting"]: set(j["chain"].replace("&", "|").split("|"))
+            for j in fine_tuning(jobs)}
   by_key = {(r["problem"], r["setting"]): r for r in records}
   problems = []
   for record in records:
@@ -596,6 +598,10 @@ def lever_lines(records, jobs, levers):
     if setting not in column or base not in column:
       continue
     for problem in problems:
+      # (Single-task settings share a column: only the problems both
+      # settings train count; "@" scores a head on another problem's data.)
+      if problem.partition("@")[0] not in trains[setting] & trains[base]:
+        continue
       ours = by_key.get((problem, column[setting]))
       theirs = by_key.get((problem, column[base]))
       if ours and theirs:
