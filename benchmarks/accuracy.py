@@ -17,14 +17,19 @@ Protocol:
    metric code, with its CPU time, as jobs of the same pool (`--no_peer`
    skips it).
 A budget may run a subset of these settings (`cpu`: PD98/PKU, MSRA and
-Weibo segmentation and NER, and the Weibo chain from the checkpoint).
+Weibo segmentation and NER, and the Weibo chain from the checkpoint), and
+settings of its own: `cpu-transfer` chains Weibo with the large related
+corpora (MSRA NER, People's Daily segmentation and NER) from random
+initialisation under three sampling strategies, with a line per lever;
+`pku-hour` is the PKU moonshot, one segmentation run of about an hour.
 
     python benchmarks/accuracy.py [--budget cpu] [--parallel 2]
 
 Runs go to <output_dir>/runs/<run>/ with a result.json each; a rerun skips
 finished runs and resumes killed ones from their checkpoints. The table goes
 to benchmarks/results/accuracy.{json,md} and the learning curves to
-benchmarks/results/accuracy.png. `--budget full` is the documented long run
+benchmarks/results/accuracy.png (accuracy-<budget>.* for a budget other
+than `cpu`). `--budget full` is the documented long run
 (a bigger model and 10-20x the steps; hours on a GPU).
 """
 
@@ -42,6 +47,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 RESULTS = os.path.join(REPO, "benchmarks", "results")
 PRETRAIN = "pretrain"
+DEFAULT_BUDGET = "cpu"
 PEER = "CRFsuite"
 
 # Steps are per budget; "large" problems have 10k+ training sentences,
@@ -766,28 +772,35 @@ def wall_time_line(invocations):
                         for i in working))]
 
 
+def results_stem(budget):
+  """The name of a budget's result files: accuracy.{json,md,png} for the
+  default budget, accuracy-<budget>.* for the others (each budget keeps its
+  own table)."""
+  return "accuracy" if budget == DEFAULT_BUDGET else "accuracy-" + budget
+
+
 def report(jobs, budget, results_dir, peers=(), invocations=()):
   os.makedirs(results_dir, exist_ok=True)
   records = records_of(jobs) + list(peers)
   pretrain = pretraining_result(jobs)
-  with open(os.path.join(results_dir, "accuracy.json"), "w",
-            encoding="utf-8") as f:
+  stem = os.path.join(results_dir, results_stem(budget))
+  with open(stem + ".json", "w", encoding="utf-8") as f:
     json.dump({"budget": budget, "settings": BUDGETS[budget],
                "records": records, "invocations": list(invocations),
                "pretraining_curve": pretrain and pretrain["curve"],
                "curves": curves_of(jobs)}, f, indent=1, sort_keys=True)
   text = table(records, jobs, budget) + "".join(
       line + "\n" for line in wall_time_line(invocations))
-  with open(os.path.join(results_dir, "accuracy.md"), "w",
-            encoding="utf-8") as f:
+  with open(stem + ".md", "w", encoding="utf-8") as f:
     f.write(text)
-  plot(jobs, os.path.join(results_dir, "accuracy.png"))
+  plot(jobs, stem + ".png")
   print(text)
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+  parser.add_argument("--budget", choices=sorted(BUDGETS),
+                      default=DEFAULT_BUDGET)
   parser.add_argument("--parallel", type=int, default=2,
                       help="runs at a time (each gets cpus/parallel "
                            "TensorFlow threads)")

@@ -241,7 +241,9 @@ def test_quick_run_writes_table_json_and_curves(tmp_path):
       env=dict(os.environ, PYTHONWARNINGS="ignore"))
   assert process.returncode == 0, process.stdout[-3000:] + process.stderr[
       -3000:]
-  report = json.loads((results / "accuracy.json").read_text())
+  # (Each budget's own files: the `cpu` table is not overwritten.)
+  assert not (results / "accuracy.json").exists()
+  report = json.loads((results / "accuracy-quick.json").read_text())
   records = {(r["problem"], r["setting"]): r for r in report["records"]}
   for setting in ("single-task", "random init"):
     record = records[("weibo_ner", setting)]
@@ -252,13 +254,16 @@ def test_quick_run_writes_table_json_and_curves(tmp_path):
   assert steps[-1] == accuracy.BUDGETS["quick"]["pretrain_steps"]
   assert all(0.0 <= p["metrics"]["zh_pretrain"] <= 1.0
              for p in report["pretraining_curve"])
-  assert "| weibo_ner | entity_f1 |" in (results / "accuracy.md").read_text()
+  assert "| weibo_ner | entity_f1 |" in (
+      results / "accuracy-quick.md").read_text()
   # The CRFsuite peer ran in the same run, scored by our metric code.
   peer = records[("weibo_ner", "CRFsuite")]
   assert peer["metric"] == "entity_f1" and 0.0 <= peer["value"] <= 1.0
   assert peer["train_sentences"] == accuracy.BUDGETS["quick"]["max_examples"]
-  assert "CRFsuite" in (results / "accuracy.md").read_text().splitlines()[0]
-  assert (results / "accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert "CRFsuite" in (
+      results / "accuracy-quick.md").read_text().splitlines()[0]
+  assert (results / "accuracy-quick.png").read_bytes()[:8] == (
+      b"\x89PNG\r\n\x1a\n")
   # A rerun finds every run finished and only rewrites the report.
   again = subprocess.run(
       [sys.executable, accuracy.__file__, "--budget=quick",
