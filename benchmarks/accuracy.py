@@ -632,7 +632,9 @@ def table(records, jobs, budget):
     if record["problem"] not in problems:
       problems.append(record["problem"])
   by_key = {(r["problem"], r["setting"]): r for r in records}
-  lines = ["| problem | metric | " + " | ".join(columns) + " | reference |",
+  # (A chain's "|" would split a markdown cell.)
+  header = [c.replace("|", "\\|") for c in columns]
+  lines = ["| problem | metric | " + " | ".join(header) + " | reference |",
            "|---" * (len(columns) + 3) + "|"]
   for problem in problems:
     metric = next(r["metric"] for r in records if r["problem"] == problem)

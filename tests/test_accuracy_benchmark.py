@@ -139,14 +139,15 @@ def test_transfer_protocol_chains_weibo_with_the_large_corpora():
       "cpu", "/out", "/data", "/cache")[:1]) == []
 
 
-def test_margins_judge_by_one_standard_deviation():
+def test_margins_judge_by_one_standard_deviation(tmp_path):
   """Multi-task columns against the single-task column of the same init,
   and our best against the peer: the gap of the means against the sum of
   the standard deviations (the ±1 sd bands overlap or not)."""
   def record(problem, setting, values, init="random"):
     mean, std = accuracy.mean_std(values)
     return {"problem": problem, "setting": setting, "init": init,
-            "values": values, "mean": mean, "std": std}
+            "values": values, "mean": mean, "std": std,
+            "metric": "entity_f1"}
   alone = record("weibo_ner", "random init", [0.28, 0.29, 0.27])
   chain = record("weibo_ner", "random init, multi-task: weibo|msra",
                  [0.45, 0.47, 0.46])
@@ -179,6 +180,13 @@ def test_margins_judge_by_one_standard_deviation():
            "- MSRA beside Weibo (weibo|msra against weibo_ner), weibo_ner: "
            "0.460 ± 0.010 (n=3) vs 0.280 ± 0.010 (n=3): +0.180, beyond one "
            "standard deviation"]
+  # The table escapes the chains' "|" in its header (a markdown cell).
+  header = accuracy.table(
+      [alone, chain], [dict(job, output_dir=str(tmp_path / "none"),
+                            curve=False) for job in jobs],
+      "cpu-transfer").splitlines()[0]
+  assert header == ("| problem | metric | random init | random init, "
+                    "multi-task: weibo\\|msra | reference |")
   # 0.425 ± 0.015: the band reaches below the peer.
   near = record("weibo_ner", "random init, multi-task: weibo|msra",
                 [0.41, 0.425, 0.44])
