@@ -61,6 +61,12 @@ PEER = "CRFsuite"
 # positional task of tests/test_training.py), which masked LM needs.
 FRESH_MODEL_OPTIONS = {"zero_init_token_types": True,
                        "adam_bias_correction": True}
+# The `cpu` protocol's sizes and rates, which the later CPU budgets keep.
+CPU_BASE = dict(model="tiny", max_seq_length=128, batch=32,
+                pretrain_batch=64, pretrain_steps=3000, large=6000,
+                small=3000, seeds=3, dupe_factor=2, max_examples=None,
+                learning_rate=1e-3, pretrain_learning_rate=1e-3,
+                curve_points=3)
 BUDGETS = {
     "quick": dict(model="tiny", max_seq_length=64, batch=16, pretrain_batch=16,
                   pretrain_steps=40, large=30, small=20, seeds=2,
@@ -75,11 +81,7 @@ BUDGETS = {
     # segmentation (few labels: does pretraining help segmentation there?)
     # and the same-input chain against its single-task runs; three seeds
     # for the Weibo problems, as before.
-    "cpu": dict(model="tiny", max_seq_length=128, batch=32, pretrain_batch=64,
-                pretrain_steps=3000, large=6000, small=3000, seeds=3,
-                dupe_factor=2, max_examples=None, learning_rate=1e-3,
-                pretrain_learning_rate=1e-3, curve_points=3,
-                pretrain_options=FRESH_MODEL_OPTIONS,
+    "cpu": dict(CPU_BASE, pretrain_options=FRESH_MODEL_OPTIONS,
                 options={"pd98_cws": {"normalize_width": True}},
                 settings={"msra_ner": ("pretrained", "random"),
                           "pd98_cws": ("pretrained", "random"),
@@ -93,11 +95,7 @@ BUDGETS = {
     # bfloat16 (benchmarks/README.md: within float32's seed spread, 1.34x
     # its step), the `cpu` protocol's steps and rate otherwise.
     "cpu-transfer": dict(
-        model="tiny", max_seq_length=128, batch=32, pretrain_batch=64,
-        pretrain_steps=3000, large=6000, small=3000, seeds=3,
-        dupe_factor=2, max_examples=None, learning_rate=1e-3,
-        pretrain_learning_rate=1e-3, curve_points=3,
-        run_options={"mixed_precision": "bfloat16"},
+        CPU_BASE, run_options={"mixed_precision": "bfloat16"},
         options={"pd98_cws": {"normalize_width": True},
                  "weibo|msra weights 1:1": {"sampling_weights": [1, 1]},
                  "weibo&cws|msra|pd98 cws&ner weights 1:1:1": {
@@ -132,10 +130,7 @@ BUDGETS = {
     # from random initialisation (0.927 after 6000 steps, still rising)
     # for about an hour of one slot, in bfloat16, with six curve points.
     "pku-hour": dict(
-        model="tiny", max_seq_length=128, batch=32, pretrain_batch=64,
-        pretrain_steps=3000, large=36000, small=3000, seeds=1,
-        dupe_factor=2, max_examples=None, learning_rate=1e-3,
-        pretrain_learning_rate=1e-3, curve_points=6,
+        CPU_BASE, large=36000, seeds=1, curve_points=6,
         run_options={"mixed_precision": "bfloat16"},
         options={"pd98_cws": {"normalize_width": True}},
         settings={"pd98_cws": ("random",)}),
