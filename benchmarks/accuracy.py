@@ -490,6 +490,11 @@ def records_of(jobs):
   return list(grouped.values())
 
 
+def problems_of(records):
+  """The records' problems, each once, in the order they first appear."""
+  return list(dict.fromkeys(r["problem"] for r in records))
+
+
 def fine_tuning(jobs):
   return [j for j in jobs if j["kind"] != "pretrain"]
 
@@ -590,10 +595,7 @@ def lever_lines(records, jobs, levers):
   trains = {j["setting"]: set(j["chain"].replace("&", "|").split("|"))
             for j in fine_tuning(jobs)}
   by_key = {(r["problem"], r["setting"]): r for r in records}
-  problems = []
-  for record in records:
-    if record["problem"] not in problems:
-      problems.append(record["problem"])
+  problems = problems_of(records)
   lines = []
   for setting, base, what in levers:
     if setting not in column or base not in column:
@@ -622,10 +624,7 @@ def table(records, jobs, budget):
              [c for c in columns if c.startswith("random")])
   if any(r["setting"] == PEER for r in records):
     columns.append(PEER)
-  problems = []
-  for record in records:
-    if record["problem"] not in problems:
-      problems.append(record["problem"])
+  problems = problems_of(records)
   by_key = {(r["problem"], r["setting"]): r for r in records}
   # (A chain's "|" would split a markdown cell.)
   header = [c.replace("|", "\\|") for c in columns]

@@ -4,8 +4,9 @@ Installed as `bert-mtl` (and `python -m bert_mtl`); run_multitask.py at the
 repository root is the same command in google-research/bert's style.
 With no flags it runs the main job: a small BERT trained from scratch on a
 real chain that shows both operators,
-msra_ner|pd98_cws&pd98_pos&pd98_ner|chn_sentiment, then evaluation (each problem's metric), export to a SavedModel, and the
-Predictor on a few sentences.  Flags keep google-research/bert's names:
+msra_ner|pd98_cws&pd98_pos&pd98_ner|chn_sentiment, then evaluation (each
+problem's metric), export to a SavedModel, and the Predictor on a few
+sentences.  Flags keep google-research/bert's names:
 
     bert-mtl --problems="weibo_ner&weibo_cws|msra_ner" \
       --bert_config_file=bert_config.json --vocab_file=vocab.txt \

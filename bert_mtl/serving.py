@@ -208,6 +208,7 @@ def check_texts(texts):
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
+
 def padded_inputs(rows):
   """{input name: int32 [len(rows), longest row]} of Predictor.encode rows
   (input_ids, segment_ids, tag_mask, ...), zero-padded: the `tagged:`
